@@ -1,0 +1,33 @@
+# Restyle: the user's entry point.
+#   make deps    install the missing Debian packages (apt-get; sudo when not root)
+#   make build   configure and build (Release, ccache when present) in build/
+#   make test    deps + build + the whole ctest suite
+#   make bench   run restyle-bench (one JSON line per benchmark)
+#   make demo    deps + build + the end-to-end demo on the embedded tiny models
+BUILD_DIR  ?= build
+BUILD_TYPE ?= Release
+JOBS       ?= $(shell nproc)
+CMAKE_FLAGS ?=
+CTEST_FLAGS ?=
+
+.PHONY: all deps configure build test bench demo clean
+
+all: build
+
+deps:
+	@tools/install_deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+bench: build
+	$(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)
+
+clean:
+	rm -rf $(BUILD_DIR)

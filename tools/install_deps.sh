@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian bookworm packages Restyle needs to build, test and run.
+# Only packages that are missing are installed; nothing is downloaded from
+# anywhere but the Debian archive. Runs apt-get through sudo when not root.
+set -euo pipefail
+
+# The engine: LibTorch (CPU) with an optimised BLAS (without libopenblas0-pthread
+# LibTorch's matrix products fall back to the reference BLAS, ~20x slower),
+# header-only JSON, PNG output.
+ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread
+             nlohmann-json3-dev libpng-dev)
+# Tests and tools: GoogleTest, Python's torch for the checkpoint converters' tests.
+TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy)
+# The service: gRPC, Protocol Buffers, Abseil, Prometheus.
+SERVICE_PKGS=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+              libabsl-dev prometheus-cpp-dev)
+
+PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}" "${SERVICE_PKGS[@]}")
+if [[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]]; then
+  PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}")
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
