@@ -1,0 +1,204 @@
+// restyle-bench: runs the registered engine benchmarks.
+//
+//   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
+//
+// Each benchmark runs in its own child process (this binary re-executed with
+// --run-one NAME), so its peak resident memory is its own; the parent prints
+// the child's single JSON line on stdout. Progress goes to stderr.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "worker/engine/bench/bench.h"
+#include "worker/engine/common/threads.h"
+
+namespace restyle::bench {
+
+std::vector<Benchmark>& Registry() {
+  static auto* registry = new std::vector<Benchmark>;
+  return *registry;
+}
+
+namespace {
+
+struct Flags {
+  std::string filter;
+  std::string run_one;
+  std::string device = "cpu";
+  int threads = 0;
+  bool list = false;
+};
+
+[[noreturn]] void Usage(const char* argv0, const std::string& error) {
+  std::fprintf(stderr,
+               "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n",
+               error.c_str(), argv0);
+  std::exit(2);
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const std::string& name) -> std::string {
+      const std::string prefix = name + "=";
+      if (arg.rfind(prefix, 0) == 0) return arg.substr(prefix.size());
+      if (i + 1 >= argc) Usage(argv[0], "missing value for " + name);
+      return argv[++i];
+    };
+    auto is = [&](const std::string& name) {
+      return arg == name || arg.rfind(name + "=", 0) == 0;
+    };
+    if (is("--filter")) {
+      flags.filter = value("--filter");
+    } else if (is("--threads")) {
+      const std::string v = value("--threads");
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (end == v.c_str() || *end != '\0' || n <= 0) Usage(argv[0], "bad --threads " + v);
+      flags.threads = static_cast<int>(n);
+    } else if (is("--device")) {
+      flags.device = value("--device");
+      if (flags.device != "cpu" && flags.device != "cuda") Usage(argv[0], "bad --device");
+    } else if (is("--run-one")) {
+      flags.run_one = value("--run-one");
+    } else if (arg == "--list") {
+      flags.list = true;
+    } else if (arg == "--help" || arg == "-h") {
+      Usage(argv[0], "restyle-bench: engine benchmarks, one JSON line each on stdout");
+    } else {
+      Usage(argv[0], "unknown flag " + arg);
+    }
+  }
+  return flags;
+}
+
+// Resident set size now, in bytes (from /proc/self/statm).
+int64_t CurrentRssBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+int64_t PeakRssBytes() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+// Runs one benchmark in this process and prints its JSON line.
+int RunOne(const Benchmark& b, const Flags& flags) {
+  const int threads = engine::SetThreadCount(flags.threads);
+  std::map<std::string, std::string> extra;
+  Context ctx{threads, flags.device, &extra};
+  const int64_t rss_before = CurrentRssBytes();
+  std::function<void()> fn = b.prepare(ctx);
+  for (int i = 0; i < b.warmup; ++i) fn();
+  std::vector<double> ms;
+  const auto start = std::chrono::steady_clock::now();
+  while (static_cast<int>(ms.size()) < b.iters ||
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+             b.min_seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  double mean = 0;
+  for (double v : ms) mean += v / n;
+  nlohmann::json line = {{"name", b.name},
+                         {"shape", b.shape},
+                         {"batch", b.batch},
+                         {"threads", threads},
+                         {"device", flags.device},
+                         {"iters", n},
+                         {"median_ms", median},
+                         {"min_ms", sorted.front()},
+                         {"mean_ms", mean},
+                         {"peak_rss_bytes", PeakRssBytes()},
+                         {"rss_before_bytes", rss_before}};
+  if (!extra.empty()) line["extra"] = extra;
+  std::cout << line.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace restyle::bench
+
+int main(int argc, char** argv) {
+  using namespace restyle::bench;
+  const Flags flags = ParseFlags(argc, argv);
+  auto& registry = Registry();
+  std::sort(registry.begin(), registry.end(),
+            [](const Benchmark& a, const Benchmark& b) { return a.name < b.name; });
+
+  if (!flags.run_one.empty()) {
+    for (const auto& b : registry) {
+      if (b.name == flags.run_one) {
+        try {
+          return RunOne(b, flags);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "benchmark %s failed: %s\n", b.name.c_str(), e.what());
+          return 1;
+        }
+      }
+    }
+    std::fprintf(stderr, "no benchmark named %s\n", flags.run_one.c_str());
+    return 2;
+  }
+
+  int failures = 0, ran = 0;
+  for (const auto& b : registry) {
+    if (!flags.filter.empty() && b.name.find(flags.filter) == std::string::npos) continue;
+    if (flags.list) {
+      std::printf("%s\t%s\tbatch %d\n", b.name.c_str(), b.shape.c_str(), b.batch);
+      continue;
+    }
+    std::fprintf(stderr, "running %s ...\n", b.name.c_str());
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::vector<std::string> args = {"/proc/self/exe", "--run-one", b.name, "--device",
+                                       flags.device};
+      if (flags.threads > 0) {
+        args.push_back("--threads");
+        args.push_back(std::to_string(flags.threads));
+      }
+      std::vector<char*> cargs;
+      for (auto& a : args) cargs.push_back(a.data());
+      cargs.push_back(nullptr);
+      execv("/proc/self/exe", cargs.data());
+      std::perror("execv");
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ++ran;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++failures;
+      std::fprintf(stderr, "benchmark %s failed (status %d)\n", b.name.c_str(), status);
+    }
+  }
+  if (!flags.list && ran == 0) {
+    std::fprintf(stderr, "no benchmark matches --filter '%s'\n", flags.filter.c_str());
+    return 2;
+  }
+  return failures == 0 ? 0 : 1;
+}
