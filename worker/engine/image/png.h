@@ -1,0 +1,28 @@
+// PNG encoding of 8-bit RGB images with libpng. A separate target
+// (restyle_image) built only when libpng is found: the engine proper depends
+// on LibTorch and header-only libraries alone.
+//
+// Thread-safety: reentrant.
+#ifndef RESTYLE_WORKER_ENGINE_IMAGE_PNG_H_
+#define RESTYLE_WORKER_ENGINE_IMAGE_PNG_H_
+
+#include <torch/types.h>
+
+#include <string>
+
+namespace restyle::engine {
+
+// Encodes an (H,W,3) uint8 tensor (any layout; copied to contiguous CPU) as a
+// PNG byte string. Error(kInvalidArgument) for other shapes or dtypes.
+std::string EncodePng(const torch::Tensor& rgb);
+
+// Writes EncodePng(rgb) to `path` (Error(kNotFound) if it cannot be created).
+void WritePng(const std::string& path, const torch::Tensor& rgb);
+
+// Decodes an 8-bit RGB PNG (as written by EncodePng) into (H,W,3) uint8.
+// Error(kDataLoss) if the bytes are not such a PNG.
+torch::Tensor DecodePng(const std::string& bytes);
+
+}  // namespace restyle::engine
+
+#endif  // RESTYLE_WORKER_ENGINE_IMAGE_PNG_H_

@@ -1,0 +1,288 @@
+#include "worker/engine/stylegan2/layers.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <cmath>
+
+#include "worker/engine/common/error.h"
+
+namespace restyle::engine {
+namespace {
+
+constexpr double kSqrt2 = 1.4142135623730951;
+
+std::shared_ptr<torch::nn::Module> KernelHolder(const torch::Tensor& kernel,
+                                                torch::Tensor* alias) {
+  auto holder = std::make_shared<torch::nn::Module>("KernelHolder");
+  *alias = holder->register_buffer("kernel", kernel);
+  return holder;
+}
+
+// Depthwise correlation of every channel with the flipped `kernel` after
+// padding `pad` on all four sides: upfirdn2d(up 1, down 1, pad (pad,pad)).
+torch::Tensor DepthwiseBlur(const torch::Tensor& x, const torch::Tensor& kernel, int64_t pad) {
+  const int64_t c = x.size(1);
+  auto k = kernel.flip({0, 1}).to(x.dtype()).view({1, 1, kernel.size(0), kernel.size(1)})
+               .expand({c, 1, kernel.size(0), kernel.size(1)});
+  return at::conv2d(x, k, {}, /*stride=*/1, /*padding=*/pad, /*dilation=*/1, /*groups=*/c);
+}
+
+// upfirdn2d(up 2, pad (2,1)) == depthwise conv_transpose2d(stride 2, padding 1)
+// with the unflipped kernel.
+torch::Tensor FusedUpsample(const torch::Tensor& x, const torch::Tensor& kernel) {
+  const int64_t c = x.size(1);
+  auto k = kernel.to(x.dtype()).view({1, 1, kernel.size(0), kernel.size(1)})
+               .expand({c, 1, kernel.size(0), kernel.size(1)});
+  return at::conv_transpose2d(x, k, {}, /*stride=*/2, /*padding=*/1, /*output_padding=*/0,
+                              /*groups=*/c);
+}
+
+}  // namespace
+
+ConvMode ResolveConvMode(ConvMode mode) {
+  return mode == ConvMode::kAuto ? ConvMode::kFused : mode;
+}
+
+torch::Tensor MakeBlurKernel(const std::vector<double>& kernel_1d, double scale) {
+  auto k = torch::tensor(kernel_1d, torch::kFloat32);
+  auto k2 = k.view({-1, 1}) * k.view({1, -1});
+  k2 = k2 / k2.sum();
+  if (scale != 1.0) k2 = k2 * scale;
+  return k2;
+}
+
+torch::Tensor Upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int64_t up,
+                        int64_t down, int64_t pad0, int64_t pad1) {
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  auto y = x.reshape({n * c, 1, h, w});
+  if (up > 1) {
+    y = at::constant_pad_nd(y.view({n * c, h, 1, w, 1}), {0, up - 1, 0, 0, 0, up - 1})
+            .reshape({n * c, 1, h * up, w * up});
+  }
+  y = at::constant_pad_nd(y, {pad0, pad1, pad0, pad1});
+  auto k = kernel.flip({0, 1}).to(x.dtype()).view({1, 1, kernel.size(0), kernel.size(1)});
+  y = at::conv2d(y, k);
+  if (down > 1) {
+    using torch::indexing::Slice;
+    y = y.index({Slice(), Slice(), Slice(c10::nullopt, c10::nullopt, down),
+                 Slice(c10::nullopt, c10::nullopt, down)});
+  }
+  return y.reshape({n, c, y.size(2), y.size(3)});
+}
+
+torch::Tensor FusedLeakyRelu(const torch::Tensor& x, const torch::Tensor& bias) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[1] = bias.size(0);
+  return at::leaky_relu(x + bias.view(shape), 0.2) * kSqrt2;
+}
+
+// ---------------------------------------------------------------- EqualLinear
+
+EqualLinearImpl::EqualLinearImpl(const EqualLinearOptions& opts)
+    : torch::nn::Module("EqualLinear"), options(opts) {
+  weight = register_parameter("weight", torch::empty({opts.out, opts.in}));
+  bias = register_parameter("bias", torch::full({opts.out}, opts.bias_init));
+}
+
+void EqualLinearImpl::ResetParameters(at::Generator& rng) {
+  torch::NoGradGuard no_grad;
+  weight.copy_(at::randn(weight.sizes(), rng).div_(options.lr_mul));
+  bias.fill_(options.bias_init);
+}
+
+torch::Tensor EqualLinearImpl::forward(const torch::Tensor& x) {
+  const double scale = options.lr_mul / std::sqrt(static_cast<double>(options.in));
+  if (options.fused_lrelu) {
+    return FusedLeakyRelu(at::linear(x, weight * scale), bias * options.lr_mul);
+  }
+  return at::linear(x, weight * scale, bias * options.lr_mul);
+}
+
+torch::Tensor PixelNormImpl::forward(const torch::Tensor& x) {
+  return x * at::rsqrt(x.pow(2).mean({1}, /*keepdim=*/true) + 1e-8);
+}
+
+// ----------------------------------------------------------- ModulatedConv2d
+
+ModulatedConv2dImpl::ModulatedConv2dImpl(const ModulatedConv2dOptions& opts)
+    : torch::nn::Module("ModulatedConv2d"), options(opts) {
+  scale = 1.0 / std::sqrt(static_cast<double>(opts.in * opts.kernel_size * opts.kernel_size));
+  weight = register_parameter(
+      "weight", torch::empty({1, opts.out, opts.in, opts.kernel_size, opts.kernel_size}));
+  modulation = register_module(
+      "modulation", EqualLinear(EqualLinearOptions{opts.style_dim, opts.in, 1.0, 1.0, false}));
+  if (opts.upsample) {
+    blur = register_module("blur", KernelHolder(MakeBlurKernel(opts.blur_kernel, 4.0),
+                                                &blur_kernel));
+  }
+}
+
+void ModulatedConv2dImpl::ResetParameters(at::Generator& rng) {
+  torch::NoGradGuard no_grad;
+  weight.copy_(at::randn(weight.sizes(), rng));
+  modulation->ResetParameters(rng);
+}
+
+torch::Tensor ModulatedConv2dImpl::ReferenceForward(const torch::Tensor& x,
+                                                    const torch::Tensor& style) {
+  const int64_t b = x.size(0), in = options.in, out = options.out, k = options.kernel_size;
+  const int64_t h = x.size(2), w = x.size(3);
+  auto s = modulation->forward(style).view({b, 1, in, 1, 1});
+  auto wt = scale * weight * s;
+  if (options.demodulate) {
+    auto demod = at::rsqrt(wt.pow(2).sum({2, 3, 4}) + 1e-8);
+    wt = wt * demod.view({b, out, 1, 1, 1});
+  }
+  auto xg = x.reshape({1, b * in, h, w});
+  if (options.upsample) {
+    wt = wt.view({b, out, in, k, k}).transpose(1, 2).reshape({b * in, out, k, k});
+    auto y = at::conv_transpose2d(xg, wt, {}, /*stride=*/2, /*padding=*/0, /*output_padding=*/0,
+                                  /*groups=*/b);
+    y = y.view({b, out, y.size(2), y.size(3)});
+    return Upfirdn2d(y, blur_kernel, 1, 1, 1, 1);
+  }
+  wt = wt.view({b * out, in, k, k});
+  auto y = at::conv2d(xg, wt, {}, 1, k / 2, 1, /*groups=*/b);
+  return y.view({b, out, y.size(2), y.size(3)});
+}
+
+std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
+    const torch::Tensor& x, const torch::Tensor& style) {
+  const int64_t b = x.size(0), in = options.in, k = options.kernel_size;
+  auto s = modulation->forward(style);  // (b, in)
+  auto wt = weight.squeeze(0) * scale;  // (out, in, k, k)
+  auto xs = x * s.view({b, in, 1, 1});
+  torch::Tensor y;
+  if (options.upsample) {
+    y = at::conv_transpose2d(xs, wt.transpose(0, 1), {}, 2, 0, 0, 1);
+    y = DepthwiseBlur(y, blur_kernel, 1);
+  } else {
+    y = at::conv2d(xs, wt, {}, 1, k / 2);
+  }
+  torch::Tensor demod;
+  if (options.demodulate) {
+    // sum_{i,kh,kw} (w[o,i] s[b,i])^2 = sum_i s[b,i]^2 * sum_k w[o,i,k]^2
+    auto wsq = wt.pow(2).sum({2, 3});  // (out, in)
+    demod = at::rsqrt(at::matmul(s.pow(2), wsq.t()) + 1e-8);  // (b, out)
+  }
+  return {y, demod};
+}
+
+torch::Tensor ModulatedConv2dImpl::forward(const torch::Tensor& x, const torch::Tensor& style,
+                                           ConvMode mode) {
+  CheckArgument(x.dim() == 4 && x.size(1) == options.in,
+                "ModulatedConv2d: expected input (N," + std::to_string(options.in) +
+                    ",H,W), got " + c10::str(x.sizes()));
+  if (ResolveConvMode(mode) == ConvMode::kReference) return ReferenceForward(x, style);
+  auto [y, demod] = FusedParts(x, style);
+  if (demod.defined()) y = y * demod.view({x.size(0), options.out, 1, 1});
+  return y;
+}
+
+// ---------------------------------------------------------------- StyledConv
+
+StyledConvImpl::StyledConvImpl(const ModulatedConv2dOptions& opts)
+    : torch::nn::Module("StyledConv") {
+  conv = register_module("conv", ModulatedConv2d(opts));
+  noise_module = register_module("noise", std::make_shared<torch::nn::Module>("NoiseInjection"));
+  noise_weight = noise_module->register_parameter("weight", torch::zeros({1}));
+  activate_module =
+      register_module("activate", std::make_shared<torch::nn::Module>("FusedLeakyReLU"));
+  activate_bias = activate_module->register_parameter("bias", torch::zeros({opts.out}));
+}
+
+void StyledConvImpl::ResetParameters(at::Generator& rng) {
+  torch::NoGradGuard no_grad;
+  conv->ResetParameters(rng);
+  noise_weight.zero_();
+  activate_bias.zero_();
+}
+
+torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tensor& style,
+                                      const torch::Tensor& noise, ConvMode mode,
+                                      c10::optional<at::Generator> rng) {
+  mode = ResolveConvMode(mode);
+  torch::Tensor y, demod;
+  if (mode == ConvMode::kReference) {
+    y = conv->forward(x, style, mode);
+  } else {
+    std::tie(y, demod) = conv->FusedParts(x, style);
+  }
+  const int64_t b = y.size(0), c = y.size(1);
+  torch::Tensor n = noise;
+  if (!n.defined()) n = at::randn({b, 1, y.size(2), y.size(3)}, rng, y.options());
+  CheckArgument(n.dim() == 4 && n.size(2) == y.size(2) && n.size(3) == y.size(3),
+                "StyledConv: noise of shape " + c10::str(n.sizes()) + " for output " +
+                    c10::str(y.sizes()));
+  n = n.to(y.dtype());
+  if (mode == ConvMode::kReference) {
+    return FusedLeakyRelu(y + noise_weight * n, activate_bias);
+  }
+  const bool in_place = !torch::autograd::GradMode::is_enabled();
+  if (in_place) {
+    if (demod.defined()) y.mul_(demod.view({b, c, 1, 1}));
+    y.add_(noise_weight * n).add_(activate_bias.view({1, c, 1, 1}));
+    at::leaky_relu_(y, 0.2);
+    return y.mul_(kSqrt2);
+  }
+  if (demod.defined()) y = y * demod.view({b, c, 1, 1});
+  y = y + noise_weight * n + activate_bias.view({1, c, 1, 1});
+  return at::leaky_relu(y, 0.2) * kSqrt2;
+}
+
+// --------------------------------------------------------------------- ToRgb
+
+ToRgbImpl::ToRgbImpl(int64_t in, int64_t style_dim, bool do_upsample,
+                     const std::vector<double>& blur_kernel)
+    : torch::nn::Module("ToRGB") {
+  if (do_upsample) {
+    upsample = register_module("upsample", KernelHolder(MakeBlurKernel(blur_kernel, 4.0),
+                                                        &upsample_kernel));
+  }
+  ModulatedConv2dOptions o;
+  o.in = in;
+  o.out = 3;
+  o.kernel_size = 1;
+  o.style_dim = style_dim;
+  o.demodulate = false;
+  o.blur_kernel = blur_kernel;
+  conv = register_module("conv", ModulatedConv2d(o));
+  bias = register_parameter("bias", torch::zeros({1, 3, 1, 1}));
+}
+
+void ToRgbImpl::ResetParameters(at::Generator& rng) {
+  torch::NoGradGuard no_grad;
+  conv->ResetParameters(rng);
+  bias.zero_();
+}
+
+torch::Tensor ToRgbImpl::forward(const torch::Tensor& x, const torch::Tensor& style,
+                                 const torch::Tensor& skip, ConvMode mode) {
+  mode = ResolveConvMode(mode);
+  auto y = conv->forward(x, style, mode) + bias;
+  if (skip.defined()) {
+    CheckArgument(upsample != nullptr, "ToRGB: a skip input needs an upsampling ToRGB");
+    auto up = mode == ConvMode::kReference ? Upfirdn2d(skip, upsample_kernel, 2, 1, 2, 1)
+                                           : FusedUpsample(skip, upsample_kernel);
+    y = y + up;
+  }
+  return y;
+}
+
+// ------------------------------------------------------------- ConstantInput
+
+ConstantInputImpl::ConstantInputImpl(int64_t channels) : torch::nn::Module("ConstantInput") {
+  input = register_parameter("input", torch::empty({1, channels, 4, 4}));
+}
+
+void ConstantInputImpl::ResetParameters(at::Generator& rng) {
+  torch::NoGradGuard no_grad;
+  input.copy_(at::randn(input.sizes(), rng));
+}
+
+torch::Tensor ConstantInputImpl::forward(int64_t batch) {
+  return input.repeat({batch, 1, 1, 1});
+}
+
+}  // namespace restyle::engine

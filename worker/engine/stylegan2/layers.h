@@ -1,0 +1,176 @@
+// Building blocks of the StyleGAN2 generator in the rosinality
+// (stylegan2-pytorch) layout: every parameter and buffer is registered under
+// its original name, so a converted checkpoint loads by a strict name-by-name
+// copy.
+//
+// Constructors allocate parameters uninitialised (loading overwrites them);
+// ResetParameters(rng) applies the reference initialisation.
+//
+// Each layer can run in two exact formulations (ConvMode):
+//  * kReference: what the reference does. The modulated weight is built per
+//    sample and the convolution is a grouped conv with one group per sample;
+//    upsampling convs are conv_transpose2d(stride 2) with the per-sample weight
+//    transposed followed by upfirdn2d blur; the ToRGB skip is upsampled by
+//    upfirdn2d (zero insertion, pad (2,1), conv with the flipped kernel).
+//  * kFused: the same function rewritten. The style scales the activations
+//    instead of the weight (x * s, one convolution with the shared weight for
+//    the whole batch, then * demodulation coefficients per sample and output
+//    channel); the ToRGB upsample is one depthwise conv_transpose2d with the
+//    unflipped kernel (stride 2, padding 1), which equals upfirdn2d(up 2,
+//    pad (2,1)); noise, bias and leaky ReLU are applied in one pass.
+// Both are differentiable with standard ops; results agree to float rounding.
+//
+// Thread-safety: modules are not thread-safe to mutate; concurrent forward
+// calls on one module are safe (no state is written during forward).
+#ifndef RESTYLE_WORKER_ENGINE_STYLEGAN2_LAYERS_H_
+#define RESTYLE_WORKER_ENGINE_STYLEGAN2_LAYERS_H_
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <vector>
+
+namespace restyle::engine {
+
+// Which exact formulation of the modulated convolutions runs.
+enum class ConvMode {
+  kAuto,       // kFused (faster at every batch size measured on CPU)
+  kReference,  // the reference's grouped per-sample convolution
+  kFused,      // modulate activations; one shared convolution per batch
+};
+
+// Resolves kAuto.
+ConvMode ResolveConvMode(ConvMode mode);
+
+// 2-D blur kernel from a 1-D one: outer product normalised to sum 1 (times
+// `scale`, e.g. factor^2 for upsampling).
+torch::Tensor MakeBlurKernel(const std::vector<double>& kernel_1d, double scale = 1.0);
+
+// upfirdn2d as the reference's native CPU fallback computes it, per channel:
+// zero-insert upsampling by `up`, pad (pad0 before, pad1 after; negative
+// crops), correlate with the FLIPPED kernel, keep every `down`-th sample.
+// `x` is (N,C,H,W); `kernel` (kh,kw).
+torch::Tensor Upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int64_t up,
+                        int64_t down, int64_t pad0, int64_t pad1);
+
+// Fused leaky ReLU: leaky_relu(x + bias (per channel, dim 1), 0.2) * sqrt(2).
+torch::Tensor FusedLeakyRelu(const torch::Tensor& x, const torch::Tensor& bias);
+
+// Equalised linear layer: weight (out,in) used as weight * lr_mul / sqrt(in),
+// bias used as bias * lr_mul; optional fused leaky ReLU.
+struct EqualLinearOptions {
+  int64_t in = 0;
+  int64_t out = 0;
+  double lr_mul = 1.0;
+  double bias_init = 0.0;
+  bool fused_lrelu = false;
+};
+class EqualLinearImpl : public torch::nn::Module {
+ public:
+  explicit EqualLinearImpl(const EqualLinearOptions& options);
+  torch::Tensor forward(const torch::Tensor& x);
+  // Re-draws weight ~ N(0,1)/lr_mul and sets bias to bias_init.
+  void ResetParameters(at::Generator& rng);
+
+  EqualLinearOptions options;
+  torch::Tensor weight;  // "weight" (out,in)
+  torch::Tensor bias;    // "bias" (out)
+};
+TORCH_MODULE(EqualLinear);
+
+// x * rsqrt(mean(x^2, dim 1) + 1e-8). No parameters.
+class PixelNormImpl : public torch::nn::Module {
+ public:
+  torch::Tensor forward(const torch::Tensor& x);
+};
+TORCH_MODULE(PixelNorm);
+
+// Modulated convolution: "weight" (1,out,in,k,k), "modulation.{weight,bias}"
+// (EqualLinear style_dim -> in, bias init 1), and for upsampling
+// "blur.kernel" (a buffer, the 4x4 blur kernel * 4).
+struct ModulatedConv2dOptions {
+  int64_t in = 0;
+  int64_t out = 0;
+  int64_t kernel_size = 3;
+  int64_t style_dim = 512;
+  bool demodulate = true;
+  bool upsample = false;
+  std::vector<double> blur_kernel = {1, 3, 3, 1};
+};
+class ModulatedConv2dImpl : public torch::nn::Module {
+ public:
+  explicit ModulatedConv2dImpl(const ModulatedConv2dOptions& options);
+  // Full reference semantics (demodulation applied inside).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& style,
+                        ConvMode mode = ConvMode::kAuto);
+  // kFused building block: the convolution WITHOUT the demodulation factor,
+  // plus the (N,out) demodulation coefficients (undefined when demodulate is
+  // false). forward(kFused) == conv * demod[:, :, None, None].
+  std::pair<torch::Tensor, torch::Tensor> FusedParts(const torch::Tensor& x,
+                                                     const torch::Tensor& style);
+  void ResetParameters(at::Generator& rng);
+
+  ModulatedConv2dOptions options;
+  double scale;  // 1/sqrt(in*k*k)
+  torch::Tensor weight;
+  EqualLinear modulation{nullptr};
+  std::shared_ptr<torch::nn::Module> blur;  // holds buffer "kernel" when upsampling
+  torch::Tensor blur_kernel;                // alias of blur's "kernel"
+
+ private:
+  torch::Tensor ReferenceForward(const torch::Tensor& x, const torch::Tensor& style);
+};
+TORCH_MODULE(ModulatedConv2d);
+
+// Modulated conv + noise injection ("noise.weight", shape (1)) + fused leaky
+// ReLU ("activate.bias", shape (out)).
+class StyledConvImpl : public torch::nn::Module {
+ public:
+  explicit StyledConvImpl(const ModulatedConv2dOptions& options);
+  // `noise`: (N or 1, 1, H, W) at the output resolution; undefined = fresh
+  // N(0,1) noise drawn with `rng` (or the global generator when null).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& style,
+                        const torch::Tensor& noise, ConvMode mode = ConvMode::kAuto,
+                        c10::optional<at::Generator> rng = c10::nullopt);
+  void ResetParameters(at::Generator& rng);
+
+  ModulatedConv2d conv{nullptr};
+  std::shared_ptr<torch::nn::Module> noise_module;     // "noise" with parameter "weight"
+  std::shared_ptr<torch::nn::Module> activate_module;  // "activate" with parameter "bias"
+  torch::Tensor noise_weight;
+  torch::Tensor activate_bias;
+};
+TORCH_MODULE(StyledConv);
+
+// Modulated 1x1 conv to RGB without demodulation, "bias" (1,3,1,1), and
+// when upsampling the skip, "upsample.kernel" (4x4 blur kernel * 4).
+class ToRgbImpl : public torch::nn::Module {
+ public:
+  ToRgbImpl(int64_t in, int64_t style_dim, bool upsample,
+            const std::vector<double>& blur_kernel = {1, 3, 3, 1});
+  // Returns conv(x) + bias (+ upsampled `skip` when defined).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& style,
+                        const torch::Tensor& skip, ConvMode mode = ConvMode::kAuto);
+  void ResetParameters(at::Generator& rng);
+
+  ModulatedConv2d conv{nullptr};
+  torch::Tensor bias;
+  std::shared_ptr<torch::nn::Module> upsample;  // holds buffer "kernel"
+  torch::Tensor upsample_kernel;
+};
+TORCH_MODULE(ToRgb);
+
+// The learned 4x4 constant: parameter "input" (1,C,4,4), repeated over the batch.
+class ConstantInputImpl : public torch::nn::Module {
+ public:
+  explicit ConstantInputImpl(int64_t channels);
+  torch::Tensor forward(int64_t batch);
+  void ResetParameters(at::Generator& rng);
+  torch::Tensor input;
+};
+TORCH_MODULE(ConstantInput);
+
+}  // namespace restyle::engine
+
+#endif  // RESTYLE_WORKER_ENGINE_STYLEGAN2_LAYERS_H_
