@@ -3,6 +3,7 @@
 #   make build   configure and build (Release, ccache when present) in build/
 #   make test    deps + build + the whole ctest suite
 #   make bench   run restyle-bench (one JSON line per benchmark)
+#   make bench-compare  engine vs the Python baseline, as ratios
 #   make demo    deps + build + the end-to-end demo on the embedded tiny models
 BUILD_DIR  ?= build
 BUILD_TYPE ?= Release
@@ -10,7 +11,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all deps configure build test bench demo clean
+.PHONY: all deps configure build test bench bench-compare demo clean
 
 all: build
 
@@ -28,6 +29,10 @@ test: build
 
 bench: build
 	$(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)
+
+# Engine and Python baseline side by side in one session, with ratios.
+bench-compare: build
+	bench/compare.py --bench $(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BUILD_DIR)

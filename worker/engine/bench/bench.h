@@ -35,6 +35,10 @@ struct Benchmark {
   std::string name;   // unique, '/'-separated, e.g. "sg2/forward/256/config-f"
   std::string shape;  // human-readable model / input description
   int batch = 1;
+  // Name of the matching workload in bench/reference_baseline.py (without its
+  // "ref/" prefix) for bench/compare.py; empty: the longest reference name
+  // that is a prefix of `name`.
+  std::string baseline;
   int warmup = 1;
   int iters = 5;             // at least this many timed calls ...
   double min_seconds = 0.0;  // ... and at least this long in total

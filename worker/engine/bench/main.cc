@@ -134,6 +134,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"mean_ms", mean},
                          {"peak_rss_bytes", PeakRssBytes()},
                          {"rss_before_bytes", rss_before}};
+  if (!b.baseline.empty()) line["baseline"] = b.baseline;
   if (!extra.empty()) line["extra"] = extra;
   std::cout << line.dump() << std::endl;
   return 0;
