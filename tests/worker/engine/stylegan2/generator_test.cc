@@ -1,0 +1,342 @@
+// Unit tests of the StyleGAN2 generator: loading (config inference, strict
+// errors, the 1024 config-f layout), deltas, mixing / truncation invariants,
+// image conversion and PNG output.
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <torch/autograd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "worker/engine/common/error.h"
+#include "worker/engine/stylegan2/generator.h"
+#include "worker/engine/stylegan2/sha256.h"
+#ifdef RESTYLE_HAVE_PNG
+#include "worker/engine/image/png.h"
+#endif
+
+namespace restyle::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+Sg2Config TinyConfig(int64_t size = 32) {
+  Sg2Config c;
+  c.size = size;
+  c.style_dim = 16;
+  c.n_mlp = 3;
+  for (int64_t r = 4; r <= size; r *= 2) c.channels.push_back(r <= 8 ? 12 : 8);
+  return c;
+}
+
+std::string TempPath(const std::string& name) {
+  return (fs::temp_directory_path() /
+          ("restyle_sg2_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+void ExpectSameState(const torch::nn::Module& a, const torch::nn::Module& b) {
+  auto sa = StateDict(a), sb = StateDict(b);
+  ASSERT_EQ(sa.size(), sb.size());
+  for (const auto& [name, t] : sa) {
+    ASSERT_TRUE(sb.count(name)) << name;
+    EXPECT_TRUE(torch::equal(t, sb.at(name))) << name;
+  }
+}
+
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c0262a4a8b5f8c2ea26b3e3c5ccaaf9a1d8ffd2a4e02bf");
+  EXPECT_EQ(Sha256Hex(std::string(1000000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sg2Config, OfficialTables) {
+  auto c = Sg2Config::Official(256);
+  EXPECT_EQ(c.channels, (std::vector<int64_t>{512, 512, 512, 512, 512, 256, 128}));
+  EXPECT_EQ(c.n_latent(), 14);
+  EXPECT_EQ(c.num_noise_layers(), 13);
+  auto f = Sg2Config::Official(1024);
+  EXPECT_EQ(f.channels.back(), 32);
+  EXPECT_EQ(f.n_latent(), 18);
+  EXPECT_THROW(Sg2Config::Official(2048), Error);
+}
+
+TEST(Generator, NamesAndConfigInference) {
+  auto c = TinyConfig(32);
+  auto g = RandomGenerator(c, 7);
+  auto sd = StateDict(*g);
+  for (const char* name :
+       {"style.1.weight", "style.3.bias", "input.input", "conv1.conv.weight",
+        "conv1.conv.modulation.weight", "conv1.conv.modulation.bias", "conv1.noise.weight",
+        "conv1.activate.bias", "to_rgb1.conv.weight", "to_rgb1.conv.modulation.bias",
+        "to_rgb1.bias", "convs.0.conv.blur.kernel", "convs.5.conv.weight",
+        "to_rgbs.2.upsample.kernel", "to_rgbs.2.bias", "noises.noise_0", "noises.noise_6"}) {
+    EXPECT_TRUE(sd.count(name)) << name;
+  }
+  EXPECT_FALSE(sd.count("style.0.weight"));
+  EXPECT_FALSE(sd.count("convs.1.conv.blur.kernel"));
+  EXPECT_FALSE(sd.count("to_rgb1.upsample.kernel"));
+  EXPECT_EQ(sd.at("noises.noise_6").sizes(), (std::vector<int64_t>{1, 1, 32, 32}));
+  EXPECT_EQ(sd.at("convs.2.conv.weight").sizes(), (std::vector<int64_t>{1, 8, 8, 3, 3}));
+  // 1+3*2 mapping, 1 input, 5+4 conv1/to_rgb1, 6 convs x 5 + 3 blur, 3 to_rgbs x 5, 7 noises.
+  EXPECT_EQ(sd.size(), 6u + 1 + 5 + 4 + 6 * 5 + 3 + 3 * 5 + 7);
+  auto inferred = Sg2Config::FromTensors(sd, "random");
+  EXPECT_EQ(inferred.size, c.size);
+  EXPECT_EQ(inferred.style_dim, c.style_dim);
+  EXPECT_EQ(inferred.n_mlp, c.n_mlp);
+  EXPECT_EQ(inferred.channels, c.channels);
+  // Same seed, same weights; other seed, other weights.
+  ExpectSameState(*g, *RandomGenerator(c, 7));
+  EXPECT_FALSE(torch::equal(sd.at("input.input"), StateDict(*RandomGenerator(c, 8)).at("input.input")));
+}
+
+TEST(Generator, StrictLoadingListsEveryProblem) {
+  auto sd = StateDict(*RandomGenerator(TinyConfig(), 1));
+  sd.erase("convs.3.noise.weight");
+  sd["convs.3.extra"] = torch::zeros({1});
+  sd["to_rgbs.1.bias"] = torch::zeros({1, 4, 1, 1});
+  try {
+    GeneratorFromTensors(sd, "broken.safetensors");
+    FAIL() << "loading should fail";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(msg.find("convs.3.noise.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("convs.3.extra"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("to_rgbs.1.bias"), std::string::npos) << msg;
+  }
+  auto no_input = StateDict(*RandomGenerator(TinyConfig(), 1));
+  no_input.erase("input.input");
+  EXPECT_THROW(GeneratorFromTensors(no_input, "x"), Error);
+}
+
+TEST(Generator, SaveLoadRoundTripWithLatentAvg) {
+  auto g = RandomGenerator(TinyConfig(16), 3);
+  g->latent_avg = g->MeanLatent(64);
+  const auto path = TempPath("roundtrip.safetensors");
+  SaveGenerator(path, *g);
+  auto h = LoadGenerator(path);
+  ExpectSameState(*g, *h);
+  ASSERT_TRUE(h->latent_avg.defined());
+  EXPECT_TRUE(torch::equal(g->latent_avg, h->latent_avg));
+  fs::remove(path);
+}
+
+TEST(Generator, Config1024LoadsAndRuns) {
+  auto c = Sg2Config::Official(1024);
+  const auto path = TempPath("ffhq1024.safetensors");
+  {
+    auto g = RandomGenerator(c, 11);
+    SaveGenerator(path, *g);
+  }
+  auto g = LoadGenerator(path);
+  fs::remove(path);
+  EXPECT_EQ(g->config().channels, c.channels);
+  EXPECT_EQ(g->config().n_latent(), 18);
+  auto sd = StateDict(*g);
+  EXPECT_EQ(sd.at("convs.15.conv.weight").sizes(), (std::vector<int64_t>{1, 32, 32, 3, 3}));
+  EXPECT_EQ(sd.at("noises.noise_16").sizes(), (std::vector<int64_t>{1, 1, 1024, 1024}));
+  torch::NoGradGuard no_grad;
+  SynthesisOptions o;
+  o.noise = NoiseMode::kStored;
+  auto img = g->Generate({torch::randn({1, 512})}, o).image;
+  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{1, 3, 1024, 1024}));
+  EXPECT_TRUE(torch::isfinite(img).all().item<bool>());
+}
+
+TEST(Generator, DeltaRoundTripAndDigestMismatch) {
+  auto base = RandomGenerator(TinyConfig(), 21);
+  Generator target(base->Clone());
+  {
+    torch::NoGradGuard no_grad;
+    target->conv1->conv->weight.add_(0.5);
+    target->convs->ptr<StyledConvImpl>(2)->activate_bias.add_(1.0);
+  }
+  // Clone is deep: the base is unchanged.
+  EXPECT_FALSE(torch::equal(base->conv1->conv->weight, target->conv1->conv->weight));
+  const auto path = TempPath("delta.safetensors");
+  target->SaveDelta(path, *base);
+  auto contents = ReadSafetensors(path);
+  EXPECT_EQ(contents.tensors.size(), 2u);
+  EXPECT_TRUE(contents.tensors.count("conv1.conv.weight"));
+  EXPECT_TRUE(contents.tensors.count("convs.2.activate.bias"));
+  EXPECT_EQ(contents.metadata.at("base_sha256"), GeneratorImpl::Digest(*base));
+  auto loaded = LoadWithDelta(*base, path);
+  ExpectSameState(*loaded, *target);
+  auto other = RandomGenerator(TinyConfig(), 22);
+  try {
+    LoadWithDelta(*other, path);
+    FAIL() << "digest mismatch must fail";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
+  }
+  fs::remove(path);
+}
+
+TEST(Generator, MixingAndTruncationInvariants) {
+  torch::NoGradGuard no_grad;
+  auto g = RandomGenerator(TinyConfig(), 5);
+  const int64_t n_latent = g->config().n_latent();
+  auto w = torch::randn({3, 16}), w2 = torch::randn({3, 16});
+  SynthesisOptions o;
+  o.noise = NoiseMode::kStored;
+  auto single = g->Generate({w}, o);
+  EXPECT_TRUE(torch::equal(single.latent, w.unsqueeze(1).expand({3, n_latent, 16})));
+  // inject_index = n_latent: only the first style is used.
+  o.inject_index = n_latent;
+  auto mixed_all = g->Generate({w, w2}, o);
+  EXPECT_TRUE(torch::allclose(mixed_all.image, single.image, 1e-6, 1e-6));
+  o.inject_index = 3;
+  auto mixed = g->Generate({w, w2}, o);
+  using torch::indexing::Slice;
+  EXPECT_TRUE(torch::equal(mixed.latent.index({Slice(), Slice(0, 3)}),
+                           w.unsqueeze(1).expand({3, 3, 16})));
+  EXPECT_TRUE(torch::equal(mixed.latent.index({Slice(), Slice(3)}),
+                           w2.unsqueeze(1).expand({3, n_latent - 3, 16})));
+  // The same W+ through Synthesize gives the same image.
+  EXPECT_TRUE(torch::allclose(g->Synthesize(mixed.latent, o).image, mixed.image, 1e-6, 1e-6));
+  // Random inject index is reproducible with a seeded rng and lies in [1, n_latent-1].
+  o.inject_index = -1;
+  o.rng = at::detail::createCPUGenerator(9);
+  auto r1 = g->Generate({w, w2}, o).latent;
+  o.rng = at::detail::createCPUGenerator(9);
+  EXPECT_TRUE(torch::equal(r1, g->Generate({w, w2}, o).latent));
+  EXPECT_TRUE(torch::equal(r1.select(1, 0), w));
+  EXPECT_TRUE(torch::equal(r1.select(1, n_latent - 1), w2));
+  // Truncation 0 gives the truncation latent's image; truncation 1 changes nothing.
+  o = SynthesisOptions();
+  o.noise = NoiseMode::kStored;
+  auto mean = g->MeanLatent(256, at::detail::createCPUGenerator(1));
+  o.truncation_latent = mean;
+  o.truncation = 0.0;
+  auto t0 = g->Generate({w}, o);
+  EXPECT_TRUE(torch::allclose(t0.latent, mean.view({1, 1, 16}).expand({3, n_latent, 16})));
+  o.truncation = 0.5;
+  auto t5 = g->Generate({w}, o);
+  EXPECT_TRUE(torch::allclose(t5.latent.select(1, 0), mean + 0.5 * (w - mean)));
+  // Missing truncation latent is an argument error.
+  o.truncation_latent = torch::Tensor();
+  EXPECT_THROW(g->Generate({w}, o), Error);
+  // z input == mapping then w input.
+  auto z = torch::randn({2, 16});
+  SynthesisOptions oz;
+  oz.noise = NoiseMode::kStored;
+  oz.input_is_latent = false;
+  EXPECT_TRUE(torch::equal(g->Generate({z}, oz).latent.select(1, 0), g->Mapping(z)));
+}
+
+TEST(Generator, NoiseModes) {
+  torch::NoGradGuard no_grad;
+  auto g = RandomGenerator(TinyConfig(), 6);
+  auto w = torch::randn({2, 16});
+  SynthesisOptions o;
+  o.noise = NoiseMode::kRandom;
+  o.rng = at::detail::createCPUGenerator(3);
+  auto a = g->Generate({w}, o).image;
+  o.rng = at::detail::createCPUGenerator(3);
+  auto b = g->Generate({w}, o).image;
+  EXPECT_TRUE(torch::equal(a, b));
+  o.rng = at::detail::createCPUGenerator(4);
+  EXPECT_FALSE(torch::equal(a, g->Generate({w}, o).image));
+  // Given noise equal to the stored buffers reproduces stored mode.
+  SynthesisOptions s;
+  s.noise = NoiseMode::kStored;
+  SynthesisOptions given;
+  given.noise = NoiseMode::kGiven;
+  given.noise_tensors = g->noise_buffers;
+  EXPECT_TRUE(torch::equal(g->Generate({w}, s).image, g->Generate({w}, given).image));
+  given.noise_tensors.pop_back();
+  EXPECT_THROW(g->Generate({w}, given), Error);
+}
+
+TEST(Generator, FormulationsAgreeAtBatch) {
+  torch::NoGradGuard no_grad;
+  auto g = RandomGenerator(TinyConfig(), 8);
+  auto w = torch::randn({5, 16});
+  SynthesisOptions o;
+  o.noise = NoiseMode::kStored;
+  o.conv = ConvMode::kReference;
+  auto ref = g->Generate({w}, o).image;
+  o.conv = ConvMode::kFused;
+  auto fused = g->Generate({w}, o).image;
+  const double scale = ref.abs().max().item<double>();
+  EXPECT_LE((ref - fused).abs().max().item<double>(), 1e-5 * scale);
+}
+
+TEST(Generator, LayersAndTrainability) {
+  auto g = RandomGenerator(TinyConfig(), 9);
+  auto layers = g->SynthesisLayers();
+  std::vector<std::string> names;
+  for (auto& l : layers) names.push_back(l.first);
+  EXPECT_EQ(names, (std::vector<std::string>{"input", "conv1", "to_rgb1", "convs.0", "convs.1",
+                                             "convs.2", "convs.3", "convs.4", "convs.5",
+                                             "to_rgbs.0", "to_rgbs.1", "to_rgbs.2"}));
+  EXPECT_EQ(g->LayerSelectionNames(),
+            (std::vector<std::string>{"conv1", "to_rgb1", "convs.0", "convs.1", "convs.2",
+                                      "convs.3", "convs.4", "convs.5"}));
+  g->SetAllTrainable(false);
+  g->SetTrainable({"input", "convs.3"}, true);
+  for (auto& p : g->named_parameters()) {
+    const bool expect = p.key().rfind("input.", 0) == 0 || p.key().rfind("convs.3.", 0) == 0;
+    EXPECT_EQ(p.value().requires_grad(), expect) << p.key();
+  }
+  EXPECT_THROW(g->SetTrainable({"convs.99"}, true), Error);
+  // Clone keeps the flags and is independent.
+  Generator copy(g->Clone());
+  EXPECT_TRUE(copy->convs->ptr<StyledConvImpl>(3)->conv->weight.requires_grad());
+  EXPECT_FALSE(copy->conv1->conv->weight.requires_grad());
+  EXPECT_NE(copy->input->input.data_ptr(), g->input->input.data_ptr());
+}
+
+TEST(Images, Uint8ConversionAndGrid) {
+  auto x = torch::tensor({-2.0f, -1.0f, 0.0f, 0.999f, 1.0f, 3.0f}).view({1, 3, 1, 2});
+  auto u = ToUint8Images(x);
+  EXPECT_EQ(u.sizes(), (std::vector<int64_t>{1, 1, 2, 3}));
+  // (clamp(x)+1)/2*255+0.5 truncated: -1->0, 0->128 (127.5+0.5), 1->255.
+  auto flat = u.permute({0, 3, 1, 2}).reshape({-1});
+  EXPECT_EQ(flat[0].item<int>(), 0);
+  EXPECT_EQ(flat[1].item<int>(), 0);
+  EXPECT_EQ(flat[2].item<int>(), 128);
+  EXPECT_EQ(flat[3].item<int>(), 255);
+  EXPECT_EQ(flat[5].item<int>(), 255);
+  auto grid = Uint8Grid(torch::ones({5, 3, 4, 6}), 2, 2);
+  EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{3 * 6 + 2, 2 * 8 + 2, 3}));
+  EXPECT_EQ(grid[0][0][0].item<int>(), 0);
+  EXPECT_EQ(grid[2][2][0].item<int>(), 255);
+  EXPECT_EQ(grid[14][10][1].item<int>(), 0);  // the empty 6th cell stays padding
+}
+
+#ifdef RESTYLE_HAVE_PNG
+TEST(Images, PngRoundTrip) {
+  auto g = RandomGenerator(TinyConfig(16), 4);
+  torch::NoGradGuard no_grad;
+  SynthesisOptions o;
+  o.noise = NoiseMode::kStored;
+  auto grid = Uint8Grid(g->Generate({torch::randn({4, 16})}, o).image, 2);
+  const auto path = TempPath("grid.png");
+  WritePng(path, grid);
+  std::ifstream f(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 33u);
+  EXPECT_EQ(bytes.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_EQ(bytes.substr(12, 4), "IHDR");
+  auto be32 = [&](size_t off) {
+    return (uint32_t(uint8_t(bytes[off])) << 24) | (uint32_t(uint8_t(bytes[off + 1])) << 16) |
+           (uint32_t(uint8_t(bytes[off + 2])) << 8) | uint32_t(uint8_t(bytes[off + 3]));
+  };
+  EXPECT_EQ(be32(16), uint32_t(grid.size(1)));
+  EXPECT_EQ(be32(20), uint32_t(grid.size(0)));
+  EXPECT_TRUE(torch::equal(DecodePng(bytes), grid));
+  EXPECT_THROW(DecodePng("not a png"), Error);
+  EXPECT_THROW(EncodePng(torch::zeros({4, 4, 3})), Error);  // float, not uint8
+  fs::remove(path);
+}
+#endif
+
+}  // namespace
+}  // namespace restyle::engine

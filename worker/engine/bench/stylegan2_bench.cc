@@ -1,0 +1,57 @@
+// StyleGAN2 generator forward benchmarks: config-f shapes (style 512,
+// n_mlp 8, channel multiplier 2) at 256 and 1024, batch 1 and 4, random
+// weights, stored noise, w input, no gradients; each formulation
+// (reference = grouped per-sample conv, fused = shared conv on modulated
+// activations). Names: sg2/forward/<size>/b<batch>/<formulation>.
+#include <torch/autograd.h>
+
+#include <memory>
+#include <string>
+
+#include "worker/engine/bench/bench.h"
+#include "worker/engine/stylegan2/generator.h"
+
+namespace restyle::bench {
+namespace {
+
+using engine::ConvMode;
+
+Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
+  const std::string mode_name = mode == ConvMode::kReference ? "reference" : "fused";
+  Benchmark b;
+  b.name = "sg2/forward/" + std::to_string(size) + "/b" + std::to_string(batch) + "/" + mode_name;
+  b.shape = "StyleGAN2 config-f " + std::to_string(size) + "x" + std::to_string(size) +
+            ", w input, stored noise, " + mode_name;
+  b.batch = batch;
+  b.warmup = 1;
+  b.iters = size >= 1024 ? 2 : 3;
+  b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
+    auto g = engine::RandomGenerator(engine::Sg2Config::Official(size), /*seed=*/1);
+    const torch::Device device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU);
+    g->to(device);
+    g->eval();
+    auto w = torch::randn({batch, 512}).to(device);
+    if (ctx.extra != nullptr) (*ctx.extra)["params"] = std::to_string(g->parameters().size());
+    return [g, w, mode, device]() mutable {
+      torch::InferenceMode guard;
+      engine::SynthesisOptions o;
+      o.noise = engine::NoiseMode::kStored;
+      o.conv = mode;
+      auto img = g->Generate({w}, o).image;
+      if (device.is_cuda()) img.sum().item<float>();  // synchronise
+    };
+  };
+  return b;
+}
+
+const Registrar k256b1f(Sg2Forward(256, 1, ConvMode::kFused));
+const Registrar k256b1r(Sg2Forward(256, 1, ConvMode::kReference));
+const Registrar k256b4f(Sg2Forward(256, 4, ConvMode::kFused));
+const Registrar k256b4r(Sg2Forward(256, 4, ConvMode::kReference));
+const Registrar k1024b1f(Sg2Forward(1024, 1, ConvMode::kFused));
+const Registrar k1024b1r(Sg2Forward(1024, 1, ConvMode::kReference));
+const Registrar k1024b4f(Sg2Forward(1024, 4, ConvMode::kFused));
+const Registrar k1024b4r(Sg2Forward(1024, 4, ConvMode::kReference));
+
+}  // namespace
+}  // namespace restyle::bench
