@@ -1,0 +1,189 @@
+// The training steps of a generator adaptation job: IPL stage 1 (the prompt
+// mapper), stage 2 (the target generator, IPL or NADA directions), adaptive
+// layer selection and the EMA. Each step is one iteration of the reference
+// train.py loop, exact to it (golden tests), with the reference's waste
+// removed: CLIP frozen (gradients flow to its inputs only), texts encoded
+// once per job (JobTexts), prompts batch-encoded and cut after the EOT, no
+// generator weight gradients during layer selection.
+//
+// Steps do no I/O and keep no state beyond what they are given: models,
+// optimizers and options are the caller's; randomness comes from explicit
+// inputs (z) and an optional at::Generator (noise, z for layer selection).
+//
+// How the runner should call this (one job, one thread):
+//   ClipModel clip = LoadClip(...);  clip->Freeze();
+//   Generator source = LoadGenerator(...);  source->SetAllTrainable(false);
+//   auto tokenizer = Tokenizer::FromFile(DefaultVocabPath());
+//   JobTexts texts = ComputeJobTexts(*clip, TokenizeJobTexts(*tokenizer, options));
+//   at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(seed);
+//   // Stage 1 (IPL only)
+//   LatentMapper mapper = NewMapperForJob(*source, *clip, options);
+//   Adam mapper_adam = MakeMapperAdam(*mapper, options);
+//   for (i < options.stage1.iterations)
+//     Stage1Step(ctx, *mapper, mapper_adam, DrawZ(options.stage1.batch, style_dim, rng), rng);
+//   // Stage 2
+//   Generator target = CloneForTraining(*source);   // G_t
+//   Generator ema = CloneForTraining(*source);      // G_ema (the result to save)
+//   Adam g_adam = MakeGeneratorAdam(*target, options);
+//   for (i < options.stage2.iterations)
+//     Stage2Step(ctx, mapper.get(), *target, *ema, g_adam,
+//                DrawZ(options.stage2.batch, style_dim, rng), {}, rng);
+//   ema->SaveDelta(path, *source);
+// where ctx = AdaptContext{&*clip, &*source, &texts, &options}. The runner
+// owns cancellation/progress between calls; a step throws Error on bad input
+// (and c10::Error from torch), leaving the models in an unspecified state.
+//
+// Thread-safety: a step mutates the trained model and its optimizer; run one
+// job's steps on one thread. Grad mode is set inside (thread-local).
+#ifndef RESTYLE_WORKER_ENGINE_ADAPT_IPL_H_
+#define RESTYLE_WORKER_ENGINE_ADAPT_IPL_H_
+
+#include <ATen/core/Generator.h>
+#include <c10/util/Optional.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "worker/engine/adapt/mapper.h"
+#include "worker/engine/adapt/optim.h"
+#include "worker/engine/adapt/options.h"
+#include "worker/engine/adapt/text.h"
+#include "worker/engine/clip/model.h"
+#include "worker/engine/stylegan2/generator.h"
+
+namespace restyle::engine {
+
+// The frozen parts every step reads (not owned).
+struct AdaptContext {
+  ClipModelImpl* clip = nullptr;         // frozen (Freeze())
+  GeneratorImpl* source = nullptr;       // G_s, frozen
+  const JobTexts* texts = nullptr;       // ComputeJobTexts, once per job
+  const AdaptOptions* options = nullptr;
+};
+
+// z ~ N(0, I) of shape (n, style_dim) drawn from `rng` (global when unset).
+torch::Tensor DrawZ(int64_t n, int64_t style_dim, c10::optional<at::Generator> rng = c10::nullopt);
+
+// A fresh mapper for the job (style_dim from `source`, text width from
+// `clip`, n_ctx from ctx_init), initialised from options.stage1.seed.
+LatentMapper NewMapperForJob(const GeneratorImpl& source, const ClipModelImpl& clip,
+                             const AdaptOptions& options);
+// Adam over the mapper's parameters with the stage-1 settings.
+Adam MakeMapperAdam(LatentMapperImpl& mapper, const AdaptOptions& options);
+// Adam over EVERY parameter of `target` (like the reference's
+// Adam(generator.parameters())) with the stage-2 settings.
+Adam MakeGeneratorAdam(GeneratorImpl& target, const AdaptOptions& options);
+// Deep copy of `source` with every parameter's requires_grad false (G_t and
+// G_ema start like this; steps set requires_grad themselves).
+Generator CloneForTraining(const GeneratorImpl& source);
+
+// ------------------------------------------------------------------ stage 1
+
+// Intermediate tensors of one stage-1 step (for tests and debugging).
+struct Stage1Trace {
+  torch::Tensor w;                     // (B,style_dim)
+  torch::Tensor prompts;               // (B,n_ctx,W)
+  torch::Tensor source_text_features;  // (B,E) T_source(P)
+  torch::Tensor target_text_features;  // (B,E) T_target(P)
+  torch::Tensor images;                // (B,3,H,W) G_s(w)
+  torch::Tensor clip_input;            // preprocessed images
+  torch::Tensor image_features;        // (B,E) normalised
+  torch::Tensor logits_per_image;      // (B,B)
+  torch::Tensor text_source_features;  // (B,E) normalize(T_source + base)
+  torch::Tensor text_target_features;  // (B,E)
+  TensorMap grads;                     // mapper gradients by parameter name (before the step)
+};
+
+struct Stage1Losses {
+  double total = 0;
+  double contrastive = 0;
+  double target = 0;
+  double source = 0;
+};
+
+// One stage-1 iteration: w = mapping(z) of G_s; P = mapper(w); images G_s(w)
+// (truncation 1, options.noise, `rng`); Stage1Loss; backward; one Adam step
+// of the mapper (its gradients are cleared before and after). z: (B,style_dim).
+Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
+                        const torch::Tensor& z, c10::optional<at::Generator> rng = c10::nullopt,
+                        Stage1Trace* trace = nullptr);
+
+// ------------------------------------------------------- layer selection
+
+struct LayerSelectionTrace {
+  torch::Tensor initial_w_codes;              // (N,n_latent,style_dim)
+  std::vector<torch::Tensor> images;          // per SGD iteration
+  std::vector<torch::Tensor> w_grads;         // per SGD iteration
+  std::vector<torch::Tensor> w_codes_after;   // per SGD iteration
+  std::vector<double> losses;                 // per SGD iteration
+};
+
+struct LayerSelection {
+  torch::Tensor layer_weights;       // (n_latent) mean |delta W+| per row
+  std::vector<int64_t> indices;      // topk(layer_weights, k) in topk order
+  std::vector<std::string> layers;   // GeneratorImpl::LayerSelectionNames()[index]
+};
+
+// ZSSGAN.determine_opt_layers on `target`: W+ = mapping_{G_s}(z) repeated to
+// n_latent rows; `iters` SGD steps (lr auto_layer_lr) on W+ only for
+// GlobalClipLoss(E_I(G_t(W+)), texts.target_plain); rank rows, top k
+// (AutoLayerK). Row j names [conv1, to_rgb1, convs.0, ...][j] (the reference's
+// index quirk). Only W+ requires grad; no gradient reaches any model weight
+// and requires_grad flags of `target` are left as they were.
+// z: (auto_layer_batch, style_dim).
+LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target, const torch::Tensor& z,
+                            int64_t iters, c10::optional<at::Generator> rng = c10::nullopt,
+                            LayerSelectionTrace* trace = nullptr);
+
+// ------------------------------------------------------------------ stage 2
+
+struct Stage2Trace {
+  torch::Tensor w;                     // (B,style_dim)
+  torch::Tensor prompts;               // (B,n_ctx,W)          (IPL)
+  torch::Tensor source_text_features;  // (B,E) T_source(P)     (IPL)
+  torch::Tensor target_text_features;  // (B,E) T_target(P)     (IPL)
+  torch::Tensor text_directions;       // (B,E) IPL, (1,E) NADA
+  torch::Tensor src_images;            // G_s(w)
+  torch::Tensor dst_images;            // G_t(w)
+  torch::Tensor src_image_features;    // (B,E) raw
+  torch::Tensor dst_image_features;    // (B,E) raw
+  torch::Tensor edit_directions;       // (B,E)
+  LayerSelection selection;            // when layer selection ran
+  LayerSelectionTrace selection_trace;
+  TensorMap grads;                     // non-zero gradients of G_t by name (before the step)
+};
+
+struct Stage2Result {
+  double loss = 0;
+  std::vector<std::string> trained_layers;  // layers with requires_grad in this step
+};
+
+// One stage-2 iteration (IPL when options.method == kIpl, else NADA):
+//  1. with auto_layer_iters > 0: SelectLayers on `target` with z_select
+//     (drawn from `rng` when undefined), then only the chosen layers are
+//     trainable (and, with reproduce_torch1_zero_grad, every synthesis
+//     parameter is marked as holding a zero gradient in `adam`, as the
+//     reference's selection backward + zero_grad leave it); otherwise the
+//     trainable layers are input, conv1 and every conv;
+//  2. w = mapping_{G_s}(z); IPL: per-image text directions under no_grad from
+//     `mapper` (required for kIpl); NADA: texts.nada_direction;
+//  3. x_s = G_s(w) (no grad), x_t = G_t(w), each its own noise draw;
+//  4. DirectionalLoss, backward, adam.Step(), EMA update of `ema` from `target`.
+// z: (B,style_dim).
+Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, GeneratorImpl& target,
+                        GeneratorImpl& ema, Adam& adam, const torch::Tensor& z,
+                        const torch::Tensor& z_select = {},
+                        c10::optional<at::Generator> rng = c10::nullopt,
+                        Stage2Trace* trace = nullptr);
+
+// Samples to look at: G(w) with truncation options.sample_truncation towards
+// `mean_latent` (1,style_dim) (e.g. source.MeanLatent(4096)), no grad.
+torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator, const torch::Tensor& z,
+                           const torch::Tensor& mean_latent,
+                           c10::optional<at::Generator> rng = c10::nullopt);
+
+}  // namespace restyle::engine
+
+#endif  // RESTYLE_WORKER_ENGINE_ADAPT_IPL_H_
