@@ -369,7 +369,8 @@ torch::Tensor ClipModelImpl::RunText(const torch::Tensor& embeddings, const torc
   torch::Tensor x = embeddings.slice(1, 0, length);
   x = x + positional_embedding_.slice(0, 0, length);
   x = x.permute({1, 0, 2});  // NLD -> LND
-  const torch::Tensor mask = causal_mask_.slice(0, 0, length).slice(1, 0, length);
+  const torch::Tensor mask =
+      causal_mask_.slice(0, 0, length).slice(1, 0, length).to(x.options());
   x = transformer_->forward(x, mask, trace ? &trace->block_out_lnd : nullptr);
   x = x.permute({1, 0, 2});  // LND -> NLD
   x = ln_final_->forward(x);

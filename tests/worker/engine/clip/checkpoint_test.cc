@@ -1,0 +1,140 @@
+// Loading OpenAI-style TorchScript archives and converted safetensors
+// (golden "clip_torchscript" cases), and tools/convert_clip.py end to end.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+#include "tests/golden/golden.h"
+#include "worker/engine/clip/checkpoint.h"
+#include "worker/engine/common/error.h"
+
+namespace restyle::engine {
+namespace {
+
+using restyle::testing::CasesOfKind;
+using restyle::testing::ExpectMatches;
+using restyle::testing::GoldenCase;
+using restyle::testing::GoldenModel;
+using restyle::testing::GoldenPath;
+
+// Features of `model` on every clip_encode_image / clip_encode_text case,
+// compared with the golden outputs under `label`.
+void ExpectSameFeatures(ClipModel& model, const std::string& label) {
+  torch::NoGradGuard no_grad;
+  for (const GoldenCase& c : CasesOfKind("clip_encode_image")) {
+    ExpectMatches(c.name, label + ".image_features", model->EncodeImage(c.Tensor("image")),
+                  c.Tensor("image_features"));
+    // The archives are not batch-specialised: batch 1 too.
+    ExpectMatches(c.name, label + ".image_features_batch1",
+                  model->EncodeImage(c.Tensor("image").slice(0, 0, 1)),
+                  c.Tensor("image_features").slice(0, 0, 1));
+  }
+  for (const GoldenCase& c : CasesOfKind("clip_encode_text")) {
+    ExpectMatches(c.name, label + ".text_features", model->EncodeText(c.Tensor("tokens")),
+                  c.Tensor("text_features"));
+  }
+}
+
+std::string TempPath(const std::string& stem) {
+  return ::testing::TempDir() + "/" + stem + "." + std::to_string(::getpid()) + ".safetensors";
+}
+
+TEST(ClipCheckpointGolden, TorchScriptArchiveEqualsSafetensors) {
+  RESTYLE_REQUIRE_GOLDEN();
+  for (const GoldenCase& c : CasesOfKind("clip_torchscript")) {
+    SCOPED_TRACE(c.name);
+    const std::string archive = GoldenPath(c.meta.at("archive").get<std::string>());
+    const TensorMap tensors = ReadClipTorchScript(archive);
+    const TensorMap& golden = GoldenModel(c.meta.at("weights").get<std::string>());
+    EXPECT_EQ(tensors.size(), golden.size());
+    for (const auto& [name, t] : golden) {
+      auto it = tensors.find(name);
+      ASSERT_NE(it, tensors.end()) << name;
+      EXPECT_EQ(it->second.scalar_type(), at::kFloat);
+      EXPECT_TRUE(at::equal(it->second, t)) << name << " differs from the safetensors";
+    }
+    for (const auto& [name, value] : c.meta.at("extra_entries_in_state_dict").items()) {
+      EXPECT_EQ(tensors.count(name), 0u) << name << " should be dropped";
+    }
+    ClipModel model = LoadClip(archive);
+    ExpectSameFeatures(model, "torchscript");
+  }
+}
+
+TEST(ClipCheckpointGolden, LoadClipReadsSafetensors) {
+  RESTYLE_REQUIRE_GOLDEN();
+  for (const GoldenCase& c : CasesOfKind("clip_torchscript")) {
+    ClipModel model = LoadClip(GoldenPath(c.meta.at("weights").get<std::string>()));
+    ExpectSameFeatures(model, "safetensors");
+  }
+}
+
+// The Python interpreter with torch: $RESTYLE_PYTHON, python3, /usr/bin/python3.
+std::string PythonWithTorch() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("RESTYLE_PYTHON")) candidates.push_back(env);
+  candidates.push_back("python3");
+  candidates.push_back("/usr/bin/python3");
+  for (const auto& py : candidates) {
+    const std::string probe = py + " -c 'import torch' >/dev/null 2>&1";
+    if (std::system(probe.c_str()) == 0) return py;
+  }
+  return "";
+}
+
+TEST(ClipCheckpointGolden, ConverterOutputLoadsWithSameFeatures) {
+  RESTYLE_REQUIRE_GOLDEN();
+  const std::string python = PythonWithTorch();
+  if (python.empty()) GTEST_SKIP() << "no python3 with torch (set RESTYLE_PYTHON)";
+  const std::string tool = std::string(RESTYLE_SOURCE_DIR) + "/tools/convert_clip.py";
+  for (const GoldenCase& c : CasesOfKind("clip_torchscript")) {
+    const std::string archive = GoldenPath(c.meta.at("archive").get<std::string>());
+    for (const std::string dtype : {"as-stored", "float32"}) {
+      SCOPED_TRACE(c.name + " --dtype " + dtype);
+      const std::string out = TempPath("convert_clip_" + dtype);
+      const std::string cmd =
+          python + " " + tool + " " + archive + " " + out + " --dtype " + dtype + " >/dev/null";
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+      const SafetensorsContents contents = ReadSafetensors(out);
+      ASSERT_TRUE(contents.metadata.count("config"));
+      const auto want = dtype == "float32" ? at::kFloat : at::kHalf;
+      EXPECT_EQ(contents.tensors.at("visual.proj").scalar_type(), want);
+      const TensorMap& golden = GoldenModel(c.meta.at("weights").get<std::string>());
+      for (const auto& [name, t] : golden) {
+        ASSERT_TRUE(contents.tensors.count(name)) << name;
+        EXPECT_TRUE(at::equal(contents.tensors.at(name).to(at::kFloat), t)) << name;
+      }
+      ClipModel model = LoadClip(out);
+      ExpectSameFeatures(model, "converted_" + dtype);
+      std::remove(out.c_str());
+    }
+  }
+}
+
+TEST(ClipCheckpoint, ClearErrorsForBadFiles) {
+  try {
+    LoadClip("/nonexistent/clip.pt");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound) << e.what();
+  }
+  const std::string junk = TempPath("junk");
+  std::ofstream(junk) << "this is not a checkpoint at all";
+  try {
+    LoadClip(junk);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnimplemented) << e.what();
+    EXPECT_NE(std::string(e.what()).find("convert_clip.py"), std::string::npos);
+  }
+  std::remove(junk.c_str());
+}
+
+}  // namespace
+}  // namespace restyle::engine
