@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 #include <unistd.h>
 
 #include "tests/golden/golden.h"
@@ -17,15 +18,26 @@ namespace {
 
 namespace fs = std::filesystem;
 
+int RunCommand(const std::string& cmd);
+
+// The first interpreter that can import torch: $RESTYLE_PYTHON3, the one CMake
+// found, Debian's /usr/bin/python3 (python3-torch), then python3 on PATH.
+// Empty when none can.
 std::string Python() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("RESTYLE_PYTHON3")) candidates.push_back(env);
 #ifdef RESTYLE_PYTHON3
-  std::string p = RESTYLE_PYTHON3;
-  if (!p.empty()) return p;
+  candidates.push_back(RESTYLE_PYTHON3);
 #endif
-  return "python3";
+  candidates.push_back("/usr/bin/python3");
+  candidates.push_back("python3");
+  for (const auto& c : candidates) {
+    if (!c.empty() && RunCommand(c + " -c 'import torch' >/dev/null 2>&1") == 0) return c;
+  }
+  return "";
 }
 
-int Run(const std::string& cmd) {
+int RunCommand(const std::string& cmd) {
   std::printf("+ %s\n", cmd.c_str());
   std::fflush(stdout);
   return std::system(cmd.c_str());
@@ -33,9 +45,8 @@ int Run(const std::string& cmd) {
 
 TEST(ConvertStylegan2, BothCheckpointFormatsLoadIdentically) {
   RESTYLE_REQUIRE_GOLDEN();
-  if (Run(Python() + " -c 'import torch' >/dev/null 2>&1") != 0) {
-    GTEST_SKIP() << "python3 with torch not available";
-  }
+  const std::string python = Python();
+  if (python.empty()) GTEST_SKIP() << "no python3 with torch";
   // Any golden sg2 model will do; take the one the synthesis cases use.
   auto cases = testing::CasesOfKind("sg2_synthesis");
   if (cases.empty()) GTEST_SKIP() << "no sg2_synthesis case";
@@ -43,14 +54,14 @@ TEST(ConvertStylegan2, BothCheckpointFormatsLoadIdentically) {
   const std::string src = RESTYLE_SOURCE_DIR;
   const fs::path dir = fs::temp_directory_path() / ("restyle_sg2conv_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  ASSERT_EQ(Run(Python() + " " + src + "/tests/tools/make_sg2_checkpoints.py '" + model + "' '" +
+  ASSERT_EQ(RunCommand(python + " " + src + "/tests/tools/make_sg2_checkpoints.py '" + model + "' '" +
                 dir.string() + "'"),
             0);
   const auto& golden = testing::GoldenModel(model);
   for (const std::string name : {"legacy", "zip"}) {
     SCOPED_TRACE(name);
     const std::string out = (dir / (name + ".safetensors")).string();
-    ASSERT_EQ(Run(Python() + " " + src + "/tools/convert_stylegan2.py '" +
+    ASSERT_EQ(RunCommand(python + " " + src + "/tools/convert_stylegan2.py '" +
                   (dir / (name + ".pt")).string() + "' '" + out + "'"),
               0);
     auto g = LoadGenerator(out);
