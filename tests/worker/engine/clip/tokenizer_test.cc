@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/golden/golden.h"
@@ -111,6 +112,44 @@ TEST(TokenizerTest, BasicPrompt) {
   EXPECT_EQ(Tokenizer::EotIndex(ids), static_cast<int64_t>(Shipped().Encode("a photo of a dog.").size()) + 1);
   EXPECT_EQ(Shipped().Decode(Shipped().Encode("a photo of a dog.")), "a photo of a dog . ");
   EXPECT_EQ(Shipped().Encode("<|endoftext|>"), std::vector<int64_t>{Tokenizer::kEot});
+}
+
+// Equivalences the reference pipeline implies (no hard-coded ids).
+TEST(TokenizerTest, ReferenceNormalisationEquivalences) {
+  const Tokenizer& tok = Shipped();
+  const std::vector<std::pair<std::string, std::string>> same = {
+      {"A Photo Of A DOG", "a photo of a dog"},
+      {"\xCE\x9F\xCE\x94\xCE\xA5\xCE\xA3\xCE\xA3\xCE\x95\xCE\xA5\xCE\xA3",      // ΟΔΥΣΣΕΥΣ
+       "\xCE\xBF\xCE\xB4\xCF\x85\xCF\x83\xCF\x83\xCE\xB5\xCF\x85\xCF\x82"},     // οδυσσευς
+      {"\xC4\xB0stanbul", "i\xCC\x87stanbul"},                      // İ -> i + U+0307
+      {"fish &amp;amp; chips", "fish & chips"},                       // unescaped twice
+      {"&lt;b&gt; &notit; &#x41;&#65", "<b> \xC2\xACit; aa"},         // prefix rule, numerics
+      {"&#128; &#0; &#xD800; &#1;x", "\xE2\x82\xAC \xEF\xBF\xBD \xEF\xBF\xBD x"},
+      {"  a\t\n\xC2\xA0\xE3\x80\x80" "b\x1C c  ", "a b c"},            // Unicode whitespace
+      {"x\xCD\x85y", "x y"},                                          // U+0345 matches no class
+      {"<|ENDOFTEXT|>", "<|endoftext|>"},
+  };
+  for (const auto& [a, b] : same) EXPECT_EQ(tok.Encode(a), tok.Encode(b)) << a;
+  EXPECT_EQ(tok.Encode("a <|endoftext|> b")[1], Tokenizer::kEot);
+  // 's' matches U+017F under IGNORECASE: "'ſ" is one contraction piece, so
+  // the text splits as "x" + "'ſ", unlike "x" + "'" + "ſ" (two pieces).
+  EXPECT_NE(tok.Encode("x'\xC5\xBF"), tok.Encode("x' \xC5\xBF"));
+  EXPECT_EQ(tok.Encode("don't").size(), tok.Encode("don 't").size());
+  EXPECT_EQ(tok.Encode("2024").size(), 4u);  // every digit is its own token
+}
+
+TEST(TokenizerTest, ConcurrentUseGivesSameIds) {
+  const Tokenizer& tok = Shipped();
+  const std::vector<int64_t> want = tok.Tokenize("an anime painting of a castle");
+  std::vector<std::thread> threads;
+  std::vector<int> bad(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) bad[t] += tok.Tokenize("an anime painting of a castle") != want;
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int b : bad) EXPECT_EQ(b, 0);
 }
 
 TEST(TokenizerTest, InvalidUtf8NamesOffset) {
