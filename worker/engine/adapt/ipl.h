@@ -147,8 +147,8 @@ struct Stage2Trace {
   torch::Tensor text_directions;       // (B,E) IPL, (1,E) NADA
   torch::Tensor src_images;            // G_s(w)
   torch::Tensor dst_images;            // G_t(w)
-  torch::Tensor src_image_features;    // (B,E) raw
-  torch::Tensor dst_image_features;    // (B,E) raw
+  torch::Tensor src_image_features;    // (B,E) normalised
+  torch::Tensor dst_image_features;    // (B,E) normalised
   torch::Tensor edit_directions;       // (B,E)
   LayerSelection selection;            // when layer selection ran
   LayerSelectionTrace selection_trace;

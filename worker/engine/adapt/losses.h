@@ -33,13 +33,15 @@ Stage1LossTerms Stage1Loss(const torch::Tensor& image_features,
                            const torch::Tensor& target_template_mean,
                            const torch::Tensor& logit_scale, double lambda_l, double lambda_src);
 
-// IPL per-image text directions: normalize(normalize(t + base) - normalize(s + base)).
-// source/target_prompt (B,E) not normalised; base (1,E). Returns (B,E).
+// IPL per-image text directions:
+//   normalize(normalize(t + target_base) - normalize(s + source_base)).
+// source/target_prompt (B,E) not normalised; bases (1,E). Returns (B,E).
 torch::Tensor IplTextDirections(const torch::Tensor& source_prompt,
-                                const torch::Tensor& target_prompt, const torch::Tensor& base);
+                                const torch::Tensor& target_prompt,
+                                const torch::Tensor& source_base, const torch::Tensor& target_base);
 
-// Image edit directions normalize(normalize(dst) - normalize(src)) of raw
-// (unnormalised) CLIP image features (B,E). No guard: equal features give NaN
+// Image edit directions normalize(dst - src) of NORMALISED CLIP image
+// features (B,E) (NormalizeFeatures of E_I). No guard: equal features give NaN
 // exactly like the reference (see docs/method.md, "NaN trap").
 torch::Tensor EditDirections(const torch::Tensor& src_image_features,
                              const torch::Tensor& dst_image_features);

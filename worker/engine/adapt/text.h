@@ -52,7 +52,11 @@ struct ClassTokens {
 struct JobTokens {
   ClassTokens source;
   ClassTokens target;
-  torch::Tensor stage2_base;   // (1,77): see Stage2Options::base_text_without_class
+  // (1,77) stage-2 base texts: ctx_init formatted with each class (the
+  // reference: no "{}", so both are "a photo of a"); see
+  // Stage2Options::base_text_without_class.
+  torch::Tensor stage2_source_base;
+  torch::Tensor stage2_target_base;
   torch::Tensor target_plain;  // (1,77): "<target class>" (layer-selection loss)
   int64_t n_ctx = 0;           // words of ctx_init
 };
@@ -72,16 +76,16 @@ struct PromptContext {
 };
 
 // Builds the context from the tokens (no gradients).
-PromptContext MakePromptContext(ClipModel& clip, const torch::Tensor& tokens, int64_t n_ctx);
+PromptContext MakePromptContext(ClipModelImpl& clip, const torch::Tensor& tokens, int64_t n_ctx);
 
 // T_c(P): prompts (B,n_ctx,W) -> (B,embed_dim), not normalised. The sequence
 // [prefix, P_i, suffix] runs through the text transformer in ONE batched call,
 // cut after the EOT. Gradients flow to `prompts` (CLIP weights stay frozen).
-torch::Tensor PromptTextFeatures(ClipModel& clip, const PromptContext& context,
+torch::Tensor PromptTextFeatures(ClipModelImpl& clip, const PromptContext& context,
                                  const torch::Tensor& prompts);
 
 // Normalised features of a batch of tokenized texts (T,77) -> (T,embed_dim).
-torch::Tensor NormalizedTextFeatures(ClipModel& clip, const torch::Tensor& tokens);
+torch::Tensor NormalizedTextFeatures(ClipModelImpl& clip, const torch::Tensor& tokens);
 
 // NADA: normalize(mean_t(target_t - source_t)) of normalised template
 // features (T,E) each -> (1,E).
@@ -99,12 +103,13 @@ struct ClassTexts {
 struct JobTexts {
   ClassTexts source;
   ClassTexts target;
-  torch::Tensor stage2_base;      // (1,E), not normalised
+  torch::Tensor stage2_source_base;  // (1,E), not normalised
+  torch::Tensor stage2_target_base;  // (1,E), not normalised (equal to the source's by default)
   torch::Tensor nada_direction;   // (1,E), unit
   torch::Tensor target_plain;     // (1,E) E_T("<target class>"), not normalised
 };
 
-JobTexts ComputeJobTexts(ClipModel& clip, const JobTokens& tokens);
+JobTexts ComputeJobTexts(ClipModelImpl& clip, const JobTokens& tokens);
 
 }  // namespace restyle::engine
 

@@ -1,0 +1,318 @@
+#include "worker/engine/adapt/ipl.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/autograd.h>
+
+#include <sstream>
+#include <utility>
+
+#include "worker/engine/adapt/losses.h"
+#include "worker/engine/clip/preprocess.h"
+#include "worker/engine/common/error.h"
+
+namespace restyle::engine {
+namespace {
+
+void CheckContext(const AdaptContext& ctx) {
+  CheckArgument(ctx.clip != nullptr && ctx.source != nullptr && ctx.texts != nullptr &&
+                    ctx.options != nullptr,
+                "AdaptContext: clip, source, texts and options are required");
+}
+
+void CheckZ(const torch::Tensor& z, const GeneratorImpl& g, const char* what) {
+  CheckArgument(z.defined() && z.dim() == 2 && z.size(0) > 0 &&
+                    z.size(1) == g.config().style_dim,
+                std::string(what) + ": z must be (N, style_dim)");
+}
+
+SynthesisOptions NoiseOptions(const AdaptOptions& options, c10::optional<at::Generator> rng) {
+  SynthesisOptions so;
+  so.input_is_latent = true;
+  so.noise = options.noise;
+  so.rng = std::move(rng);
+  return so;
+}
+
+// Normalised CLIP image features of generator images.
+torch::Tensor ImageFeatures(ClipModelImpl& clip, const torch::Tensor& images) {
+  return NormalizeFeatures(
+      clip.EncodeImage(PreprocessForClip(images, clip.config().image_resolution)));
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> NamedParams(torch::nn::Module& m) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : m.named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+TensorMap DefinedGrads(torch::nn::Module& m) {
+  TensorMap out;
+  for (const auto& item : m.named_parameters()) {
+    if (item.value().grad().defined()) out[item.key()] = item.value().grad().clone();
+  }
+  return out;
+}
+
+int64_t WordCount(const std::string& text) {
+  std::istringstream in(text);
+  int64_t n = 0;
+  std::string word;
+  while (in >> word) ++n;
+  return n;
+}
+
+}  // namespace
+
+torch::Tensor DrawZ(int64_t n, int64_t style_dim, c10::optional<at::Generator> rng) {
+  return at::randn({n, style_dim}, rng);
+}
+
+LatentMapper NewMapperForJob(const GeneratorImpl& source, const ClipModelImpl& clip,
+                             const AdaptOptions& options) {
+  MapperConfig config;
+  config.style_dim = source.config().style_dim;
+  config.n_ctx = WordCount(options.stage1.ctx_init);
+  config.text_width = clip.config().transformer_width;
+  return RandomLatentMapper(config, options.stage1.seed);
+}
+
+Adam MakeMapperAdam(LatentMapperImpl& mapper, const AdaptOptions& options) {
+  AdamOptions o;
+  o.lr = options.stage1.lr;
+  o.beta1 = options.stage1.beta1;
+  o.beta2 = options.stage1.beta2;
+  o.eps = options.stage1.eps;
+  o.torch1_zero_grad = options.reproduce_torch1_zero_grad;
+  return Adam(NamedParams(mapper), o);
+}
+
+Adam MakeGeneratorAdam(GeneratorImpl& target, const AdaptOptions& options) {
+  AdamOptions o;
+  o.lr = options.stage2.lr;
+  o.beta1 = options.stage2.beta1;
+  o.beta2 = options.stage2.beta2;
+  o.eps = options.stage2.eps;
+  o.torch1_zero_grad = options.reproduce_torch1_zero_grad;
+  return Adam(NamedParams(target), o);
+}
+
+Generator CloneForTraining(const GeneratorImpl& source) {
+  Generator g(source.Clone());
+  g->SetAllTrainable(false);
+  return g;
+}
+
+// ------------------------------------------------------------------ stage 1
+
+Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
+                        const torch::Tensor& z, c10::optional<at::Generator> rng,
+                        Stage1Trace* trace) {
+  CheckContext(ctx);
+  CheckZ(z, *ctx.source, "Stage1Step");
+  const AdaptOptions& options = *ctx.options;
+  const JobTexts& texts = *ctx.texts;
+  ClipModelImpl& clip = *ctx.clip;
+  torch::AutoGradMode grad_mode(true);
+  torch::Tensor w, images, image_features;
+  {
+    torch::NoGradGuard no_grad;
+    w = ctx.source->Mapping(z);
+    images = ctx.source->Generate({w}, NoiseOptions(options, rng)).image;
+    image_features = ImageFeatures(clip, images);
+  }
+  adam.ZeroGrad();
+  torch::Tensor prompts = mapper.forward(w);
+  torch::Tensor source_features = PromptTextFeatures(clip, texts.source.prompt, prompts);
+  torch::Tensor target_features = PromptTextFeatures(clip, texts.target.prompt, prompts);
+  Stage1LossTerms terms = Stage1Loss(
+      image_features, source_features, target_features, texts.source.stage1_base,
+      texts.target.stage1_base, texts.source.template_mean, texts.target.template_mean,
+      clip.logit_scale(), options.stage1.lambda_l, options.stage1.lambda_src);
+  terms.total.backward();
+  if (trace != nullptr) {
+    trace->w = w;
+    trace->prompts = prompts.detach();
+    trace->source_text_features = source_features.detach();
+    trace->target_text_features = target_features.detach();
+    trace->images = images;
+    {
+      torch::NoGradGuard no_grad;
+      trace->clip_input = PreprocessForClip(images, clip.config().image_resolution);
+    }
+    trace->image_features = image_features;
+    trace->logits_per_image = terms.logits_per_image.detach();
+    trace->text_source_features = terms.text_source_features.detach();
+    trace->text_target_features = terms.text_target_features.detach();
+    trace->grads = DefinedGrads(mapper);
+  }
+  adam.Step();
+  adam.ZeroGrad();
+  Stage1Losses out;
+  out.total = terms.total.item<double>();
+  out.contrastive = terms.contrastive.item<double>();
+  out.target = terms.target.item<double>();
+  out.source = terms.source.item<double>();
+  return out;
+}
+
+// ------------------------------------------------------- layer selection
+
+LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target, const torch::Tensor& z,
+                            int64_t iters, c10::optional<at::Generator> rng,
+                            LayerSelectionTrace* trace) {
+  CheckContext(ctx);
+  CheckZ(z, *ctx.source, "SelectLayers");
+  CheckArgument(iters > 0, "SelectLayers: iters must be positive");
+  const AdaptOptions& options = *ctx.options;
+  const int64_t n_latent = target.config().n_latent();
+  const int64_t k = AutoLayerK(options.stage2, n_latent);
+  CheckArgument(k > 0 && k <= n_latent, "SelectLayers: k out of range");
+  torch::AutoGradMode grad_mode(true);
+
+  // Only W+ requires grad: remember and clear the generator's flags.
+  std::vector<std::pair<torch::Tensor, bool>> flags;
+  for (auto& p : target.parameters(true)) {
+    flags.emplace_back(p, p.requires_grad());
+    p.requires_grad_(false);
+  }
+  struct Restore {
+    std::vector<std::pair<torch::Tensor, bool>>* flags;
+    ~Restore() {
+      for (auto& [p, f] : *flags) p.requires_grad_(f);
+    }
+  } restore{&flags};
+
+  torch::Tensor initial;
+  {
+    torch::NoGradGuard no_grad;
+    initial = ctx.source->Mapping(z).unsqueeze(1).repeat({1, n_latent, 1});
+  }
+  torch::Tensor w_codes = initial.clone().requires_grad_(true);
+  if (trace != nullptr) trace->initial_w_codes = initial;
+  for (int64_t it = 0; it < iters; ++it) {
+    torch::Tensor images = target.Synthesize(w_codes, NoiseOptions(options, rng)).image;
+    torch::Tensor features =
+        ctx.clip->EncodeImage(PreprocessForClip(images, ctx.clip->config().image_resolution));
+    torch::Tensor loss =
+        GlobalClipLoss(features, ctx.texts->target_plain, ctx.clip->logit_scale());
+    torch::Tensor grad = torch::autograd::grad({loss}, {w_codes})[0];
+    {
+      torch::NoGradGuard no_grad;
+      w_codes.add_(grad, -options.stage2.auto_layer_lr);  // SGD: p += -lr * g
+    }
+    if (trace != nullptr) {
+      trace->images.push_back(images.detach());
+      trace->w_grads.push_back(grad);
+      trace->w_codes_after.push_back(w_codes.detach().clone());
+      trace->losses.push_back(loss.item<double>());
+    }
+  }
+  LayerSelection out;
+  {
+    torch::NoGradGuard no_grad;
+    out.layer_weights = (w_codes.detach() - initial).abs().mean(-1).mean(0);
+  }
+  torch::Tensor indices = std::get<1>(out.layer_weights.topk(k));
+  const std::vector<std::string> names = target.LayerSelectionNames();
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t index = indices[i].item<int64_t>();
+    out.indices.push_back(index);
+    out.layers.push_back(names.at(static_cast<size_t>(index)));
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ stage 2
+
+Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, GeneratorImpl& target,
+                        GeneratorImpl& ema, Adam& adam, const torch::Tensor& z,
+                        const torch::Tensor& z_select, c10::optional<at::Generator> rng,
+                        Stage2Trace* trace) {
+  CheckContext(ctx);
+  CheckZ(z, *ctx.source, "Stage2Step");
+  const AdaptOptions& options = *ctx.options;
+  const JobTexts& texts = *ctx.texts;
+  ClipModelImpl& clip = *ctx.clip;
+  const bool ipl = options.method == AdaptMethod::kIpl;
+  CheckArgument(!ipl || mapper != nullptr, "Stage2Step: IPL needs the stage-1 mapper");
+  torch::AutoGradMode grad_mode(true);
+
+  Stage2Result result;
+  if (options.stage2.auto_layer_iters > 0) {
+    torch::Tensor zs = z_select;
+    if (!zs.defined()) {
+      zs = DrawZ(options.stage2.auto_layer_batch, ctx.source->config().style_dim, rng);
+    }
+    LayerSelection selection =
+        SelectLayers(ctx, target, zs, options.stage2.auto_layer_iters, rng,
+                     trace != nullptr ? &trace->selection_trace : nullptr);
+    result.trained_layers = selection.layers;
+    // The reference's selection backward gives every synthesis parameter a
+    // .grad that its zero_grad() then zero-fills (torch 1.13).
+    if (options.reproduce_torch1_zero_grad) adam.MarkAllGradAllocatedExcept({"style."});
+    if (trace != nullptr) trace->selection = std::move(selection);
+  } else {
+    result.trained_layers = {"input", "conv1"};
+    for (int64_t i = 0; i < target.config().num_convs(); ++i) {
+      result.trained_layers.push_back("convs." + std::to_string(i));
+    }
+  }
+  target.SetAllTrainable(false);
+  target.SetTrainable(result.trained_layers, true);
+
+  torch::Tensor w, text_directions, source_features, target_features, prompts;
+  torch::Tensor src_images, src_features;
+  {
+    torch::NoGradGuard no_grad;
+    w = ctx.source->Mapping(z);
+    if (ipl) {
+          prompts = mapper->forward(w);
+      source_features = PromptTextFeatures(clip, texts.source.prompt, prompts);
+      target_features = PromptTextFeatures(clip, texts.target.prompt, prompts);
+      text_directions = IplTextDirections(source_features, target_features,
+                                          texts.stage2_source_base, texts.stage2_target_base);
+    } else {
+      text_directions = texts.nada_direction;
+    }
+    src_images = ctx.source->Generate({w}, NoiseOptions(options, rng)).image;
+    src_features = ImageFeatures(clip, src_images);
+  }
+  adam.ZeroGrad();
+  torch::Tensor dst_images = target.Generate({w}, NoiseOptions(options, rng)).image;
+  torch::Tensor dst_features = ImageFeatures(clip, dst_images);
+  torch::Tensor edit = EditDirections(src_features, dst_features);
+  torch::Tensor loss = DirectionalLoss(edit, text_directions);
+  loss.backward();
+  if (trace != nullptr) {
+    trace->w = w;
+    trace->prompts = prompts;
+    trace->source_text_features = source_features;
+    trace->target_text_features = target_features;
+    trace->text_directions = text_directions;
+    trace->src_images = src_images;
+    trace->dst_images = dst_images.detach();
+    trace->src_image_features = src_features;
+    trace->dst_image_features = dst_features.detach();
+    trace->edit_directions = edit.detach();
+    trace->grads = DefinedGrads(target);
+  }
+  adam.Step();
+  adam.ZeroGrad();
+  EmaUpdate(ema, target, options.stage2.ema_decay);
+  result.loss = loss.item<double>();
+  return result;
+}
+
+torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator, const torch::Tensor& z,
+                           const torch::Tensor& mean_latent, c10::optional<at::Generator> rng) {
+  CheckContext(ctx);
+  CheckZ(z, generator, "SampleImages");
+  torch::NoGradGuard no_grad;
+  SynthesisOptions so = NoiseOptions(*ctx.options, std::move(rng));
+  so.input_is_latent = false;
+  so.truncation = ctx.options->sample_truncation;
+  so.truncation_latent = mean_latent;
+  return generator.Generate({z}, so).image;
+}
+
+}  // namespace restyle::engine
