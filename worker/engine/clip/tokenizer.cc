@@ -1,6 +1,7 @@
 #include "worker/engine/clip/tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
@@ -346,20 +347,21 @@ std::unique_ptr<Tokenizer> Tokenizer::FromMergesText(std::string_view text,
     const size_t start = pos + 1;
     pos = text.find('\n', start);
     std::string_view line = text.substr(start, pos == std::string_view::npos ? pos : pos - start);
-    std::vector<std::string> parts;
+    std::string_view parts[3];
+    size_t count = 0;
     size_t k = 0;
-    while (k < line.size()) {
+    while (k < line.size() && count < 3) {
       while (k < line.size() && std::isspace(static_cast<unsigned char>(line[k]))) ++k;
       size_t e = k;
       while (e < line.size() && !std::isspace(static_cast<unsigned char>(line[e]))) ++e;
-      if (e > k) parts.emplace_back(line.substr(k, e - k));
+      if (e > k) parts[count++] = line.substr(k, e - k);
       k = e;
     }
-    if (parts.size() != 2) {
+    if (count != 2) {
       Fail(ErrorCode::kDataLoss, "tokenizer vocabulary " + origin + ": line " +
                                      std::to_string(line_no + 1) + " is not a merge \"a b\"");
     }
-    merges.emplace_back(std::move(parts[0]), std::move(parts[1]));
+    merges.emplace_back(std::string(parts[0]), std::string(parts[1]));
     ++line_no;
   }
   if (merges.size() != kNumMerges) {
@@ -371,6 +373,8 @@ std::unique_ptr<Tokenizer> Tokenizer::FromMergesText(std::string_view text,
   tok->vocab_.push_back(kSotText);
   tok->vocab_.push_back(kEotText);
   // Python's dict(zip(vocab, range(...))): a repeated token keeps its last id.
+  tok->encoder_.reserve(tok->vocab_.size());
+  tok->merges_.reserve(merges.size());
   for (size_t id = 0; id < tok->vocab_.size(); ++id) {
     tok->encoder_[tok->vocab_[id]] = static_cast<int64_t>(id);
   }
@@ -400,12 +404,15 @@ void Tokenizer::AppendBpe(std::string_view piece, std::vector<int64_t>* ids) con
     ids->push_back(kEot);
     return;
   }
+  // Most pieces are short: stack-like reuse is not worth a cache (and a cache
+  // would need a lock); two small vectors per piece.
   std::vector<uint32_t> word(piece.size());
   for (size_t i = 0; i < piece.size(); ++i) {
     const auto b = static_cast<unsigned char>(piece[i]);
     word[i] = static_cast<uint32_t>(i + 1 == piece.size() ? byte_end_id_[b] : byte_id_[b]);
   }
   std::vector<uint32_t> next;
+  next.reserve(word.size());
   while (word.size() > 1) {
     uint64_t best = std::numeric_limits<uint64_t>::max();
     uint32_t first = 0, second = 0;

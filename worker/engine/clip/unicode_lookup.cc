@@ -1,5 +1,6 @@
 // Lookups over the generated tables of unicode_tables.cc / html_entities.cc.
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "worker/engine/clip/unicode_tables.h"
@@ -8,12 +9,37 @@ namespace restyle::engine::unicode {
 
 using namespace unicode_data;  // NOLINT(build/namespaces): generated tables
 
-uint8_t CharClass(char32_t cp) {
-  if (cp > 0x10FFFF) return 0;
+namespace {
+
+uint8_t SearchClass(char32_t cp) {
   const ClassRange* end = kClassRanges + kClassRangeCount;
   const ClassRange* it = std::upper_bound(
       kClassRanges, end, cp, [](char32_t c, const ClassRange& r) { return c < r.first; });
   return it == kClassRanges ? 0 : (it - 1)->bits;
+}
+
+// Direct lookup for the Basic Multilingual Plane (64 KiB, built once).
+constexpr char32_t kDirectLimit = 0x10000;
+const std::array<uint8_t, kDirectLimit>& DirectTable() {
+  static const std::array<uint8_t, kDirectLimit> table = [] {
+    std::array<uint8_t, kDirectLimit> t{};
+    for (size_t i = 0; i < kClassRangeCount && kClassRanges[i].first < kDirectLimit; ++i) {
+      const char32_t last = i + 1 < kClassRangeCount
+                                ? std::min(kClassRanges[i + 1].first, kDirectLimit)
+                                : kDirectLimit;
+      for (char32_t c = kClassRanges[i].first; c < last; ++c) t[c] = kClassRanges[i].bits;
+    }
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+uint8_t CharClass(char32_t cp) {
+  if (cp < kDirectLimit) return DirectTable()[cp];
+  if (cp > 0x10FFFF) return 0;
+  return SearchClass(cp);
 }
 
 void AppendLower(char32_t cp, std::u32string* out) {
