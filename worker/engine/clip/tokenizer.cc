@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <queue>
 #include <sstream>
 
 #include "worker/engine/clip/unicode_tables.h"
@@ -392,6 +393,20 @@ std::unique_ptr<Tokenizer> Tokenizer::FromMergesText(std::string_view text,
     tok->merges_[static_cast<uint64_t>(a->second) << 32 | static_cast<uint64_t>(b->second)] =
         static_cast<uint64_t>(rank) << 32 | static_cast<uint64_t>(merged);
   }
+  // Is every merge's part either a single symbol or made by an earlier merge?
+  std::unordered_map<int64_t, size_t> created_at;
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    created_at.emplace(tok->encoder_.at(merges[rank].first + merges[rank].second), rank);
+  }
+  tok->ranks_are_ordered_ = true;
+  for (size_t rank = 0; rank < merges.size() && tok->ranks_are_ordered_; ++rank) {
+    for (const std::string* part : {&merges[rank].first, &merges[rank].second}) {
+      auto id = tok->encoder_.find(*part);
+      if (id == tok->encoder_.end() || id->second < 512) continue;
+      auto made = created_at.find(id->second);
+      if (made != created_at.end() && made->second >= rank) tok->ranks_are_ordered_ = false;
+    }
+  }
   return tok;
 }
 
@@ -404,13 +419,23 @@ void Tokenizer::AppendBpe(std::string_view piece, std::vector<int64_t>* ids) con
     ids->push_back(kEot);
     return;
   }
-  // Most pieces are short: stack-like reuse is not worth a cache (and a cache
-  // would need a lock); two small vectors per piece.
   std::vector<uint32_t> word(piece.size());
   for (size_t i = 0; i < piece.size(); ++i) {
     const auto b = static_cast<unsigned char>(piece[i]);
     word[i] = static_cast<uint32_t>(i + 1 == piece.size() ? byte_end_id_[b] : byte_id_[b]);
   }
+  if (word.size() > kShortPiece && ranks_are_ordered_) {
+    MergeLong(&word);
+  } else {
+    MergeShort(&word);
+  }
+  for (uint32_t id : word) ids->push_back(id);
+}
+
+// The reference loop: merge every occurrence of the lowest-ranked pair, left
+// to right, until no pair has a rank. Quadratic in the piece length.
+void Tokenizer::MergeShort(std::vector<uint32_t>* word_ptr) const {
+  std::vector<uint32_t>& word = *word_ptr;
   std::vector<uint32_t> next;
   next.reserve(word.size());
   while (word.size() > 1) {
@@ -437,7 +462,57 @@ void Tokenizer::AppendBpe(std::string_view piece, std::vector<int64_t>* ids) con
     }
     word.swap(next);
   }
-  for (uint32_t id : word) ids->push_back(id);
+}
+
+// The same merges in O(n log n) with a heap of candidate pairs ordered by
+// (rank, position). Equal to MergeShort() when every merge's parts were
+// created by lower-ranked merges (ranks_are_ordered_): then a merge of rank r
+// only creates pairs of rank > r, so pairs are merged in the reference's
+// order (ascending rank; one rank's occurrences left to right, overlaps
+// skipped).
+void Tokenizer::MergeLong(std::vector<uint32_t>* word) const {
+  const size_t n = word->size();
+  std::vector<uint32_t>& id = *word;
+  std::vector<int64_t> prev(n), next(n);
+  for (size_t i = 0; i < n; ++i) {
+    prev[i] = static_cast<int64_t>(i) - 1;
+    next[i] = i + 1 < n ? static_cast<int64_t>(i + 1) : -1;
+  }
+  struct Candidate {
+    uint64_t rank_and_merged;  // as stored in merges_
+    int64_t left, right;
+    uint32_t left_id, right_id;
+    bool operator>(const Candidate& o) const {
+      const uint64_t r = rank_and_merged >> 32, orank = o.rank_and_merged >> 32;
+      return r != orank ? r > orank : left > o.left;
+    }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
+  auto push = [&](int64_t left) {
+    if (left < 0 || next[left] < 0) return;
+    const int64_t right = next[left];
+    auto it = merges_.find(static_cast<uint64_t>(id[left]) << 32 | id[right]);
+    if (it != merges_.end()) heap.push({it->second, left, right, id[left], id[right]});
+  };
+  for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int64_t>(i));
+  std::vector<bool> alive(n, true);
+  while (!heap.empty()) {
+    const Candidate c = heap.top();
+    heap.pop();
+    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right ||
+        id[c.left] != c.left_id || id[c.right] != c.right_id) {
+      continue;  // stale: one side was merged since
+    }
+    id[c.left] = static_cast<uint32_t>(c.rank_and_merged & 0xFFFFFFFFu);
+    alive[c.right] = false;
+    next[c.left] = next[c.right];
+    if (next[c.right] >= 0) prev[next[c.right]] = c.left;
+    push(prev[c.left]);
+    push(c.left);
+  }
+  std::vector<uint32_t> out;
+  for (int64_t i = 0; i >= 0; i = next[i]) out.push_back(id[i]);
+  word->swap(out);
 }
 
 std::vector<int64_t> Tokenizer::Encode(std::string_view utf8) const {

@@ -38,8 +38,8 @@ class Tokenizer {
   static constexpr int kContextLength = 77;      // CLIP's text context
   static constexpr int64_t kVocabSize = 49408;
   // Longest input Encode()/Tokenize() accept, in bytes of UTF-8. CLIP reads
-  // 77 tokens; anything near this limit is a mistake or an attack (BPE cost
-  // grows with the square of one word's length).
+  // 77 tokens; anything near this limit is a mistake. Cost is O(n log n) in
+  // the length of the longest word.
   static constexpr size_t kMaxInputBytes = size_t{1} << 20;
 
   // Loads the merges file (gzip-compressed when `vocab_path` ends in ".gz",
@@ -83,8 +83,16 @@ class Tokenizer {
  private:
   Tokenizer() = default;
 
+  // Pieces longer than this many bytes use MergeLong().
+  static constexpr size_t kShortPiece = 48;
+
   // Appends the BPE ids of one pre-tokenised piece (its UTF-8 bytes).
   void AppendBpe(std::string_view piece, std::vector<int64_t>* ids) const;
+  // Apply the merges to a word of symbol ids in place: the reference's
+  // quadratic loop, and an O(n log n) heap version with the same result
+  // (used for long pieces when ranks_are_ordered_).
+  void MergeShort(std::vector<uint32_t>* word) const;
+  void MergeLong(std::vector<uint32_t>* word) const;
 
   std::vector<std::string> vocab_;                    // id -> token (UTF-8)
   std::unordered_map<std::string, int64_t> encoder_;  // token -> id
@@ -93,6 +101,9 @@ class Tokenizer {
   // (left id << 32 | right id) -> (rank << 32 | merged id).
   std::unordered_map<uint64_t, uint64_t> merges_;
   std::unordered_map<uint32_t, uint8_t> byte_decoder_;  // symbol code point -> byte
+  // True when every merge's parts come from lower-ranked merges (true for
+  // OpenAI's file); otherwise long pieces also use the reference loop.
+  bool ranks_are_ordered_ = false;
 };
 
 // Path of the shipped vocabulary: $RESTYLE_DATA_DIR/bpe_simple_vocab_16e6.txt.gz

@@ -232,6 +232,22 @@ TEST(TokenizerTest, MissingAndCorruptVocabulary) {
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 
+// One huge "word" must not take quadratic time (a denial of service).
+TEST(TokenizerTest, LongWordIsNotQuadratic) {
+  std::string word;
+  uint32_t state = 12345;
+  for (int i = 0; i < 200000; ++i) {
+    state = state * 1103515245u + 12345u;
+    word.push_back(static_cast<char>('a' + (state >> 16) % 26));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto ids = Shipped().Encode(word);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GT(ids.size(), 1000u);
+  EXPECT_LT(s, 10.0);  // ~0.3 s; the reference's loop would need minutes
+  EXPECT_EQ(Shipped().Decode(ids), word + " ");
+}
+
 TEST(TokenizerTest, EncodesPromptsQuickly) {
   std::vector<std::string> prompts;
   for (int i = 0; i < 32; ++i) {
