@@ -21,11 +21,13 @@ std::shared_ptr<torch::nn::Module> KernelHolder(const torch::Tensor& kernel,
 
 // Depthwise correlation of every channel with the flipped `kernel` after
 // padding `pad` on all four sides: upfirdn2d(up 1, down 1, pad (pad,pad)).
-torch::Tensor DepthwiseBlur(const torch::Tensor& x, const torch::Tensor& kernel, int64_t pad) {
+torch::Tensor DepthwiseBlur(const torch::Tensor& x, const torch::Tensor& kernel, int64_t pad,
+                            const torch::Tensor& bias = {}) {
   const int64_t c = x.size(1);
   auto k = kernel.flip({0, 1}).to(x.dtype()).view({1, 1, kernel.size(0), kernel.size(1)})
-               .expand({c, 1, kernel.size(0), kernel.size(1)});
-  return at::conv2d(x, k, {}, /*stride=*/1, /*padding=*/pad, /*dilation=*/1, /*groups=*/c);
+               .expand({c, 1, kernel.size(0), kernel.size(1)})
+               .contiguous();
+  return at::conv2d(x, k, bias, /*stride=*/1, /*padding=*/pad, /*dilation=*/1, /*groups=*/c);
 }
 
 // upfirdn2d(up 2, pad (2,1)) == depthwise conv_transpose2d(stride 2, padding 1)
@@ -33,7 +35,8 @@ torch::Tensor DepthwiseBlur(const torch::Tensor& x, const torch::Tensor& kernel,
 torch::Tensor FusedUpsample(const torch::Tensor& x, const torch::Tensor& kernel) {
   const int64_t c = x.size(1);
   auto k = kernel.to(x.dtype()).view({1, 1, kernel.size(0), kernel.size(1)})
-               .expand({c, 1, kernel.size(0), kernel.size(1)});
+               .expand({c, 1, kernel.size(0), kernel.size(1)})
+               .contiguous();
   return at::conv_transpose2d(x, k, {}, /*stride=*/2, /*padding=*/1, /*output_padding=*/0,
                               /*groups=*/c);
 }
@@ -169,6 +172,24 @@ std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
   return {y, demod};
 }
 
+torch::Tensor ModulatedConv2dImpl::FoldedForward(const torch::Tensor& x,
+                                                 const torch::Tensor& style, double gain,
+                                                 const torch::Tensor& bias) {
+  const int64_t in = options.in, out = options.out, k = options.kernel_size;
+  auto s = modulation->forward(style);  // (1, in)
+  auto wt = weight.squeeze(0) * scale * s.view({1, in, 1, 1});  // (out, in, k, k)
+  if (options.demodulate) {
+    wt = wt * (at::rsqrt(wt.pow(2).sum({1, 2, 3}) + 1e-8) * gain).view({out, 1, 1, 1});
+  } else if (gain != 1.0) {
+    wt = wt * gain;
+  }
+  if (options.upsample) {
+    auto y = at::conv_transpose2d(x, wt.transpose(0, 1), {}, 2, 0, 0, 1);
+    return DepthwiseBlur(y, blur_kernel, 1, bias);
+  }
+  return at::conv2d(x, wt, bias, 1, k / 2);
+}
+
 torch::Tensor ModulatedConv2dImpl::forward(const torch::Tensor& x, const torch::Tensor& style,
                                            ConvMode mode) {
   CheckArgument(x.dim() == 4 && x.size(1) == options.in,
@@ -203,32 +224,38 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
                                       const torch::Tensor& noise, ConvMode mode,
                                       c10::optional<at::Generator> rng) {
   mode = ResolveConvMode(mode);
-  torch::Tensor y, demod;
-  if (mode == ConvMode::kReference) {
-    y = conv->forward(x, style, mode);
-  } else {
-    std::tie(y, demod) = conv->FusedParts(x, style);
-  }
-  const int64_t b = y.size(0), c = y.size(1);
-  torch::Tensor n = noise;
-  if (!n.defined()) n = at::randn({b, 1, y.size(2), y.size(3)}, rng, y.options());
-  CheckArgument(n.dim() == 4 && n.size(2) == y.size(2) && n.size(3) == y.size(3),
-                "StyledConv: noise of shape " + c10::str(n.sizes()) + " for output " +
-                    c10::str(y.sizes()));
-  n = n.to(y.dtype());
-  if (mode == ConvMode::kReference) {
-    return FusedLeakyRelu(y + noise_weight * n, activate_bias);
-  }
   const bool in_place = !torch::autograd::GradMode::is_enabled();
-  if (in_place) {
-    if (demod.defined()) y.mul_(demod.view({b, c, 1, 1}));
-    y.add_(noise_weight * n).add_(activate_bias.view({1, c, 1, 1}));
-    at::leaky_relu_(y, 0.2);
-    return y.mul_(kSqrt2);
+  auto noise_for = [&](const torch::Tensor& y) {
+    torch::Tensor n = noise;
+    if (!n.defined()) n = at::randn({y.size(0), 1, y.size(2), y.size(3)}, rng, y.options());
+    CheckArgument(n.dim() == 4 && n.size(1) == 1 && n.size(2) == y.size(2) &&
+                      n.size(3) == y.size(3) && (n.size(0) == 1 || n.size(0) == y.size(0)),
+                  "StyledConv: noise of shape " + c10::str(n.sizes()) + " for output " +
+                      c10::str(y.sizes()));
+    return n.to(y.dtype());
+  };
+  if (mode == ConvMode::kReference) {
+    auto y = conv->forward(x, style, mode);
+    return FusedLeakyRelu(y + noise_weight * noise_for(y), activate_bias);
   }
-  if (demod.defined()) y = y * demod.view({b, c, 1, 1});
-  y = y + noise_weight * n + activate_bias.view({1, c, 1, 1});
-  return at::leaky_relu(y, 0.2) * kSqrt2;
+  torch::Tensor y;
+  if (x.size(0) == 1) {
+    // sqrt(2) folded into weight, bias and noise weight: lrelu(a)*c == lrelu(a*c).
+    y = conv->FoldedForward(x, style, kSqrt2, activate_bias * kSqrt2);
+  } else {
+    auto [conv_out, demod] = conv->FusedParts(x, style);
+    const int64_t b = conv_out.size(0), c = conv_out.size(1);
+    auto gain = demod.defined() ? demod * kSqrt2
+                                : torch::full({b, c}, kSqrt2, conv_out.options());
+    y = at::addcmul((activate_bias * kSqrt2).view({1, c, 1, 1}), conv_out,
+                    gain.view({b, c, 1, 1}));
+  }
+  auto scaled_noise = noise_for(y) * (noise_weight * kSqrt2);
+  if (in_place) {
+    y.add_(scaled_noise);
+    return at::leaky_relu_(y, 0.2);
+  }
+  return at::leaky_relu(y + scaled_noise, 0.2);
 }
 
 // --------------------------------------------------------------------- ToRgb
@@ -260,7 +287,12 @@ void ToRgbImpl::ResetParameters(at::Generator& rng) {
 torch::Tensor ToRgbImpl::forward(const torch::Tensor& x, const torch::Tensor& style,
                                  const torch::Tensor& skip, ConvMode mode) {
   mode = ResolveConvMode(mode);
-  auto y = conv->forward(x, style, mode) + bias;
+  torch::Tensor y;
+  if (mode == ConvMode::kFused && x.size(0) == 1) {
+    y = conv->FoldedForward(x, style, 1.0, bias.view({3}));
+  } else {
+    y = conv->forward(x, style, mode) + bias;
+  }
   if (skip.defined()) {
     CheckArgument(upsample != nullptr, "ToRGB: a skip input needs an upsampling ToRGB");
     auto up = mode == ConvMode::kReference ? Upfirdn2d(skip, upsample_kernel, 2, 1, 2, 1)

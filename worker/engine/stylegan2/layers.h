@@ -12,12 +12,17 @@
 //    upsampling convs are conv_transpose2d(stride 2) with the per-sample weight
 //    transposed followed by upfirdn2d blur; the ToRGB skip is upsampled by
 //    upfirdn2d (zero insertion, pad (2,1), conv with the flipped kernel).
-//  * kFused: the same function rewritten. The style scales the activations
-//    instead of the weight (x * s, one convolution with the shared weight for
-//    the whole batch, then * demodulation coefficients per sample and output
-//    channel); the ToRGB upsample is one depthwise conv_transpose2d with the
-//    unflipped kernel (stride 2, padding 1), which equals upfirdn2d(up 2,
-//    pad (2,1)); noise, bias and leaky ReLU are applied in one pass.
+//  * kFused: the same function rewritten. At batch > 1 the style scales the
+//    activations instead of the weight (x * s, one convolution with the
+//    shared weight for the whole batch, then * demodulation coefficients per
+//    sample and output channel). At batch 1 the style, demodulation and the
+//    sqrt(2) gain (leaky_relu(a)*c == leaky_relu(a*c) for c > 0) are folded
+//    into the weight of a plain convolution whose bias is the activation
+//    bias (added by the blur for upsampling convs), leaving one pass for the
+//    noise and one for the leaky ReLU. The blur is a depthwise conv; the
+//    ToRGB upsample is one depthwise conv_transpose2d with the unflipped
+//    kernel (stride 2, padding 1), which equals upfirdn2d(up 2, pad (2,1)).
+//    Without grad mode the elementwise steps run in place.
 // Both are differentiable with standard ops; results agree to float rounding.
 //
 // Thread-safety: modules are not thread-safe to mutate; concurrent forward
@@ -109,6 +114,11 @@ class ModulatedConv2dImpl : public torch::nn::Module {
   // false). forward(kFused) == conv * demod[:, :, None, None].
   std::pair<torch::Tensor, torch::Tensor> FusedParts(const torch::Tensor& x,
                                                      const torch::Tensor& style);
+  // kFused at batch 1: conv with the weight modulated by style (1,style_dim),
+  // demodulated, and multiplied by `gain`; `bias` (out) is added by the conv
+  // (or by the blur when upsampling). Undefined bias: none.
+  torch::Tensor FoldedForward(const torch::Tensor& x, const torch::Tensor& style, double gain,
+                              const torch::Tensor& bias);
   void ResetParameters(at::Generator& rng);
 
   ModulatedConv2dOptions options;
