@@ -589,20 +589,39 @@ std::string Tokenizer::Decode(const std::vector<int64_t>& ids) const {
     auto it = byte_decoder_.find(c);
     raw.push_back(it == byte_decoder_.end() ? '?' : static_cast<char>(it->second));
   }
-  // Replace invalid UTF-8 with U+FFFD, one per bad byte run start.
+  // bytes.decode("utf-8", errors="replace"): one U+FFFD per maximal
+  // subpart of an ill-formed sequence (Unicode's recommended practice).
   std::string text;
-  std::u32string one;
   for (size_t i = 0; i < raw.size();) {
-    size_t len = 1;
     const auto b = static_cast<unsigned char>(raw[i]);
-    if (b >= 0xF0) len = 4; else if (b >= 0xE0) len = 3; else if (b >= 0xC0) len = 2;
-    if (i + len <= raw.size() && DecodeUtf8(std::string_view(raw).substr(i, len), &one, &bad, &why)) {
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b < 0x80) {
+      text.push_back(raw[i++]);
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      if (b == 0xE0) lo = 0xA0;
+      if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;
+    }
+    size_t k = 1;
+    while (len != 0 && k < len && i + k < raw.size()) {
+      const auto c = static_cast<unsigned char>(raw[i + k]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) break;
+      ++k;
+    }
+    if (len != 0 && k == len) {
       text.append(raw, i, len);
-      i += len;
     } else {
       unicode::AppendUtf8(0xFFFD, &text);
-      ++i;
     }
+    i += k;
   }
   std::string out;
   for (size_t i = 0; i < text.size();) {

@@ -112,6 +112,9 @@ TEST(TokenizerTest, BasicPrompt) {
   EXPECT_EQ(Tokenizer::EotIndex(ids), static_cast<int64_t>(Shipped().Encode("a photo of a dog.").size()) + 1);
   EXPECT_EQ(Shipped().Decode(Shipped().Encode("a photo of a dog.")), "a photo of a dog . ");
   EXPECT_EQ(Shipped().Encode("<|endoftext|>"), std::vector<int64_t>{Tokenizer::kEot});
+  EXPECT_EQ(Shipped().Decode(Shipped().Encode("caf\xC3\xA9 \xE2\x82\xAC" "5")), "caf\xC3\xA9 \xE2\x82\xAC 5 ");
+  EXPECT_EQ(CodeOf([] { Shipped().Decode({Tokenizer::kVocabSize}); }), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf([] { Shipped().Decode({-1}); }), ErrorCode::kInvalidArgument);
 }
 
 // Equivalences the reference pipeline implies (no hard-coded ids).
