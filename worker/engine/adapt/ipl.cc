@@ -109,14 +109,27 @@ Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam&
                         Stage1Trace* trace) {
   CheckContext(ctx);
   CheckZ(z, *ctx.source, "Stage1Step");
+  torch::Tensor w;
+  {
+    torch::NoGradGuard no_grad;
+    w = ctx.source->Mapping(z);
+  }
+  return Stage1StepFromW(ctx, mapper, adam, w, std::move(rng), trace);
+}
+
+Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
+                             const torch::Tensor& w_in, c10::optional<at::Generator> rng,
+                             Stage1Trace* trace) {
+  CheckContext(ctx);
+  CheckZ(w_in, *ctx.source, "Stage1StepFromW");
   const AdaptOptions& options = *ctx.options;
   const JobTexts& texts = *ctx.texts;
   ClipModelImpl& clip = *ctx.clip;
   torch::AutoGradMode grad_mode(true);
-  torch::Tensor w, images, image_features;
+  const torch::Tensor w = w_in.detach();
+  torch::Tensor images, image_features;
   {
     torch::NoGradGuard no_grad;
-    w = ctx.source->Mapping(z);
     images = ctx.source->Generate({w}, NoiseOptions(options, rng)).image;
     image_features = ImageFeatures(clip, images);
   }
@@ -230,6 +243,21 @@ Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, Gener
                         Stage2Trace* trace) {
   CheckContext(ctx);
   CheckZ(z, *ctx.source, "Stage2Step");
+  torch::Tensor w;
+  {
+    torch::NoGradGuard no_grad;
+    w = ctx.source->Mapping(z);
+  }
+  return Stage2StepFromW(ctx, mapper, target, ema, adam, w, z_select, std::move(rng), trace);
+}
+
+Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
+                             GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
+                             const torch::Tensor& w_in, const torch::Tensor& z_select,
+                             c10::optional<at::Generator> rng, Stage2Trace* trace) {
+  CheckContext(ctx);
+  CheckZ(w_in, *ctx.source, "Stage2StepFromW");
+  const torch::Tensor w = w_in.detach();
   const AdaptOptions& options = *ctx.options;
   const JobTexts& texts = *ctx.texts;
   ClipModelImpl& clip = *ctx.clip;
@@ -260,11 +288,10 @@ Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, Gener
   target.SetAllTrainable(false);
   target.SetTrainable(result.trained_layers, true);
 
-  torch::Tensor w, text_directions, source_features, target_features, prompts;
+  torch::Tensor text_directions, source_features, target_features, prompts;
   torch::Tensor src_images, src_features;
   {
     torch::NoGradGuard no_grad;
-    w = ctx.source->Mapping(z);
     if (ipl) {
           prompts = mapper->forward(w);
       source_features = PromptTextFeatures(clip, texts.source.prompt, prompts);

@@ -109,6 +109,11 @@ struct Stage1Losses {
 Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
                         const torch::Tensor& z, c10::optional<at::Generator> rng = c10::nullopt,
                         Stage1Trace* trace = nullptr);
+// The same iteration from w = mapping(z) given directly: w (B,style_dim).
+Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
+                             const torch::Tensor& w,
+                             c10::optional<at::Generator> rng = c10::nullopt,
+                             Stage1Trace* trace = nullptr);
 
 // ------------------------------------------------------- layer selection
 
@@ -177,6 +182,12 @@ Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, Gener
                         const torch::Tensor& z_select = {},
                         c10::optional<at::Generator> rng = c10::nullopt,
                         Stage2Trace* trace = nullptr);
+// The same iteration from w = mapping(z) given directly: w (B,style_dim).
+Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
+                             GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
+                             const torch::Tensor& w, const torch::Tensor& z_select = {},
+                             c10::optional<at::Generator> rng = c10::nullopt,
+                             Stage2Trace* trace = nullptr);
 
 // Samples to look at: G(w) with truncation options.sample_truncation towards
 // `mean_latent` (1,style_dim) (e.g. source.MeanLatent(4096)), no grad.

@@ -111,8 +111,12 @@ void RunStage2Case(const GoldenCase& c) {
   engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
   engine::Stage2Trace trace;
   torch::Tensor z_select = c.Has("z_layer_select") ? c.Tensor("z_layer_select") : torch::Tensor();
-  const engine::Stage2Result result = engine::Stage2Step(
-      ctx, mapper.get(), *target, *ema, adam, c.Tensor("z"), z_select, c10::nullopt, &trace);
+  // Cases give z, or only w (the NADA case).
+  const engine::Stage2Result result =
+      c.Has("z") ? engine::Stage2Step(ctx, mapper.get(), *target, *ema, adam, c.Tensor("z"),
+                                      z_select, c10::nullopt, &trace)
+                 : engine::Stage2StepFromW(ctx, mapper.get(), *target, *ema, adam, c.Tensor("w"),
+                                           z_select, c10::nullopt, &trace);
 
   ExpectLossNear(c.name, "loss", result.loss, c.Scalar("loss"));
   ExpectMatches(c.name, "w", trace.w, c.Tensor("w"));
