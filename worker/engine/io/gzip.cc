@@ -33,6 +33,20 @@ class BitReader {
     count_ -= n;
     return v;
   }
+  // The next `n` (<= 24) bits without consuming them; zeros past the end.
+  uint32_t Peek(int n) {
+    while (count_ < n && pos_ < data_.size()) {
+      buffer_ |= static_cast<uint64_t>(static_cast<unsigned char>(data_[pos_++])) << count_;
+      count_ += 8;
+    }
+    return static_cast<uint32_t>(buffer_ & ((uint64_t{1} << n) - 1));
+  }
+  // Consumes `n` bits already returned by Peek().
+  void Skip(int n) {
+    if (n > count_) Corrupt(origin_, pos_, "unexpected end of DEFLATE stream");
+    buffer_ >>= n;
+    count_ -= n;
+  }
   void AlignToByte() {
     buffer_ >>= (count_ % 8);
     count_ -= count_ % 8;
@@ -72,12 +86,36 @@ class Huffman {
     for (int i = 0; i < n; ++i) {
       if (lengths[i] != 0) symbols_[offs[lengths[i]]++] = static_cast<uint16_t>(i);
     }
+    // Fast table: every code of at most kFastBits bits, indexed by the next
+    // kFastBits input bits (LSB-first, so codes are bit-reversed).
+    fast_.fill(0);
+    std::array<int, kMaxBits + 2> next_code{};
+    for (int len = 1, code = 0; len <= kMaxBits; ++len) {
+      code = (code + counts_[len - 1]) << 1;  // RFC 1951 3.2.2 (counts_[0] == 0)
+      next_code[len] = code;
+    }
+    for (int i = 0; i < n; ++i) {
+      const int len = lengths[i];
+      if (len == 0) continue;
+      const int code = next_code[len]++;
+      if (len > kFastBits) continue;
+      int reversed = 0;
+      for (int b = 0; b < len; ++b) reversed |= ((code >> b) & 1) << (len - 1 - b);
+      for (int r = reversed; r < (1 << kFastBits); r += 1 << len) {
+        fast_[r] = static_cast<uint16_t>(i << 4 | len);
+      }
+    }
     int used = 0;
     for (int len = 1; len <= kMaxBits; ++len) used += counts_[len];
     return left == 0 || allow_incomplete || used == 1;
   }
 
   int Decode(BitReader* in) const {
+    const uint16_t entry = fast_[in->Peek(kFastBits)];
+    if (entry != 0) {
+      in->Skip(entry & 15);
+      return entry >> 4;
+    }
     int code = 0, first = 0, index = 0;
     for (int len = 1; len <= kMaxBits; ++len) {
       code |= static_cast<int>(in->Bits(1));
@@ -92,8 +130,10 @@ class Huffman {
   }
 
  private:
+  static constexpr int kFastBits = 9;
   std::array<int, kMaxBits + 1> counts_{};
   std::vector<uint16_t> symbols_;
+  std::array<uint16_t, 1 << kFastBits> fast_{};
 };
 
 constexpr uint16_t kLengthBase[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
