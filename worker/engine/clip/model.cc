@@ -19,6 +19,13 @@ torch::nn::LayerNorm MakeLayerNorm(int64_t width) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(kLayerNormEps));
 }
 
+// at::linear, as Python's F.linear calls it: a contiguous 3-D input is folded
+// into one addmm with the bias fused. (torch::nn::Linear::forward in the C++
+// frontend does matmul + add for 3-D inputs, which rounds differently.)
+torch::Tensor Linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
+  return at::linear(x, layer->weight, layer->bias);
+}
+
 std::string ShapeString(const torch::Tensor& t) {
   std::ostringstream out;
   out << t.sizes();
@@ -212,7 +219,7 @@ torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   const torch::Tensor weights = at::softmax(scores, -1);
   const torch::Tensor out =
       at::bmm(weights, v).transpose(0, 1).contiguous().view({length * batch, width_});
-  return out_proj_->forward(out).view({length, batch, width_});
+  return Linear(out_proj_, out).view({length, batch, width_});
 }
 
 ClipMlpImpl::ClipMlpImpl(int64_t width) {
@@ -221,8 +228,8 @@ ClipMlpImpl::ClipMlpImpl(int64_t width) {
 }
 
 torch::Tensor ClipMlpImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor h = c_fc_->forward(x);
-  return c_proj_->forward(h * at::sigmoid(h * 1.702));  // QuickGELU
+  const torch::Tensor h = Linear(c_fc_, x);
+  return Linear(c_proj_, h * at::sigmoid(h * 1.702));  // QuickGELU
 }
 
 ClipResidualBlockImpl::ClipResidualBlockImpl(int64_t width, int64_t heads) {

@@ -14,6 +14,8 @@
 // F.multi_head_attention_forward: packed in_proj linear, q / sqrt(head_dim),
 // baddbmm with the causal float mask (text) or bmm (vision), softmax, bmm,
 // out_proj linear. LayerNorm eps 1e-5, QuickGELU x * sigmoid(1.702 x).
+// Linear layers call at::linear like Python's F.linear (bias fused into the
+// GEMM), not torch::nn::Linear::forward (matmul + add for 3-D inputs).
 //
 // Text: features are read at the first position of the largest token id (the
 // EOT token 49407). The text mask is causal, so rows up to the EOT never see

@@ -10,6 +10,9 @@
 #include <string>
 #include <unistd.h>
 
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/import.h>
+
 #include "tests/golden/golden.h"
 #include "worker/engine/clip/checkpoint.h"
 #include "worker/engine/common/error.h"
@@ -64,6 +67,43 @@ TEST(ClipCheckpointGolden, TorchScriptArchiveEqualsSafetensors) {
     }
     ClipModel model = LoadClip(archive);
     ExpectSameFeatures(model, "torchscript");
+  }
+}
+
+// The archive's traced graph IS the reference computation (openai/CLIP's
+// encode_image / encode_text as executed by torch 1.13), run here by the same
+// LibTorch on the same CPU. Our model must agree with it to the golden
+// tolerance; the deviation (0 when bitwise) is printed.
+TEST(ClipCheckpointGolden, MatchesTracedReferenceGraphOnThisMachine) {
+  RESTYLE_REQUIRE_GOLDEN();
+  for (const GoldenCase& c : CasesOfKind("clip_torchscript")) {
+    const std::string archive = GoldenPath(c.meta.at("archive").get<std::string>());
+    torch::jit::Module traced = torch::jit::load(archive, torch::kCPU);
+    traced.to(torch::kFloat);
+    traced.eval();
+    ClipModel model = LoadClip(archive);
+    torch::NoGradGuard no_grad;
+    auto report = [&](const std::string& what, const torch::Tensor& ours,
+                      const torch::Tensor& ref) {
+      const double diff = (ours - ref).abs().max().item<double>();
+      const double scale = ref.abs().max().item<double>();
+      std::cout << "[ clip ] " << what << " vs traced reference: max |diff| = " << diff
+                << (diff == 0.0 ? " (bitwise equal)" : "") << "\n";
+      EXPECT_LE(diff, 1e-5 * scale) << what;
+    };
+    for (const GoldenCase& ic : CasesOfKind("clip_encode_image")) {
+      const torch::Tensor image = ic.Tensor("image");
+      const torch::Tensor ref = traced.run_method("encode_image", image).toTensor();
+      report(ic.name + " encode_image", model->EncodeImage(image), ref);
+    }
+    for (const GoldenCase& tc : CasesOfKind("clip_encode_text")) {
+      const torch::Tensor tokens = tc.Tensor("tokens");
+      const torch::Tensor ref = traced.run_method("encode_text", tokens).toTensor();
+      ClipTextOptions full;
+      full.cut_after_eot = false;
+      report(tc.name + " encode_text (77 positions)", model->EncodeText(tokens, full), ref);
+      report(tc.name + " encode_text (EOT cut)", model->EncodeText(tokens), ref);
+    }
   }
 }
 
