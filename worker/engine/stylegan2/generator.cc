@@ -332,6 +332,7 @@ void GeneratorImpl::SetAllTrainable(bool trainable) {
 
 std::shared_ptr<GeneratorImpl> GeneratorImpl::Clone() const {
   auto copy = std::make_shared<GeneratorImpl>(config_, /*initialize=*/false);
+  copy->to(input->input.device(), input->input.scalar_type());
   torch::NoGradGuard no_grad;
   auto src = NamedTensors(*this);
   for (auto& [name, dst] : NamedTensors(*copy)) {
