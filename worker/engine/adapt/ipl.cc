@@ -29,6 +29,7 @@ SynthesisOptions NoiseOptions(const AdaptOptions& options, c10::optional<at::Gen
   SynthesisOptions so;
   so.input_is_latent = true;
   so.noise = options.noise;
+  so.conv = options.conv_mode;
   so.rng = std::move(rng);
   return so;
 }

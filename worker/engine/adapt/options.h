@@ -68,6 +68,13 @@ struct AdaptOptions {
   // is what keeps IPL's direction away from 0/0); kStored uses the buffers
   // (golden tests).
   NoiseMode noise = NoiseMode::kRandom;
+  // Formulation of the generator's modulated convolutions during training.
+  // kReference (default) is the reference's per-sample grouped convolution.
+  // kFused / kAuto are faster and equal up to float rounding, but rounding
+  // can flip the leaky-ReLU slope of pre-activations at ~0, which moves small
+  // W+ gradients of layer selection beyond the golden tolerance (observed
+  // with the stylegan2 fused path of commit 76a519a on ipl_stage2_autolayer).
+  ConvMode conv_mode = ConvMode::kReference;
   // torch < 2.0 zero_grad(): a parameter that once received a gradient keeps
   // a zero-filled .grad, and Adam keeps stepping it (step count and
   // exp_avg_sq advance). Layer selection touches every synthesis layer and

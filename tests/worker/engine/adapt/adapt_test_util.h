@@ -6,6 +6,7 @@
 #include <string>
 
 #include "tests/golden/golden.h"
+#include "worker/engine/io/safetensors.h"
 #include "worker/engine/adapt/options.h"
 #include "worker/engine/clip/tokenizer.h"
 
@@ -55,6 +56,13 @@ inline engine::AdaptOptions OptionsFromCase(const GoldenCase& c) {
   o.stage2.auto_layer_lr = CaseScalarOr(c, "sgd_lr", o.stage2.auto_layer_lr);
   o.method = c.kind == "nada_direction" ? engine::AdaptMethod::kNada : engine::AdaptMethod::kIpl;
   return o;
+}
+
+// A deep copy of a module's state_dict (StateDict() shares storage).
+inline engine::TensorMap StateCopy(const torch::nn::Module& m) {
+  engine::TensorMap out = engine::StateDict(m);
+  for (auto& [name, t] : out) t = t.clone();
+  return out;
 }
 
 // Golden features stored as (B,1,E) compared with (B,E).

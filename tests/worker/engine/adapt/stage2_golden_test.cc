@@ -100,7 +100,7 @@ void RunStage2Case(const GoldenCase& c) {
   source->SetAllTrainable(false);
   engine::Generator target = engine::LoadGenerator(c.ModelPath("generator_target_init"));
   target->SetAllTrainable(false);
-  const engine::TensorMap target_init = engine::StateDict(*target);
+  const engine::TensorMap target_init = StateCopy(*target);
   engine::Generator ema = engine::CloneForTraining(*source);  // the reference's g_ema = source
 
   const engine::JobTokens tokens = engine::TokenizeJobTexts(GoldenTokenizer(), options);
