@@ -14,8 +14,8 @@ namespace restyle::engine {
 namespace {
 
 void CheckContext(const AdaptContext& ctx) {
-  CheckArgument(ctx.clip != nullptr && ctx.source != nullptr && ctx.texts != nullptr &&
-                    ctx.options != nullptr,
+  CheckArgument(ctx.clip != nullptr && ctx.source != nullptr &&
+                    ctx.texts != nullptr && ctx.options != nullptr,
                 "AdaptContext: clip, source, texts and options are required");
 }
 
@@ -25,7 +25,8 @@ void CheckZ(const torch::Tensor& z, const GeneratorImpl& g, const char* what) {
                 std::string(what) + ": z must be (N, style_dim)");
 }
 
-SynthesisOptions NoiseOptions(const AdaptOptions& options, c10::optional<at::Generator> rng) {
+SynthesisOptions NoiseOptions(const AdaptOptions& options,
+                              c10::optional<at::Generator> rng) {
   SynthesisOptions so;
   so.input_is_latent = true;
   so.noise = options.noise;
@@ -36,20 +37,23 @@ SynthesisOptions NoiseOptions(const AdaptOptions& options, c10::optional<at::Gen
 
 // Normalised CLIP image features of generator images.
 torch::Tensor ImageFeatures(ClipModelImpl& clip, const torch::Tensor& images) {
-  return NormalizeFeatures(
-      clip.EncodeImage(PreprocessForClip(images, clip.config().image_resolution)));
+  return NormalizeFeatures(clip.EncodeImage(
+      PreprocessForClip(images, clip.config().image_resolution)));
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> NamedParams(torch::nn::Module& m) {
+std::vector<std::pair<std::string, torch::Tensor>> NamedParams(
+    torch::nn::Module& m) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& item : m.named_parameters()) out.emplace_back(item.key(), item.value());
+  for (const auto& item : m.named_parameters())
+    out.emplace_back(item.key(), item.value());
   return out;
 }
 
 TensorMap DefinedGrads(torch::nn::Module& m) {
   TensorMap out;
   for (const auto& item : m.named_parameters()) {
-    if (item.value().grad().defined()) out[item.key()] = item.value().grad().clone();
+    if (item.value().grad().defined())
+      out[item.key()] = item.value().grad().clone();
   }
   return out;
 }
@@ -64,11 +68,13 @@ int64_t WordCount(const std::string& text) {
 
 }  // namespace
 
-torch::Tensor DrawZ(int64_t n, int64_t style_dim, c10::optional<at::Generator> rng) {
+torch::Tensor DrawZ(int64_t n, int64_t style_dim,
+                    c10::optional<at::Generator> rng) {
   return at::randn({n, style_dim}, rng);
 }
 
-LatentMapper NewMapperForJob(const GeneratorImpl& source, const ClipModelImpl& clip,
+LatentMapper NewMapperForJob(const GeneratorImpl& source,
+                             const ClipModelImpl& clip,
                              const AdaptOptions& options) {
   MapperConfig config;
   config.style_dim = source.config().style_dim;
@@ -105,9 +111,9 @@ Generator CloneForTraining(const GeneratorImpl& source) {
 
 // ------------------------------------------------------------------ stage 1
 
-Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
-                        const torch::Tensor& z, c10::optional<at::Generator> rng,
-                        Stage1Trace* trace) {
+Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper,
+                        Adam& adam, const torch::Tensor& z,
+                        c10::optional<at::Generator> rng, Stage1Trace* trace) {
   CheckContext(ctx);
   CheckZ(z, *ctx.source, "Stage1Step");
   torch::Tensor w;
@@ -118,8 +124,9 @@ Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam&
   return Stage1StepFromW(ctx, mapper, adam, w, std::move(rng), trace);
 }
 
-Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
-                             const torch::Tensor& w_in, c10::optional<at::Generator> rng,
+Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper,
+                             Adam& adam, const torch::Tensor& w_in,
+                             c10::optional<at::Generator> rng,
                              Stage1Trace* trace) {
   CheckContext(ctx);
   CheckZ(w_in, *ctx.source, "Stage1StepFromW");
@@ -136,11 +143,14 @@ Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper, 
   }
   adam.ZeroGrad();
   torch::Tensor prompts = mapper.forward(w);
-  torch::Tensor source_features = PromptTextFeatures(clip, texts.source.prompt, prompts);
-  torch::Tensor target_features = PromptTextFeatures(clip, texts.target.prompt, prompts);
+  torch::Tensor source_features =
+      PromptTextFeatures(clip, texts.source.prompt, prompts);
+  torch::Tensor target_features =
+      PromptTextFeatures(clip, texts.target.prompt, prompts);
   Stage1LossTerms terms = Stage1Loss(
-      image_features, source_features, target_features, texts.source.stage1_base,
-      texts.target.stage1_base, texts.source.template_mean, texts.target.template_mean,
+      image_features, source_features, target_features,
+      texts.source.stage1_base, texts.target.stage1_base,
+      texts.source.template_mean, texts.target.template_mean,
       clip.logit_scale(), options.stage1.lambda_l, options.stage1.lambda_src);
   terms.total.backward();
   if (trace != nullptr) {
@@ -151,7 +161,8 @@ Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper, 
     trace->images = images;
     {
       torch::NoGradGuard no_grad;
-      trace->clip_input = PreprocessForClip(images, clip.config().image_resolution);
+      trace->clip_input =
+          PreprocessForClip(images, clip.config().image_resolution);
     }
     trace->image_features = image_features;
     trace->logits_per_image = terms.logits_per_image.detach();
@@ -171,8 +182,9 @@ Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper, 
 
 // ------------------------------------------------------- layer selection
 
-LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target, const torch::Tensor& z,
-                            int64_t iters, c10::optional<at::Generator> rng,
+LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
+                            const torch::Tensor& z, int64_t iters,
+                            c10::optional<at::Generator> rng,
                             LayerSelectionTrace* trace) {
   CheckContext(ctx);
   CheckZ(z, *ctx.source, "SelectLayers");
@@ -204,11 +216,12 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target, cons
   torch::Tensor w_codes = initial.clone().requires_grad_(true);
   if (trace != nullptr) trace->initial_w_codes = initial;
   for (int64_t it = 0; it < iters; ++it) {
-    torch::Tensor images = target.Synthesize(w_codes, NoiseOptions(options, rng)).image;
-    torch::Tensor features =
-        ctx.clip->EncodeImage(PreprocessForClip(images, ctx.clip->config().image_resolution));
-    torch::Tensor loss =
-        GlobalClipLoss(features, ctx.texts->target_plain, ctx.clip->logit_scale());
+    torch::Tensor images =
+        target.Synthesize(w_codes, NoiseOptions(options, rng)).image;
+    torch::Tensor features = ctx.clip->EncodeImage(
+        PreprocessForClip(images, ctx.clip->config().image_resolution));
+    torch::Tensor loss = GlobalClipLoss(features, ctx.texts->target_plain,
+                                        ctx.clip->logit_scale());
     torch::Tensor grad = torch::autograd::grad({loss}, {w_codes})[0];
     {
       torch::NoGradGuard no_grad;
@@ -238,10 +251,10 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target, cons
 
 // ------------------------------------------------------------------ stage 2
 
-Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, GeneratorImpl& target,
-                        GeneratorImpl& ema, Adam& adam, const torch::Tensor& z,
-                        const torch::Tensor& z_select, c10::optional<at::Generator> rng,
-                        Stage2Trace* trace) {
+Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper,
+                        GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
+                        const torch::Tensor& z, const torch::Tensor& z_select,
+                        c10::optional<at::Generator> rng, Stage2Trace* trace) {
   CheckContext(ctx);
   CheckZ(z, *ctx.source, "Stage2Step");
   torch::Tensor w;
@@ -249,13 +262,16 @@ Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, Gener
     torch::NoGradGuard no_grad;
     w = ctx.source->Mapping(z);
   }
-  return Stage2StepFromW(ctx, mapper, target, ema, adam, w, z_select, std::move(rng), trace);
+  return Stage2StepFromW(ctx, mapper, target, ema, adam, w, z_select,
+                         std::move(rng), trace);
 }
 
 Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
-                             GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
-                             const torch::Tensor& w_in, const torch::Tensor& z_select,
-                             c10::optional<at::Generator> rng, Stage2Trace* trace) {
+                             GeneratorImpl& target, GeneratorImpl& ema,
+                             Adam& adam, const torch::Tensor& w_in,
+                             const torch::Tensor& z_select,
+                             c10::optional<at::Generator> rng,
+                             Stage2Trace* trace) {
   CheckContext(ctx);
   CheckZ(w_in, *ctx.source, "Stage2StepFromW");
   const torch::Tensor w = w_in.detach();
@@ -263,14 +279,16 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
   const JobTexts& texts = *ctx.texts;
   ClipModelImpl& clip = *ctx.clip;
   const bool ipl = options.method == AdaptMethod::kIpl;
-  CheckArgument(!ipl || mapper != nullptr, "Stage2Step: IPL needs the stage-1 mapper");
+  CheckArgument(!ipl || mapper != nullptr,
+                "Stage2Step: IPL needs the stage-1 mapper");
   torch::AutoGradMode grad_mode(true);
 
   Stage2Result result;
   if (options.stage2.auto_layer_iters > 0) {
     torch::Tensor zs = z_select;
     if (!zs.defined()) {
-      zs = DrawZ(options.stage2.auto_layer_batch, ctx.source->config().style_dim, rng);
+      zs = DrawZ(options.stage2.auto_layer_batch,
+                 ctx.source->config().style_dim, rng);
     }
     LayerSelection selection =
         SelectLayers(ctx, target, zs, options.stage2.auto_layer_iters, rng,
@@ -278,7 +296,8 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
     result.trained_layers = selection.layers;
     // The reference's selection backward gives every synthesis parameter a
     // .grad that its zero_grad() then zero-fills (torch 1.13).
-    if (options.reproduce_torch1_zero_grad) adam.MarkAllGradAllocatedExcept({"style."});
+    if (options.reproduce_torch1_zero_grad)
+      adam.MarkAllGradAllocatedExcept({"style."});
     if (trace != nullptr) trace->selection = std::move(selection);
   } else {
     result.trained_layers = {"input", "conv1"};
@@ -294,11 +313,12 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
   {
     torch::NoGradGuard no_grad;
     if (ipl) {
-          prompts = mapper->forward(w);
+      prompts = mapper->forward(w);
       source_features = PromptTextFeatures(clip, texts.source.prompt, prompts);
       target_features = PromptTextFeatures(clip, texts.target.prompt, prompts);
-      text_directions = IplTextDirections(source_features, target_features,
-                                          texts.stage2_source_base, texts.stage2_target_base);
+      text_directions =
+          IplTextDirections(source_features, target_features,
+                            texts.stage2_source_base, texts.stage2_target_base);
     } else {
       text_directions = texts.nada_direction;
     }
@@ -306,7 +326,8 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
     src_features = ImageFeatures(clip, src_images);
   }
   adam.ZeroGrad();
-  torch::Tensor dst_images = target.Generate({w}, NoiseOptions(options, rng)).image;
+  torch::Tensor dst_images =
+      target.Generate({w}, NoiseOptions(options, rng)).image;
   torch::Tensor dst_features = ImageFeatures(clip, dst_images);
   torch::Tensor edit = EditDirections(src_features, dst_features);
   torch::Tensor loss = DirectionalLoss(edit, text_directions);
@@ -331,8 +352,10 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
   return result;
 }
 
-torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator, const torch::Tensor& z,
-                           const torch::Tensor& mean_latent, c10::optional<at::Generator> rng) {
+torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator,
+                           const torch::Tensor& z,
+                           const torch::Tensor& mean_latent,
+                           c10::optional<at::Generator> rng) {
   CheckContext(ctx);
   CheckZ(z, generator, "SampleImages");
   torch::NoGradGuard no_grad;

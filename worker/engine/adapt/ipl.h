@@ -14,18 +14,20 @@
 //   ClipModel clip = LoadClip(...);  clip->Freeze();
 //   Generator source = LoadGenerator(...);  source->SetAllTrainable(false);
 //   auto tokenizer = Tokenizer::FromFile(DefaultVocabPath());
-//   JobTexts texts = ComputeJobTexts(*clip, TokenizeJobTexts(*tokenizer, options));
-//   at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(seed);
+//   JobTexts texts = ComputeJobTexts(*clip, TokenizeJobTexts(*tokenizer,
+//   options)); at::Generator rng =
+//   at::make_generator<at::CPUGeneratorImpl>(seed);
 //   // Stage 1 (IPL only)
 //   LatentMapper mapper = NewMapperForJob(*source, *clip, options);
 //   Adam mapper_adam = MakeMapperAdam(*mapper, options);
 //   for (i < options.stage1.iterations)
-//     Stage1Step(ctx, *mapper, mapper_adam, DrawZ(options.stage1.batch, style_dim, rng), rng);
+//     Stage1Step(ctx, *mapper, mapper_adam, DrawZ(options.stage1.batch,
+//     style_dim, rng), rng);
 //   // Stage 2
 //   Generator target = CloneForTraining(*source);   // G_t
-//   Generator ema = CloneForTraining(*source);      // G_ema (the result to save)
-//   Adam g_adam = MakeGeneratorAdam(*target, options);
-//   for (i < options.stage2.iterations)
+//   Generator ema = CloneForTraining(*source);      // G_ema (the result to
+//   save) Adam g_adam = MakeGeneratorAdam(*target, options); for (i <
+//   options.stage2.iterations)
 //     Stage2Step(ctx, mapper.get(), *target, *ema, g_adam,
 //                DrawZ(options.stage2.batch, style_dim, rng), {}, rng);
 //   ema->SaveDelta(path, *source);
@@ -57,18 +59,20 @@ namespace restyle::engine {
 
 // The frozen parts every step reads (not owned).
 struct AdaptContext {
-  ClipModelImpl* clip = nullptr;         // frozen (Freeze())
-  GeneratorImpl* source = nullptr;       // G_s, frozen
-  const JobTexts* texts = nullptr;       // ComputeJobTexts, once per job
+  ClipModelImpl* clip = nullptr;    // frozen (Freeze())
+  GeneratorImpl* source = nullptr;  // G_s, frozen
+  const JobTexts* texts = nullptr;  // ComputeJobTexts, once per job
   const AdaptOptions* options = nullptr;
 };
 
 // z ~ N(0, I) of shape (n, style_dim) drawn from `rng` (global when unset).
-torch::Tensor DrawZ(int64_t n, int64_t style_dim, c10::optional<at::Generator> rng = c10::nullopt);
+torch::Tensor DrawZ(int64_t n, int64_t style_dim,
+                    c10::optional<at::Generator> rng = c10::nullopt);
 
 // A fresh mapper for the job (style_dim from `source`, text width from
 // `clip`, n_ctx from ctx_init), initialised from options.stage1.seed.
-LatentMapper NewMapperForJob(const GeneratorImpl& source, const ClipModelImpl& clip,
+LatentMapper NewMapperForJob(const GeneratorImpl& source,
+                             const ClipModelImpl& clip,
                              const AdaptOptions& options);
 // Adam over the mapper's parameters with the stage-1 settings.
 Adam MakeMapperAdam(LatentMapperImpl& mapper, const AdaptOptions& options);
@@ -93,7 +97,7 @@ struct Stage1Trace {
   torch::Tensor logits_per_image;      // (B,B)
   torch::Tensor text_source_features;  // (B,E) normalize(T_source + base)
   torch::Tensor text_target_features;  // (B,E)
-  TensorMap grads;                     // mapper gradients by parameter name (before the step)
+  TensorMap grads;  // mapper gradients by parameter name (before the step)
 };
 
 struct Stage1Losses {
@@ -106,29 +110,31 @@ struct Stage1Losses {
 // One stage-1 iteration: w = mapping(z) of G_s; P = mapper(w); images G_s(w)
 // (truncation 1, options.noise, `rng`); Stage1Loss; backward; one Adam step
 // of the mapper (its gradients are cleared before and after). z: (B,style_dim).
-Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
-                        const torch::Tensor& z, c10::optional<at::Generator> rng = c10::nullopt,
+Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper,
+                        Adam& adam, const torch::Tensor& z,
+                        c10::optional<at::Generator> rng = c10::nullopt,
                         Stage1Trace* trace = nullptr);
 // The same iteration from w = mapping(z) given directly: w (B,style_dim).
-Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper, Adam& adam,
-                             const torch::Tensor& w,
+Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper,
+                             Adam& adam, const torch::Tensor& w,
                              c10::optional<at::Generator> rng = c10::nullopt,
                              Stage1Trace* trace = nullptr);
 
 // ------------------------------------------------------- layer selection
 
 struct LayerSelectionTrace {
-  torch::Tensor initial_w_codes;              // (N,n_latent,style_dim)
-  std::vector<torch::Tensor> images;          // per SGD iteration
-  std::vector<torch::Tensor> w_grads;         // per SGD iteration
-  std::vector<torch::Tensor> w_codes_after;   // per SGD iteration
-  std::vector<double> losses;                 // per SGD iteration
+  torch::Tensor initial_w_codes;             // (N,n_latent,style_dim)
+  std::vector<torch::Tensor> images;         // per SGD iteration
+  std::vector<torch::Tensor> w_grads;        // per SGD iteration
+  std::vector<torch::Tensor> w_codes_after;  // per SGD iteration
+  std::vector<double> losses;                // per SGD iteration
 };
 
 struct LayerSelection {
-  torch::Tensor layer_weights;       // (n_latent) mean |delta W+| per row
-  std::vector<int64_t> indices;      // topk(layer_weights, k) in topk order
-  std::vector<std::string> layers;   // GeneratorImpl::LayerSelectionNames()[index]
+  torch::Tensor layer_weights;   // (n_latent) mean |delta W+| per row
+  std::vector<int64_t> indices;  // topk(layer_weights, k) in topk order
+  std::vector<std::string>
+      layers;  // GeneratorImpl::LayerSelectionNames()[index]
 };
 
 // ZSSGAN.determine_opt_layers on `target`: W+ = mapping_{G_s}(z) repeated to
@@ -138,8 +144,9 @@ struct LayerSelection {
 // index quirk). Only W+ requires grad; no gradient reaches any model weight
 // and requires_grad flags of `target` are left as they were.
 // z: (auto_layer_batch, style_dim).
-LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target, const torch::Tensor& z,
-                            int64_t iters, c10::optional<at::Generator> rng = c10::nullopt,
+LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
+                            const torch::Tensor& z, int64_t iters,
+                            c10::optional<at::Generator> rng = c10::nullopt,
                             LayerSelectionTrace* trace = nullptr);
 
 // ------------------------------------------------------------------ stage 2
@@ -157,12 +164,13 @@ struct Stage2Trace {
   torch::Tensor edit_directions;       // (B,E)
   LayerSelection selection;            // when layer selection ran
   LayerSelectionTrace selection_trace;
-  TensorMap grads;                     // non-zero gradients of G_t by name (before the step)
+  TensorMap grads;  // non-zero gradients of G_t by name (before the step)
 };
 
 struct Stage2Result {
   double loss = 0;
-  std::vector<std::string> trained_layers;  // layers with requires_grad in this step
+  std::vector<std::string>
+      trained_layers;  // layers with requires_grad in this step
 };
 
 // One stage-2 iteration (IPL when options.method == kIpl, else NADA):
@@ -175,23 +183,27 @@ struct Stage2Result {
 //  2. w = mapping_{G_s}(z); IPL: per-image text directions under no_grad from
 //     `mapper` (required for kIpl); NADA: texts.nada_direction;
 //  3. x_s = G_s(w) (no grad), x_t = G_t(w), each its own noise draw;
-//  4. DirectionalLoss, backward, adam.Step(), EMA update of `ema` from `target`.
+//  4. DirectionalLoss, backward, adam.Step(), EMA update of `ema` from
+//  `target`.
 // z: (B,style_dim).
-Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper, GeneratorImpl& target,
-                        GeneratorImpl& ema, Adam& adam, const torch::Tensor& z,
+Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper,
+                        GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
+                        const torch::Tensor& z,
                         const torch::Tensor& z_select = {},
                         c10::optional<at::Generator> rng = c10::nullopt,
                         Stage2Trace* trace = nullptr);
 // The same iteration from w = mapping(z) given directly: w (B,style_dim).
 Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
-                             GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
-                             const torch::Tensor& w, const torch::Tensor& z_select = {},
+                             GeneratorImpl& target, GeneratorImpl& ema,
+                             Adam& adam, const torch::Tensor& w,
+                             const torch::Tensor& z_select = {},
                              c10::optional<at::Generator> rng = c10::nullopt,
                              Stage2Trace* trace = nullptr);
 
 // Samples to look at: G(w) with truncation options.sample_truncation towards
 // `mean_latent` (1,style_dim) (e.g. source.MeanLatent(4096)), no grad.
-torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator, const torch::Tensor& z,
+torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator,
+                           const torch::Tensor& z,
                            const torch::Tensor& mean_latent,
                            c10::optional<at::Generator> rng = c10::nullopt);
 

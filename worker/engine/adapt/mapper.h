@@ -1,12 +1,14 @@
 // IPL's latent mapper (mapper/latent_mappers.py SingleMapper -> Mapper):
 // w (N, style_dim) -> n_ctx prompt vectors of the CLIP text width.
 //   mapping.mapping.0  PixelNorm
-//   mapping.mapping.1..3  EqualLinear(style_dim, style_dim, lr_mul 0.01, fused lrelu)
-//   mapping.mapping.4     EqualLinear(style_dim, n_ctx*text_width, lr_mul 0.01, fused lrelu)
+//   mapping.mapping.1..3  EqualLinear(style_dim, style_dim, lr_mul 0.01, fused
+//   lrelu) mapping.mapping.4     EqualLinear(style_dim, n_ctx*text_width,
+//   lr_mul 0.01, fused lrelu)
 // Parameter names are those of the reference state_dict (mapper.pt['m']), so
 // a reference checkpoint loads with a strict LoadStateDict.
 //
-// Thread-safety: forward does not mutate; training / loading needs exclusive use.
+// Thread-safety: forward does not mutate; training / loading needs exclusive
+// use.
 #ifndef RESTYLE_WORKER_ENGINE_ADAPT_MAPPER_H_
 #define RESTYLE_WORKER_ENGINE_ADAPT_MAPPER_H_
 

@@ -7,7 +7,8 @@
 
 namespace restyle::engine {
 
-Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options)
+Adam::Adam(std::vector<std::pair<std::string, torch::Tensor>> params,
+           const AdamOptions& options)
     : options_(options) {
   slots_.reserve(params.size());
   for (auto& [name, param] : params) {
@@ -44,7 +45,8 @@ void Adam::Step() {
     const double bias_correction2 = 1 - std::pow(beta2, step);
     const double step_size = options_.lr / bias_correction1;
     const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-    torch::Tensor denom = (s.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(options_.eps);
+    torch::Tensor denom =
+        (s.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(options_.eps);
     s.param.addcdiv_(s.exp_avg, denom, -step_size);
   }
 }
@@ -56,10 +58,12 @@ void Adam::ZeroGrad() {
 }
 
 void Adam::MarkGradAllocated(const std::vector<std::string>& names) {
-  for (const std::string& name : names) const_cast<Slot&>(Find(name)).grad_allocated = true;
+  for (const std::string& name : names)
+    const_cast<Slot&>(Find(name)).grad_allocated = true;
 }
 
-void Adam::MarkAllGradAllocatedExcept(const std::vector<std::string>& excluded_prefixes) {
+void Adam::MarkAllGradAllocatedExcept(
+    const std::vector<std::string>& excluded_prefixes) {
   for (Slot& s : slots_) {
     bool excluded = false;
     for (const std::string& prefix : excluded_prefixes) {
@@ -76,25 +80,40 @@ const Adam::Slot& Adam::Find(const std::string& name) const {
   Fail(ErrorCode::kInvalidArgument, "Adam: no parameter named '" + name + "'");
 }
 
-int64_t Adam::StepCount(const std::string& name) const { return Find(name).step; }
-torch::Tensor Adam::ExpAvg(const std::string& name) const { return Find(name).exp_avg; }
-torch::Tensor Adam::ExpAvgSq(const std::string& name) const { return Find(name).exp_avg_sq; }
-bool Adam::GradAllocated(const std::string& name) const { return Find(name).grad_allocated; }
+int64_t Adam::StepCount(const std::string& name) const {
+  return Find(name).step;
+}
+torch::Tensor Adam::ExpAvg(const std::string& name) const {
+  return Find(name).exp_avg;
+}
+torch::Tensor Adam::ExpAvgSq(const std::string& name) const {
+  return Find(name).exp_avg_sq;
+}
+bool Adam::GradAllocated(const std::string& name) const {
+  return Find(name).grad_allocated;
+}
 
-void EmaUpdate(torch::nn::Module& ema, const torch::nn::Module& current, double decay) {
+void EmaUpdate(torch::nn::Module& ema, const torch::nn::Module& current,
+               double decay) {
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> source;
-  for (const auto& item : current.named_parameters()) source[item.key()] = item.value();
-  for (const auto& item : current.named_buffers()) source[item.key()] = item.value();
+  for (const auto& item : current.named_parameters())
+    source[item.key()] = item.value();
+  for (const auto& item : current.named_buffers())
+    source[item.key()] = item.value();
   std::vector<std::pair<std::string, torch::Tensor>> targets;
-  for (const auto& item : ema.named_parameters()) targets.emplace_back(item.key(), item.value());
-  for (const auto& item : ema.named_buffers()) targets.emplace_back(item.key(), item.value());
+  for (const auto& item : ema.named_parameters())
+    targets.emplace_back(item.key(), item.value());
+  for (const auto& item : ema.named_buffers())
+    targets.emplace_back(item.key(), item.value());
   CheckArgument(targets.size() == source.size(),
                 "EmaUpdate: the models have different state_dict sizes");
   for (auto& [name, t] : targets) {
     auto it = source.find(name);
-    CheckArgument(it != source.end(), "EmaUpdate: '" + name + "' missing in the current model");
-    CheckArgument(it->second.sizes() == t.sizes(), "EmaUpdate: shape mismatch for '" + name + "'");
+    CheckArgument(it != source.end(),
+                  "EmaUpdate: '" + name + "' missing in the current model");
+    CheckArgument(it->second.sizes() == t.sizes(),
+                  "EmaUpdate: shape mismatch for '" + name + "'");
     if (!t.is_floating_point()) {
       t.copy_(it->second);
       continue;

@@ -44,7 +44,8 @@ class Adam {
  public:
   // `params`: (name, parameter) pairs, e.g. module.named_parameters(). The
   // tensors are held by reference (shared storage) and updated in place.
-  Adam(std::vector<std::pair<std::string, torch::Tensor>> params, const AdamOptions& options);
+  Adam(std::vector<std::pair<std::string, torch::Tensor>> params,
+       const AdamOptions& options);
 
   // Steps every parameter with a defined .grad, and (torch1_zero_grad) every
   // parameter whose gradient is allocated, with a zero gradient. Runs under
@@ -59,8 +60,10 @@ class Adam {
   // Marks the named parameters as holding an allocated (zero) gradient.
   // Throws Error(kInvalidArgument) for an unknown name.
   void MarkGradAllocated(const std::vector<std::string>& names);
-  // Marks every parameter whose name does not start with one of `excluded_prefixes`.
-  void MarkAllGradAllocatedExcept(const std::vector<std::string>& excluded_prefixes);
+  // Marks every parameter whose name does not start with one of
+  // `excluded_prefixes`.
+  void MarkAllGradAllocatedExcept(
+      const std::vector<std::string>& excluded_prefixes);
 
   // Per-parameter state (step 0 and undefined tensors before the first step).
   int64_t StepCount(const std::string& name) const;
@@ -91,7 +94,8 @@ class Adam {
 // `current`; computed as the reference does (two products, then the sum), so
 // even equal entries drift by float rounding like the reference. Throws
 // Error(kInvalidArgument) when names or shapes differ.
-void EmaUpdate(torch::nn::Module& ema, const torch::nn::Module& current, double decay);
+void EmaUpdate(torch::nn::Module& ema, const torch::nn::Module& current,
+               double decay);
 
 }  // namespace restyle::engine
 

@@ -22,22 +22,23 @@ enum class AdaptMethod {
 
 // Stage 1: training the latent mapper that writes image-specific prompts.
 struct Stage1Options {
-  int64_t batch = 32;                    // z per iteration
-  int64_t iterations = 300;              // Adam steps
-  double lr = 0.05;                      // Adam lr; betas (0.9, 0.999), eps 1e-8
+  int64_t batch = 32;        // z per iteration
+  int64_t iterations = 300;  // Adam steps
+  double lr = 0.05;          // Adam lr; betas (0.9, 0.999), eps 1e-8
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
-  std::string ctx_init = "a photo of a";  // n_ctx = its word count (one BPE token each)
-  double lambda_l = 1.0;                 // weight of the target/source regulariser
-  double lambda_src = 0.0;               // weight of the source term inside it
-  uint64_t seed = 3;                     // RNG seed of the stage (z draws, noise)
+  std::string ctx_init =
+      "a photo of a";       // n_ctx = its word count (one BPE token each)
+  double lambda_l = 1.0;    // weight of the target/source regulariser
+  double lambda_src = 0.0;  // weight of the source term inside it
+  uint64_t seed = 3;        // RNG seed of the stage (z draws, noise)
 };
 
 // Stage 2: fine-tuning the target generator.
 struct Stage2Options {
-  int64_t batch = 2;                     // z per iteration
-  int64_t iterations = 300;              // Adam steps
+  int64_t batch = 2;         // z per iteration
+  int64_t iterations = 300;  // Adam steps
   // StyleGAN2's g_reg_every = 4 ratio r = 4/5: lr 0.002*r, betas (0^r, 0.99^r).
   double lr = 0.002 * 0.8;
   double beta1 = 0.0;
@@ -46,11 +47,12 @@ struct Stage2Options {
   // Adaptive layer selection before each step (0 = off: the trainable layers
   // are input, conv1 and every synthesis conv).
   int64_t auto_layer_iters = 1;
-  int64_t auto_layer_batch = 8;          // z drawn per selection
-  int64_t auto_layer_k = 0;              // 0: int(2*(2*log2(size)-2)/3) (9 at 256, 12 at 1024)
-  double auto_layer_lr = 0.01;           // SGD lr on W+ during selection
-  double ema_decay = 0.99;               // G_ema = decay*G_ema + (1-decay)*G_t
-  uint64_t seed = 2;                     // RNG seed of the stage
+  int64_t auto_layer_batch = 8;  // z drawn per selection
+  int64_t auto_layer_k =
+      0;  // 0: int(2*(2*log2(size)-2)/3) (9 at 256, 12 at 1024)
+  double auto_layer_lr = 0.01;  // SGD lr on W+ during selection
+  double ema_decay = 0.99;      // G_ema = decay*G_ema + (1-decay)*G_t
+  uint64_t seed = 2;            // RNG seed of the stage
   // Reference quirk: the stage-2 base text is "a photo of a" (ctx_init
   // formatted without "{}", so the class word is dropped) for BOTH classes.
   // false: ctx_init + " " + class.
@@ -59,8 +61,8 @@ struct Stage2Options {
 
 struct AdaptOptions {
   AdaptMethod method = AdaptMethod::kIpl;
-  std::string source_class = "photo";    // e.g. "photo" for FFHQ
-  std::string target_class;              // e.g. "disney", "anime painting"
+  std::string source_class = "photo";  // e.g. "photo" for FFHQ
+  std::string target_class;            // e.g. "disney", "anime painting"
   Stage1Options stage1;
   Stage2Options stage2;
   // Noise of every generator call during training. kRandom (default) draws

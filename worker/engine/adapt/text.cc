@@ -14,7 +14,8 @@ extern const char kTextTemplatesJson[];
 
 namespace {
 
-torch::Tensor TokensTensor(const Tokenizer& tokenizer, const std::string& text) {
+torch::Tensor TokensTensor(const Tokenizer& tokenizer,
+                           const std::string& text) {
   std::vector<int64_t> ids = tokenizer.Tokenize(text);
   return torch::tensor(ids, torch::kLong).unsqueeze(0);
 }
@@ -27,20 +28,23 @@ std::vector<std::string> Words(const std::string& text) {
   return words;
 }
 
-ClassTokens TokenizeClass(const Tokenizer& tokenizer, const std::string& ctx_init,
-                          const std::string& cls, const std::vector<std::string>& templates) {
+ClassTokens TokenizeClass(const Tokenizer& tokenizer,
+                          const std::string& ctx_init, const std::string& cls,
+                          const std::vector<std::string>& templates) {
   CheckArgument(!Words(cls).empty(), "adaptation: a class text is empty");
   ClassTokens out;
   out.prompt = TokensTensor(tokenizer, ctx_init + " " + cls);
   out.stage1_base = TokensTensor(tokenizer, ctx_init + " " + cls + ".");
   std::vector<torch::Tensor> rows;
   rows.reserve(templates.size());
-  for (const std::string& t : templates) rows.push_back(TokensTensor(tokenizer, FormatTemplate(t, cls)));
+  for (const std::string& t : templates)
+    rows.push_back(TokensTensor(tokenizer, FormatTemplate(t, cls)));
   out.templates = torch::cat(rows, 0);
   return out;
 }
 
-ClassTexts ComputeClassTexts(ClipModelImpl& clip, const ClassTokens& tokens, int64_t n_ctx) {
+ClassTexts ComputeClassTexts(ClipModelImpl& clip, const ClassTokens& tokens,
+                             int64_t n_ctx) {
   ClassTexts out;
   out.prompt = MakePromptContext(clip, tokens.prompt, n_ctx);
   out.stage1_base = clip.EncodeText(tokens.stage1_base);
@@ -60,7 +64,8 @@ const std::vector<std::string>& TextTemplates() {
   return *templates;
 }
 
-std::string FormatTemplate(const std::string& text_template, const std::string& word) {
+std::string FormatTemplate(const std::string& text_template,
+                           const std::string& word) {
   std::string out;
   for (size_t i = 0; i < text_template.size(); ++i) {
     if (text_template.compare(i, 2, "{}") == 0) {
@@ -77,7 +82,8 @@ torch::Tensor NormalizeFeatures(const torch::Tensor& x) {
   return x / x.norm(2, {-1}, /*keepdim=*/true);
 }
 
-JobTokens TokenizeJobTexts(const Tokenizer& tokenizer, const AdaptOptions& options,
+JobTokens TokenizeJobTexts(const Tokenizer& tokenizer,
+                           const AdaptOptions& options,
                            const std::vector<std::string>& templates) {
   const std::string& ctx = options.stage1.ctx_init;
   JobTokens out;
@@ -87,26 +93,33 @@ JobTokens TokenizeJobTexts(const Tokenizer& tokenizer, const AdaptOptions& optio
   out.source = TokenizeClass(tokenizer, ctx, options.source_class, templates);
   out.target = TokenizeClass(tokenizer, ctx, options.target_class, templates);
   if (options.stage2.base_text_without_class) {
-    out.stage2_source_base = TokensTensor(tokenizer, FormatTemplate(ctx, options.source_class));
-    out.stage2_target_base = TokensTensor(tokenizer, FormatTemplate(ctx, options.target_class));
+    out.stage2_source_base =
+        TokensTensor(tokenizer, FormatTemplate(ctx, options.source_class));
+    out.stage2_target_base =
+        TokensTensor(tokenizer, FormatTemplate(ctx, options.target_class));
   } else {
-    out.stage2_source_base = TokensTensor(tokenizer, ctx + " " + options.source_class);
-    out.stage2_target_base = TokensTensor(tokenizer, ctx + " " + options.target_class);
+    out.stage2_source_base =
+        TokensTensor(tokenizer, ctx + " " + options.source_class);
+    out.stage2_target_base =
+        TokensTensor(tokenizer, ctx + " " + options.target_class);
   }
   out.target_plain = TokensTensor(tokenizer, options.target_class);
   return out;
 }
 
-PromptContext MakePromptContext(ClipModelImpl& clip, const torch::Tensor& tokens, int64_t n_ctx) {
+PromptContext MakePromptContext(ClipModelImpl& clip,
+                                const torch::Tensor& tokens, int64_t n_ctx) {
   CheckArgument(tokens.dim() == 2 && tokens.size(0) == 1,
                 "MakePromptContext: tokens must be (1, L)");
-  CheckArgument(n_ctx > 0 && 1 + n_ctx < tokens.size(1), "MakePromptContext: bad n_ctx");
+  CheckArgument(n_ctx > 0 && 1 + n_ctx < tokens.size(1),
+                "MakePromptContext: bad n_ctx");
   torch::NoGradGuard no_grad;
   PromptContext out;
   out.tokens = tokens.to(torch::kLong);
   out.eot_index = out.tokens.argmax(-1);
-  CheckArgument(out.eot_index.item<int64_t>() > n_ctx,
-                "MakePromptContext: the class prompt ends inside the context words");
+  CheckArgument(
+      out.eot_index.item<int64_t>() > n_ctx,
+      "MakePromptContext: the class prompt ends inside the context words");
   torch::Tensor embeddings = clip.TokenEmbedding(out.tokens);
   out.prefix = embeddings.slice(1, 0, 1).clone();
   out.suffix = embeddings.slice(1, 1 + n_ctx).clone();
@@ -114,24 +127,28 @@ PromptContext MakePromptContext(ClipModelImpl& clip, const torch::Tensor& tokens
   return out;
 }
 
-torch::Tensor PromptTextFeatures(ClipModelImpl& clip, const PromptContext& context,
+torch::Tensor PromptTextFeatures(ClipModelImpl& clip,
+                                 const PromptContext& context,
                                  const torch::Tensor& prompts) {
   CheckArgument(prompts.dim() == 3 && prompts.size(1) == context.n_ctx &&
                     prompts.size(2) == context.prefix.size(2),
                 "PromptTextFeatures: prompts must be (B, n_ctx, text width)");
   const int64_t b = prompts.size(0);
-  torch::Tensor x = torch::cat(
-      {context.prefix.expand({b, -1, -1}), prompts, context.suffix.expand({b, -1, -1})}, 1);
+  torch::Tensor x = torch::cat({context.prefix.expand({b, -1, -1}), prompts,
+                                context.suffix.expand({b, -1, -1})},
+                               1);
   return clip.EncodeTextEmbeddings(x, context.eot_index.expand({b}));
 }
 
-torch::Tensor NormalizedTextFeatures(ClipModelImpl& clip, const torch::Tensor& tokens) {
+torch::Tensor NormalizedTextFeatures(ClipModelImpl& clip,
+                                     const torch::Tensor& tokens) {
   return NormalizeFeatures(clip.EncodeText(tokens));
 }
 
 torch::Tensor NadaDirection(const torch::Tensor& source_template_features,
                             const torch::Tensor& target_template_features) {
-  torch::Tensor d = (target_template_features - source_template_features).mean(0, true);
+  torch::Tensor d =
+      (target_template_features - source_template_features).mean(0, true);
   return d / d.norm(2, {-1}, true);
 }
 
@@ -142,7 +159,8 @@ JobTexts ComputeJobTexts(ClipModelImpl& clip, const JobTokens& tokens) {
   out.target = ComputeClassTexts(clip, tokens.target, tokens.n_ctx);
   out.stage2_source_base = clip.EncodeText(tokens.stage2_source_base);
   out.stage2_target_base = clip.EncodeText(tokens.stage2_target_base);
-  out.nada_direction = NadaDirection(out.source.template_features, out.target.template_features);
+  out.nada_direction =
+      NadaDirection(out.source.template_features, out.target.template_features);
   out.target_plain = clip.EncodeText(tokens.target_plain);
   return out;
 }

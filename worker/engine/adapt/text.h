@@ -37,7 +37,8 @@ const std::vector<std::string>& TextTemplates();
 
 // Python's template.format(word) for templates whose only fields are "{}":
 // every "{}" becomes `word`; a template without "{}" is returned unchanged.
-std::string FormatTemplate(const std::string& text_template, const std::string& word);
+std::string FormatTemplate(const std::string& text_template,
+                           const std::string& word);
 
 // x / x.norm(dim=-1, keepdim=True) (no eps, like the reference).
 torch::Tensor NormalizeFeatures(const torch::Tensor& x);
@@ -57,35 +58,40 @@ struct JobTokens {
   // Stage2Options::base_text_without_class.
   torch::Tensor stage2_source_base;
   torch::Tensor stage2_target_base;
-  torch::Tensor target_plain;  // (1,77): "<target class>" (layer-selection loss)
-  int64_t n_ctx = 0;           // words of ctx_init
+  torch::Tensor
+      target_plain;   // (1,77): "<target class>" (layer-selection loss)
+  int64_t n_ctx = 0;  // words of ctx_init
 };
 
 // Tokenizes every text of the job. Throws Error(kInvalidArgument) when a class
 // is empty or ctx_init has no words.
-JobTokens TokenizeJobTexts(const Tokenizer& tokenizer, const AdaptOptions& options,
-                           const std::vector<std::string>& templates = TextTemplates());
+JobTokens TokenizeJobTexts(
+    const Tokenizer& tokenizer, const AdaptOptions& options,
+    const std::vector<std::string>& templates = TextTemplates());
 
 // The prompt context of one class ("a photo of a <class>" tokens).
 struct PromptContext {
   torch::Tensor tokens;     // (1,77) int64
   torch::Tensor eot_index;  // (1) int64: argmax(tokens)
   torch::Tensor prefix;     // (1,1,W) token embedding of position 0 (SOT)
-  torch::Tensor suffix;     // (1,77-1-n_ctx,W) embeddings of positions 1+n_ctx..
+  torch::Tensor suffix;  // (1,77-1-n_ctx,W) embeddings of positions 1+n_ctx..
   int64_t n_ctx = 0;
 };
 
 // Builds the context from the tokens (no gradients).
-PromptContext MakePromptContext(ClipModelImpl& clip, const torch::Tensor& tokens, int64_t n_ctx);
+PromptContext MakePromptContext(ClipModelImpl& clip,
+                                const torch::Tensor& tokens, int64_t n_ctx);
 
 // T_c(P): prompts (B,n_ctx,W) -> (B,embed_dim), not normalised. The sequence
 // [prefix, P_i, suffix] runs through the text transformer in ONE batched call,
 // cut after the EOT. Gradients flow to `prompts` (CLIP weights stay frozen).
-torch::Tensor PromptTextFeatures(ClipModelImpl& clip, const PromptContext& context,
+torch::Tensor PromptTextFeatures(ClipModelImpl& clip,
+                                 const PromptContext& context,
                                  const torch::Tensor& prompts);
 
 // Normalised features of a batch of tokenized texts (T,77) -> (T,embed_dim).
-torch::Tensor NormalizedTextFeatures(ClipModelImpl& clip, const torch::Tensor& tokens);
+torch::Tensor NormalizedTextFeatures(ClipModelImpl& clip,
+                                     const torch::Tensor& tokens);
 
 // NADA: normalize(mean_t(target_t - source_t)) of normalised template
 // features (T,E) each -> (1,E).
@@ -94,9 +100,11 @@ torch::Tensor NadaDirection(const torch::Tensor& source_template_features,
 
 struct ClassTexts {
   PromptContext prompt;
-  torch::Tensor stage1_base;         // (1,E) E_T("<ctx_init> <class>."), not normalised
-  torch::Tensor template_features;   // (T,E) normalised
-  torch::Tensor template_mean;       // (E) mean of template_features (not re-normalised)
+  torch::Tensor
+      stage1_base;  // (1,E) E_T("<ctx_init> <class>."), not normalised
+  torch::Tensor template_features;  // (T,E) normalised
+  torch::Tensor
+      template_mean;  // (E) mean of template_features (not re-normalised)
 };
 
 // Everything text-side of a job, computed once (under NoGradGuard).
@@ -104,9 +112,10 @@ struct JobTexts {
   ClassTexts source;
   ClassTexts target;
   torch::Tensor stage2_source_base;  // (1,E), not normalised
-  torch::Tensor stage2_target_base;  // (1,E), not normalised (equal to the source's by default)
-  torch::Tensor nada_direction;   // (1,E), unit
-  torch::Tensor target_plain;     // (1,E) E_T("<target class>"), not normalised
+  torch::Tensor stage2_target_base;  // (1,E), not normalised (equal to the
+                                     // source's by default)
+  torch::Tensor nada_direction;      // (1,E), unit
+  torch::Tensor target_plain;  // (1,E) E_T("<target class>"), not normalised
 };
 
 JobTexts ComputeJobTexts(ClipModelImpl& clip, const JobTokens& tokens);

@@ -6,15 +6,16 @@
 #include <string>
 
 #include "tests/golden/golden.h"
-#include "worker/engine/io/safetensors.h"
 #include "worker/engine/adapt/options.h"
 #include "worker/engine/clip/tokenizer.h"
+#include "worker/engine/io/safetensors.h"
 
 namespace restyle::testing {
 
 inline const engine::Tokenizer& GoldenTokenizer() {
   static const engine::Tokenizer* tokenizer =
-      engine::Tokenizer::FromFile(GoldenPath(Manifest().at("tokenizer").at("vocab").get<std::string>()))
+      engine::Tokenizer::FromFile(
+          GoldenPath(Manifest().at("tokenizer").at("vocab").get<std::string>()))
           .release();
   return *tokenizer;
 }
@@ -27,7 +28,8 @@ inline std::string CaseString(const GoldenCase& c, const std::string& key,
   return fallback;
 }
 
-inline double CaseScalarOr(const GoldenCase& c, const std::string& key, double fallback) {
+inline double CaseScalarOr(const GoldenCase& c, const std::string& key,
+                           double fallback) {
   if (c.meta.contains("scalars") && c.meta.at("scalars").contains(key) &&
       c.meta.at("scalars").at(key).is_number()) {
     return c.meta.at("scalars").at(key).get<double>();
@@ -42,7 +44,8 @@ inline engine::AdaptOptions OptionsFromCase(const GoldenCase& c) {
   o.noise = engine::NoiseMode::kStored;
   o.source_class = CaseString(c, "source_class", o.source_class);
   o.target_class = CaseString(c, "target_class", "");
-  o.stage1.ctx_init = CaseString(c, "prompt_prefix", CaseString(c, "templates_arg", o.stage1.ctx_init));
+  o.stage1.ctx_init = CaseString(
+      c, "prompt_prefix", CaseString(c, "templates_arg", o.stage1.ctx_init));
   o.stage1.lambda_l = CaseScalarOr(c, "lambda_l", o.stage1.lambda_l);
   o.stage1.lambda_src = CaseScalarOr(c, "lambda_src", o.stage1.lambda_src);
   o.stage1.lr = CaseScalarOr(c, "lr_mapper", o.stage1.lr);
@@ -51,10 +54,13 @@ inline engine::AdaptOptions OptionsFromCase(const GoldenCase& c) {
   o.stage2.beta2 = CaseScalarOr(c, "beta2", o.stage2.beta2);
   o.stage2.eps = CaseScalarOr(c, "eps", o.stage2.eps);
   o.stage2.ema_decay = CaseScalarOr(c, "ema_decay", o.stage2.ema_decay);
-  o.stage2.auto_layer_iters = static_cast<int64_t>(CaseScalarOr(c, "auto_layer_iters", 0));
-  o.stage2.auto_layer_k = static_cast<int64_t>(CaseScalarOr(c, "auto_layer_k", 0));
+  o.stage2.auto_layer_iters =
+      static_cast<int64_t>(CaseScalarOr(c, "auto_layer_iters", 0));
+  o.stage2.auto_layer_k =
+      static_cast<int64_t>(CaseScalarOr(c, "auto_layer_k", 0));
   o.stage2.auto_layer_lr = CaseScalarOr(c, "sgd_lr", o.stage2.auto_layer_lr);
-  o.method = c.kind == "nada_direction" ? engine::AdaptMethod::kNada : engine::AdaptMethod::kIpl;
+  o.method = c.kind == "nada_direction" ? engine::AdaptMethod::kNada
+                                        : engine::AdaptMethod::kIpl;
   return o;
 }
 
@@ -66,8 +72,10 @@ inline engine::TensorMap StateCopy(const torch::nn::Module& m) {
 }
 
 // Golden features stored as (B,1,E) compared with (B,E).
-inline torch::Tensor Like(const torch::Tensor& golden, const torch::Tensor& actual) {
-  return golden.numel() == actual.numel() ? golden.reshape(actual.sizes()) : golden;
+inline torch::Tensor Like(const torch::Tensor& golden,
+                          const torch::Tensor& actual) {
+  return golden.numel() == actual.numel() ? golden.reshape(actual.sizes())
+                                          : golden;
 }
 
 }  // namespace restyle::testing

@@ -29,32 +29,36 @@ TEST(AdaptJob, TwoIterationsOfEachStage) {
   options.stage2.auto_layer_batch = 2;
   engine::ClipModel clip = engine::LoadClip(clip_path);
   clip->Freeze();
-  engine::Generator source = engine::LoadGenerator(FirstModel("generator_source"));
+  engine::Generator source =
+      engine::LoadGenerator(FirstModel("generator_source"));
   source->SetAllTrainable(false);
-  const engine::JobTexts texts =
-      engine::ComputeJobTexts(*clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
+  const engine::JobTexts texts = engine::ComputeJobTexts(
+      *clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
   engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
   at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(11);
   const int64_t style_dim = source->config().style_dim;
 
-  engine::LatentMapper mapper = engine::NewMapperForJob(*source, *clip, options);
+  engine::LatentMapper mapper =
+      engine::NewMapperForJob(*source, *clip, options);
   engine::Adam mapper_adam = engine::MakeMapperAdam(*mapper, options);
   const engine::TensorMap mapper_before = StateCopy(*mapper);
   for (int i = 0; i < 2; ++i) {
     const engine::Stage1Losses l = engine::Stage1Step(
-        ctx, *mapper, mapper_adam, engine::DrawZ(options.stage1.batch, style_dim, rng), rng);
+        ctx, *mapper, mapper_adam,
+        engine::DrawZ(options.stage1.batch, style_dim, rng), rng);
     EXPECT_TRUE(std::isfinite(l.total)) << i;
   }
-  EXPECT_FALSE(torch::equal(engine::StateDict(*mapper).at("mapping.mapping.4.weight"),
-                            mapper_before.at("mapping.mapping.4.weight")));
+  EXPECT_FALSE(
+      torch::equal(engine::StateDict(*mapper).at("mapping.mapping.4.weight"),
+                   mapper_before.at("mapping.mapping.4.weight")));
 
   engine::Generator target = engine::CloneForTraining(*source);
   engine::Generator ema = engine::CloneForTraining(*source);
   engine::Adam g_adam = engine::MakeGeneratorAdam(*target, options);
   for (int i = 0; i < 2; ++i) {
-    const engine::Stage2Result r =
-        engine::Stage2Step(ctx, mapper.get(), *target, *ema, g_adam,
-                           engine::DrawZ(options.stage2.batch, style_dim, rng), {}, rng);
+    const engine::Stage2Result r = engine::Stage2Step(
+        ctx, mapper.get(), *target, *ema, g_adam,
+        engine::DrawZ(options.stage2.batch, style_dim, rng), {}, rng);
     EXPECT_TRUE(std::isfinite(r.loss)) << i;
     EXPECT_EQ(static_cast<int64_t>(r.trained_layers.size()),
               engine::AutoLayerK(options.stage2, source->config().n_latent()));
@@ -65,8 +69,9 @@ TEST(AdaptJob, TwoIterationsOfEachStage) {
     const bool style = item.key().rfind("style.", 0) == 0;
     EXPECT_EQ(g_adam.StepCount(item.key()), style ? 0 : 2) << item.key();
   }
-  const torch::Tensor samples = engine::SampleImages(
-      ctx, *ema, engine::DrawZ(2, style_dim, rng), source->MeanLatent(64, rng), rng);
+  const torch::Tensor samples =
+      engine::SampleImages(ctx, *ema, engine::DrawZ(2, style_dim, rng),
+                           source->MeanLatent(64, rng), rng);
   EXPECT_EQ(samples.size(0), 2);
   EXPECT_TRUE(samples.isfinite().all().item<bool>());
   for (const auto& p : clip->parameters()) EXPECT_FALSE(p.grad().defined());

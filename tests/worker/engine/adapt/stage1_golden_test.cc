@@ -18,7 +18,8 @@ using engine::AdaptOptions;
 
 TEST(AdaptText, TemplatesAreTheGoldenList) {
   RESTYLE_REQUIRE_GOLDEN();
-  const Json json = ReadJsonFile(GoldenPath(Manifest().at("text_templates").get<std::string>()));
+  const Json json = ReadJsonFile(
+      GoldenPath(Manifest().at("text_templates").get<std::string>()));
   EXPECT_EQ(engine::TextTemplates(),
             json.at("imagenet_templates").get<std::vector<std::string>>());
   EXPECT_EQ(engine::FormatTemplate("a photo of a", "x"), "a photo of a");
@@ -39,7 +40,8 @@ TEST(AdaptMapper, RandomInitIsDeterministicAndNamed) {
       EXPECT_TRUE(torch::equal(sa.at(name), sb.at(name))) << name;
     }
   }
-  EXPECT_EQ(a->forward(torch::randn({3, 16})).sizes(), (std::vector<int64_t>{3, 2, 8}));
+  EXPECT_EQ(a->forward(torch::randn({3, 16})).sizes(),
+            (std::vector<int64_t>{3, 2, 8}));
 }
 
 TEST(AdaptGolden, Stage1) {
@@ -49,10 +51,12 @@ TEST(AdaptGolden, Stage1) {
     AdaptOptions options = OptionsFromCase(c);
     engine::ClipModel clip = engine::LoadClip(c.ModelPath("clip"));
     clip->Freeze();
-    engine::Generator source = engine::LoadGenerator(c.ModelPath("generator_source"));
+    engine::Generator source =
+        engine::LoadGenerator(c.ModelPath("generator_source"));
     source->SetAllTrainable(false);
 
-    const engine::JobTokens tokens = engine::TokenizeJobTexts(GoldenTokenizer(), options);
+    const engine::JobTokens tokens =
+        engine::TokenizeJobTexts(GoldenTokenizer(), options);
     ASSERT_EQ(tokens.n_ctx, static_cast<int64_t>(c.Scalar("n_ctx")));
     ExpectExact(c.name, "source_tokenized_prompts", tokens.source.prompt,
                 c.Tensor("source_tokenized_prompts"));
@@ -67,36 +71,47 @@ TEST(AdaptGolden, Stage1) {
               static_cast<int64_t>(c.Scalar("eot_index_source")));
     EXPECT_EQ(texts.target.prompt.eot_index.item<int64_t>(),
               static_cast<int64_t>(c.Scalar("eot_index_target")));
-    ExpectMatches(c.name, "source_prefix", texts.source.prompt.prefix, c.Tensor("source_prefix"));
-    ExpectMatches(c.name, "source_suffix", texts.source.prompt.suffix, c.Tensor("source_suffix"));
-    ExpectMatches(c.name, "target_prefix", texts.target.prompt.prefix, c.Tensor("target_prefix"));
-    ExpectMatches(c.name, "target_suffix", texts.target.prompt.suffix, c.Tensor("target_suffix"));
+    ExpectMatches(c.name, "source_prefix", texts.source.prompt.prefix,
+                  c.Tensor("source_prefix"));
+    ExpectMatches(c.name, "source_suffix", texts.source.prompt.suffix,
+                  c.Tensor("source_suffix"));
+    ExpectMatches(c.name, "target_prefix", texts.target.prompt.prefix,
+                  c.Tensor("target_prefix"));
+    ExpectMatches(c.name, "target_suffix", texts.target.prompt.suffix,
+                  c.Tensor("target_suffix"));
     ExpectMatches(c.name, "init_source_features", texts.source.stage1_base,
                   c.Tensor("init_source_features"));
     ExpectMatches(c.name, "init_target_features", texts.target.stage1_base,
                   c.Tensor("init_target_features"));
-    ExpectMatches(c.name, "templates_source_features", texts.source.template_mean,
+    ExpectMatches(c.name, "templates_source_features",
+                  texts.source.template_mean,
                   c.Tensor("templates_source_features"));
-    ExpectMatches(c.name, "templates_target_features", texts.target.template_mean,
+    ExpectMatches(c.name, "templates_target_features",
+                  texts.target.template_mean,
                   c.Tensor("templates_target_features"));
 
     engine::LatentMapper mapper = engine::LatentMapperFromTensors(
-        GoldenModel(c.ModelPath("mapper_init")), tokens.n_ctx, c.ModelPath("mapper_init"));
+        GoldenModel(c.ModelPath("mapper_init")), tokens.n_ctx,
+        c.ModelPath("mapper_init"));
     engine::Adam adam = engine::MakeMapperAdam(*mapper, options);
     engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
     engine::Stage1Trace trace;
-    const engine::Stage1Losses losses =
-        engine::Stage1Step(ctx, *mapper, adam, c.Tensor("z"), c10::nullopt, &trace);
+    const engine::Stage1Losses losses = engine::Stage1Step(
+        ctx, *mapper, adam, c.Tensor("z"), c10::nullopt, &trace);
 
     ExpectMatches(c.name, "w", trace.w, c.Tensor("w"));
     ExpectMatches(c.name, "prompts", trace.prompts, c.Tensor("prompts"));
     ExpectMatches(c.name, "images", trace.images, c.Tensor("images"));
-    ExpectMatches(c.name, "clip_input", trace.clip_input, c.Tensor("clip_input"));
-    ExpectMatches(c.name, "image_features", trace.image_features, c.Tensor("image_features"));
-    ExpectMatches(c.name, "source_text_features", trace.source_text_features,
-                  Like(c.Tensor("source_text_features"), trace.source_text_features));
-    ExpectMatches(c.name, "target_text_features", trace.target_text_features,
-                  Like(c.Tensor("target_text_features"), trace.target_text_features));
+    ExpectMatches(c.name, "clip_input", trace.clip_input,
+                  c.Tensor("clip_input"));
+    ExpectMatches(c.name, "image_features", trace.image_features,
+                  c.Tensor("image_features"));
+    ExpectMatches(
+        c.name, "source_text_features", trace.source_text_features,
+        Like(c.Tensor("source_text_features"), trace.source_text_features));
+    ExpectMatches(
+        c.name, "target_text_features", trace.target_text_features,
+        Like(c.Tensor("target_text_features"), trace.target_text_features));
     ExpectMatches(c.name, "text_source_features", trace.text_source_features,
                   c.Tensor("text_source_features"));
     ExpectMatches(c.name, "text_target_features", trace.text_target_features,
@@ -105,13 +120,17 @@ TEST(AdaptGolden, Stage1) {
                   c.Tensor("logits_per_image"));
 
     ExpectLossNear(c.name, "loss_total", losses.total, c.Scalar("loss_total"));
-    ExpectLossNear(c.name, "loss_contrastive", losses.contrastive, c.Scalar("loss_contrastive"));
-    ExpectLossNear(c.name, "loss_target", losses.target, c.Scalar("loss_target"));
-    ExpectLossNear(c.name, "loss_source", losses.source, c.Scalar("loss_source"));
+    ExpectLossNear(c.name, "loss_contrastive", losses.contrastive,
+                   c.Scalar("loss_contrastive"));
+    ExpectLossNear(c.name, "loss_target", losses.target,
+                   c.Scalar("loss_target"));
+    ExpectLossNear(c.name, "loss_source", losses.source,
+                   c.Scalar("loss_source"));
     if (c.meta.at("scalars").contains("loss_total_with_default_lambda_src_0")) {
-      ExpectLossNear(c.name, "loss_total_with_default_lambda_src_0",
-                     losses.contrastive + options.stage1.lambda_l * losses.target,
-                     c.Scalar("loss_total_with_default_lambda_src_0"));
+      ExpectLossNear(
+          c.name, "loss_total_with_default_lambda_src_0",
+          losses.contrastive + options.stage1.lambda_l * losses.target,
+          c.Scalar("loss_total_with_default_lambda_src_0"));
     }
 
     // Every gradient and updated parameter the case provides.
@@ -126,8 +145,8 @@ TEST(AdaptGolden, Stage1) {
       } else if (name.rfind("mapper_after.", 0) == 0) {
         const std::string param = name.substr(13);
         ASSERT_TRUE(params.count(param)) << param;
-        ExpectAdamStep(c.name, name, params.at(param), golden, c.Tensor("grad." + param),
-                       options.stage1.lr);
+        ExpectAdamStep(c.name, name, params.at(param), golden,
+                       c.Tensor("grad." + param), options.stage1.lr);
         EXPECT_EQ(adam.StepCount(param), 1);
         ++checked;
       }

@@ -53,33 +53,43 @@ TEST(AdaptGolden, LayerSelect) {
     AdaptOptions options = OptionsFromCase(c);
     engine::ClipModel clip = engine::LoadClip(c.ModelPath("clip"));
     clip->Freeze();
-    engine::Generator source = engine::LoadGenerator(c.ModelPath("generator_source"));
+    engine::Generator source =
+        engine::LoadGenerator(c.ModelPath("generator_source"));
     source->SetAllTrainable(false);
-    engine::Generator target = engine::LoadGenerator(c.ModelPath("generator_target_init"));
+    engine::Generator target =
+        engine::LoadGenerator(c.ModelPath("generator_target_init"));
     target->SetAllTrainable(true);  // as the reference's unfreeze_layers()
-    const engine::JobTexts texts =
-        engine::ComputeJobTexts(*clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
+    const engine::JobTexts texts = engine::ComputeJobTexts(
+        *clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
     engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
     const int64_t iters = options.stage2.auto_layer_iters;
     engine::LayerSelectionTrace trace;
-    const engine::LayerSelection sel =
-        engine::SelectLayers(ctx, *target, c.Tensor("z"), iters, c10::nullopt, &trace);
+    const engine::LayerSelection sel = engine::SelectLayers(
+        ctx, *target, c.Tensor("z"), iters, c10::nullopt, &trace);
 
-    ExpectMatches(c.name, "initial_w_codes", trace.initial_w_codes, c.Tensor("initial_w_codes"));
-    const auto losses = c.meta.at("scalars").at("losses").get<std::vector<double>>();
+    ExpectMatches(c.name, "initial_w_codes", trace.initial_w_codes,
+                  c.Tensor("initial_w_codes"));
+    const auto losses =
+        c.meta.at("scalars").at("losses").get<std::vector<double>>();
     ASSERT_EQ(trace.losses.size(), losses.size());
     for (int64_t i = 0; i < iters; ++i) {
       const std::string p = "iter" + std::to_string(i) + ".";
-      ExpectMatches(c.name, p + "images", trace.images[i], c.Tensor(p + "images"));
-      ExpectMatches(c.name, p + "w_grad", trace.w_grads[i], c.Tensor(p + "w_grad"));
+      ExpectMatches(c.name, p + "images", trace.images[i],
+                    c.Tensor(p + "images"));
+      ExpectMatches(c.name, p + "w_grad", trace.w_grads[i],
+                    c.Tensor(p + "w_grad"));
       ExpectMatches(c.name, p + "w_codes_after", trace.w_codes_after[i],
                     c.Tensor(p + "w_codes_after"));
-      ExpectLossNear(c.name, "losses[" + std::to_string(i) + "]", trace.losses[i], losses[i]);
+      ExpectLossNear(c.name, "losses[" + std::to_string(i) + "]",
+                     trace.losses[i], losses[i]);
     }
-    ExpectMatches(c.name, "layer_weights", sel.layer_weights, c.Tensor("layer_weights"));
-    ExpectExact(c.name, "chosen_layer_indices", torch::tensor(sel.indices, torch::kLong),
+    ExpectMatches(c.name, "layer_weights", sel.layer_weights,
+                  c.Tensor("layer_weights"));
+    ExpectExact(c.name, "chosen_layer_indices",
+                torch::tensor(sel.indices, torch::kLong),
                 c.Tensor("chosen_layer_indices"));
-    EXPECT_EQ(sel.layers, c.meta.at("chosen_layers").get<std::vector<std::string>>());
+    EXPECT_EQ(sel.layers,
+              c.meta.at("chosen_layers").get<std::vector<std::string>>());
     EXPECT_EQ(target->LayerSelectionNames(),
               c.meta.at("index_to_layer").get<std::vector<std::string>>());
     // No gradient leaked into any weight; requires_grad flags restored.
@@ -96,27 +106,35 @@ void RunStage2Case(const GoldenCase& c) {
   AdaptOptions options = OptionsFromCase(c);
   engine::ClipModel clip = engine::LoadClip(c.ModelPath("clip"));
   clip->Freeze();
-  engine::Generator source = engine::LoadGenerator(c.ModelPath("generator_source"));
+  engine::Generator source =
+      engine::LoadGenerator(c.ModelPath("generator_source"));
   source->SetAllTrainable(false);
-  engine::Generator target = engine::LoadGenerator(c.ModelPath("generator_target_init"));
+  engine::Generator target =
+      engine::LoadGenerator(c.ModelPath("generator_target_init"));
   target->SetAllTrainable(false);
   const engine::TensorMap target_init = StateCopy(*target);
-  engine::Generator ema = engine::CloneForTraining(*source);  // the reference's g_ema = source
+  engine::Generator ema =
+      engine::CloneForTraining(*source);  // the reference's g_ema = source
 
-  const engine::JobTokens tokens = engine::TokenizeJobTexts(GoldenTokenizer(), options);
+  const engine::JobTokens tokens =
+      engine::TokenizeJobTexts(GoldenTokenizer(), options);
   const engine::JobTexts texts = engine::ComputeJobTexts(*clip, tokens);
-  engine::LatentMapper mapper = engine::LatentMapperFromTensors(
-      GoldenModel(c.ModelPath("mapper_init")), tokens.n_ctx, c.ModelPath("mapper_init"));
+  engine::LatentMapper mapper =
+      engine::LatentMapperFromTensors(GoldenModel(c.ModelPath("mapper_init")),
+                                      tokens.n_ctx, c.ModelPath("mapper_init"));
   engine::Adam adam = engine::MakeGeneratorAdam(*target, options);
   engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
   engine::Stage2Trace trace;
-  torch::Tensor z_select = c.Has("z_layer_select") ? c.Tensor("z_layer_select") : torch::Tensor();
+  torch::Tensor z_select =
+      c.Has("z_layer_select") ? c.Tensor("z_layer_select") : torch::Tensor();
   // Cases give z, or only w (the NADA case).
   const engine::Stage2Result result =
-      c.Has("z") ? engine::Stage2Step(ctx, mapper.get(), *target, *ema, adam, c.Tensor("z"),
-                                      z_select, c10::nullopt, &trace)
-                 : engine::Stage2StepFromW(ctx, mapper.get(), *target, *ema, adam, c.Tensor("w"),
-                                           z_select, c10::nullopt, &trace);
+      c.Has("z")
+          ? engine::Stage2Step(ctx, mapper.get(), *target, *ema, adam,
+                               c.Tensor("z"), z_select, c10::nullopt, &trace)
+          : engine::Stage2StepFromW(ctx, mapper.get(), *target, *ema, adam,
+                                    c.Tensor("w"), z_select, c10::nullopt,
+                                    &trace);
 
   ExpectLossNear(c.name, "loss", result.loss, c.Scalar("loss"));
   ExpectMatches(c.name, "w", trace.w, c.Tensor("w"));
@@ -141,8 +159,10 @@ void RunStage2Case(const GoldenCase& c) {
     ASSERT_TRUE(actual.defined()) << name;
     ExpectMatches(c.name, name, actual, Like(c.Tensor(name), actual));
   }
-  if (c.Has("base_text_features") && c.meta.at("scalars").value("base_source_equals_base_target", false)) {
-    EXPECT_TRUE(torch::equal(texts.stage2_source_base, texts.stage2_target_base));
+  if (c.Has("base_text_features") &&
+      c.meta.at("scalars").value("base_source_equals_base_target", false)) {
+    EXPECT_TRUE(
+        torch::equal(texts.stage2_source_base, texts.stage2_target_base));
   }
   // The reference adds the base features in place to the caller's tensors.
   if (c.Has("source_text_features_after_call")) {
@@ -155,10 +175,12 @@ void RunStage2Case(const GoldenCase& c) {
     ExpectMatches(c.name, "target_text_features_after_call", t,
                   Like(c.Tensor("target_text_features_after_call"), t));
   }
-  for (const char* name : {"template_tokens_source", "template_tokens_target"}) {
+  for (const char* name :
+       {"template_tokens_source", "template_tokens_target"}) {
     if (!c.Has(name)) continue;
     const bool src = std::string(name).find("source") != std::string::npos;
-    ExpectExact(c.name, name, src ? tokens.source.templates : tokens.target.templates,
+    ExpectExact(c.name, name,
+                src ? tokens.source.templates : tokens.target.templates,
                 c.Tensor(name));
   }
 
@@ -175,14 +197,17 @@ void RunStage2Case(const GoldenCase& c) {
                     c.Tensor("layer_select.w_grad"));
     }
     if (c.Has("layer_select.w_codes_after")) {
-      ExpectMatches(c.name, "layer_select.w_codes_after", st.w_codes_after.back(),
+      ExpectMatches(c.name, "layer_select.w_codes_after",
+                    st.w_codes_after.back(),
                     c.Tensor("layer_select.w_codes_after"));
     }
     ExpectMatches(c.name, "layer_select.layer_weights", sel.layer_weights,
                   c.Tensor("layer_select.layer_weights"));
-    ExpectExact(c.name, "chosen_layer_indices", torch::tensor(sel.indices, torch::kLong),
+    ExpectExact(c.name, "chosen_layer_indices",
+                torch::tensor(sel.indices, torch::kLong),
                 c.Tensor("chosen_layer_indices"));
-    EXPECT_EQ(sel.layers, c.meta.at("chosen_layers").get<std::vector<std::string>>());
+    EXPECT_EQ(sel.layers,
+              c.meta.at("chosen_layers").get<std::vector<std::string>>());
   }
 
   // Gradients: every non-zero golden gradient, and no other non-zero one.
@@ -195,19 +220,23 @@ void RunStage2Case(const GoldenCase& c) {
   }
   for (const auto& [param, grad] : trace.grads) {
     if (!c.Has("grad." + param)) {
-      EXPECT_EQ(grad.abs().max().item<double>(), 0.0) << "unexpected gradient on " << param;
+      EXPECT_EQ(grad.abs().max().item<double>(), 0.0)
+          << "unexpected gradient on " << param;
     }
   }
   // Updated parameters; everything not listed as changed is bitwise unchanged.
-  const auto changed = c.meta.at("changed_after_step").get<std::vector<std::string>>();
+  const auto changed =
+      c.meta.at("changed_after_step").get<std::vector<std::string>>();
   for (const auto& [name, value] : after) {
-    const bool is_changed = std::find(changed.begin(), changed.end(), name) != changed.end();
+    const bool is_changed =
+        std::find(changed.begin(), changed.end(), name) != changed.end();
     if (is_changed) {
       ASSERT_TRUE(c.Has("after." + name)) << name;
       ExpectAdamStep(c.name, "after." + name, value, c.Tensor("after." + name),
                      c.Tensor("grad." + name), options.stage2.lr);
     } else {
-      EXPECT_TRUE(torch::equal(value, target_init.at(name))) << name << " changed";
+      EXPECT_TRUE(torch::equal(value, target_init.at(name)))
+          << name << " changed";
     }
   }
   // torch 1.13 Adam state: which parameters were stepped (zero-grad ones too).
@@ -241,7 +270,8 @@ TEST(AdaptGolden, Stage2) {
 
 TEST(AdaptGolden, Stage2AutoLayer) {
   RESTYLE_REQUIRE_GOLDEN();
-  for (const GoldenCase& c : CasesOfKind("ipl_stage2_autolayer")) RunStage2Case(c);
+  for (const GoldenCase& c : CasesOfKind("ipl_stage2_autolayer"))
+    RunStage2Case(c);
 }
 
 TEST(AdaptGolden, NadaDirection) {
