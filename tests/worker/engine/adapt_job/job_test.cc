@@ -1,0 +1,233 @@
+// End-to-end tests of the adaptation job runner on the embedded tiny models:
+// both stages on the CPU, losses going down, cancellation within one step,
+// resuming after stage 1, bitwise reproducibility and the files written.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+
+#include "worker/engine/adapt_job/job.h"
+#include "worker/engine/common/error.h"
+#include "worker/engine/common/threads.h"
+
+namespace restyle::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string FreshDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/adapt_job_test_" + name;
+  fs::remove_all(dir);
+  return dir;
+}
+
+JobOptions SmallJob(const std::string& out_dir, AdaptMethod method, int64_t iters) {
+  JobOptions o;
+  o.demo = true;
+  o.out_dir = out_dir;
+  o.adapt.method = method;
+  o.adapt.target_class = "disney";
+  o.adapt.stage1.iterations = iters;
+  o.adapt.stage1.batch = 8;
+  o.adapt.stage2.iterations = iters;
+  o.adapt.stage2.batch = 2;
+  o.adapt.mean_latent_samples = 256;
+  o.preview_every = 0;
+  o.quality_samples = 8;
+  o.grid_samples = 4;
+  SetJobSeed(o, 7);
+  return o;
+}
+
+const JobModels& DemoModels() {
+  static const JobModels* models = [] {
+    // The tiny models run fastest on one thread (and deterministically so).
+    SetThreadCount(1);
+    JobOptions o;
+    o.demo = true;
+    return new JobModels(LoadJobModels(o));
+  }();
+  return *models;
+}
+
+double Mean(const std::vector<double>& v, size_t begin, size_t end) {
+  return std::accumulate(v.begin() + begin, v.begin() + end, 0.0) / double(end - begin);
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str());
+}
+
+void ExpectSaneQuality(const QualityReport& q) {
+  for (const ImageSetScore& s : {q.source, q.adapted}) {
+    EXPECT_TRUE(std::isfinite(s.target_similarity));
+    EXPECT_LE(std::abs(s.target_similarity), 1.0 + 1e-6);
+    EXPECT_GT(s.diversity, 0.0);  // distinct latents give distinct images
+    EXPECT_LE(s.diversity, 2.0 + 1e-6);
+  }
+}
+
+// Both stages train: the mean loss of the last steps is below that of the
+// first steps, in each stage; every output file is written and sane.
+TEST(AdaptJob, IplLossesGoDownAndFilesAreWritten) {
+  const std::string dir = FreshDir("ipl");
+  JobOptions o = SmallJob(dir, AdaptMethod::kIpl, 40);
+  o.preview_every = 20;
+  int stage1_reports = 0, stage2_reports = 0;
+  JobCallbacks cb;
+  cb.on_progress = [&](const JobProgress& p) {
+    (p.stage == 1 ? stage1_reports : stage2_reports)++;
+    EXPECT_EQ(p.label, "IPL");
+    EXPECT_GE(p.images_per_second, 0.0);
+    EXPECT_GE(p.eta_seconds, 0.0);
+    EXPECT_FALSE(p.losses.empty());
+  };
+  JobResult r = RunJob(o, DemoModels(), cb);
+  EXPECT_EQ(stage1_reports, 40);
+  EXPECT_EQ(stage2_reports, 40);
+  ASSERT_EQ(r.stage1_losses.size(), 40u);
+  ASSERT_EQ(r.stage2_losses.size(), 40u);
+  for (double l : r.stage1_losses) EXPECT_TRUE(std::isfinite(l));
+  for (double l : r.stage2_losses) EXPECT_TRUE(std::isfinite(l));
+  const double s1_first = Mean(r.stage1_losses, 0, 8), s1_last = Mean(r.stage1_losses, 32, 40);
+  const double s2_first = Mean(r.stage2_losses, 0, 8), s2_last = Mean(r.stage2_losses, 32, 40);
+  std::printf("stage 1 loss %.4f -> %.4f, stage 2 loss %.4f -> %.4f\n", s1_first, s1_last,
+              s2_first, s2_last);
+  EXPECT_LT(s1_last, s1_first);
+  EXPECT_LT(s2_last, s2_first);
+  EXPECT_FALSE(r.stage1_resumed);
+
+  for (const std::string& f : {r.delta_path, r.mapper_path, r.samples_path, r.quality_path,
+                               r.result_path, dir + "/stage1_checkpoint.safetensors"}) {
+    EXPECT_TRUE(fs::exists(f)) << f;
+  }
+  EXPECT_EQ(r.preview_paths.size(), 2u);
+  ExpectSaneQuality(r.quality);
+  // The adapted generator differs from the source on the same latents.
+  EXPECT_GT(std::abs(r.quality.adapted.target_similarity - r.quality.source.target_similarity) +
+                std::abs(r.quality.adapted.diversity - r.quality.source.diversity),
+            0.0);
+
+  const nlohmann::json j = ReadJson(r.result_path);
+  EXPECT_EQ(j["options"]["method"], "ipl");
+  EXPECT_EQ(j["seeds"]["stage1"], 7);
+  EXPECT_EQ(j["seeds"]["stage2"], 8);
+  EXPECT_EQ(j["source"]["digest"], DemoModels().source_digest);
+  EXPECT_EQ(j["source"]["digest"].get<std::string>().size(), 64u);
+  EXPECT_EQ(j["losses"]["stage1"]["total"]["value"].size(), 40u);
+  EXPECT_EQ(j["losses"]["stage2"]["loss"]["value"].size(), 40u);
+  EXPECT_GT(j["timings"]["total_seconds"].get<double>(), 0.0);
+  EXPECT_EQ(j["quality"]["samples"], 8);
+  const nlohmann::json q = ReadJson(r.quality_path);
+  EXPECT_EQ(q["target_prompt"], "a photo of a disney");
+  EXPECT_NEAR(q["adapted"]["diversity"].get<double>(), r.quality.adapted.diversity, 1e-12);
+}
+
+TEST(AdaptJob, NadaAndComparison) {
+  const std::string dir = FreshDir("both");
+  JobOptions o = SmallJob(dir, AdaptMethod::kIpl, 12);
+  std::vector<std::string> labels;
+  JobCallbacks cb;
+  cb.on_progress = [&](const JobProgress& p) {
+    if (labels.empty() || labels.back() != p.label) labels.push_back(p.label);
+    if (p.label == "NADA") {
+      EXPECT_EQ(p.stage, 2);
+    }
+  };
+  std::vector<JobResult> rs =
+      RunMethods(o, DemoModels(), {AdaptMethod::kIpl, AdaptMethod::kNada}, cb);
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(labels, (std::vector<std::string>{"IPL", "NADA"}));
+  EXPECT_TRUE(rs[1].mapper_path.empty());
+  EXPECT_EQ(rs[1].stage1.steps, 0);
+  EXPECT_EQ(rs[1].stage2_losses.size(), 12u);
+  ExpectSaneQuality(rs[1].quality);
+  // Same seeds: both jobs score the same source samples.
+  EXPECT_DOUBLE_EQ(rs[0].quality.source.diversity, rs[1].quality.source.diversity);
+  EXPECT_TRUE(fs::exists(dir + "/comparison.txt"));
+  EXPECT_TRUE(fs::exists(dir + "/ipl/result.json"));
+  EXPECT_TRUE(fs::exists(dir + "/nada/result.json"));
+}
+
+// Cancelling from the progress callback at step k stops the job before step
+// k + 1 with Error(kCancelled), in either stage.
+TEST(AdaptJob, CancelStopsWithinOneStep) {
+  for (int stage : {1, 2}) {
+    const std::string dir = FreshDir("cancel" + std::to_string(stage));
+    JobOptions o = SmallJob(dir, AdaptMethod::kIpl, 10);
+    bool cancelled = false;
+    int last_stage = 0;
+    int64_t last_step = 0;
+    JobCallbacks cb;
+    cb.on_progress = [&](const JobProgress& p) {
+      last_stage = p.stage;
+      last_step = p.step;
+      if (p.stage == stage && p.step == 3) cancelled = true;
+    };
+    cb.is_cancelled = [&] { return cancelled; };
+    try {
+      RunJob(o, DemoModels(), cb);
+      ADD_FAILURE() << "job was not cancelled";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kCancelled) << e.what();
+    }
+    EXPECT_EQ(last_stage, stage);
+    EXPECT_EQ(last_step, 3);
+    EXPECT_FALSE(fs::exists(dir + "/result.json"));
+  }
+}
+
+// The same seed gives the same generator bit for bit, and a job started again
+// in the same directory skips stage 1 (no stage-1 progress) with the same result.
+TEST(AdaptJob, ReproducibleAndResumable) {
+  const std::string dir_a = FreshDir("repro_a"), dir_b = FreshDir("repro_b");
+  JobResult a = RunJob(SmallJob(dir_a, AdaptMethod::kIpl, 8), DemoModels());
+  JobResult b = RunJob(SmallJob(dir_b, AdaptMethod::kIpl, 8), DemoModels());
+  const std::string digest = GeneratorImpl::Digest(*a.adapted);
+  EXPECT_EQ(GeneratorImpl::Digest(*b.adapted), digest);
+  EXPECT_EQ(a.stage1_losses, b.stage1_losses);
+  EXPECT_EQ(a.stage2_losses, b.stage2_losses);
+
+  int stage1_reports = 0, stage2_reports = 0;
+  JobCallbacks cb;
+  cb.on_progress = [&](const JobProgress& p) { (p.stage == 1 ? stage1_reports : stage2_reports)++; };
+  JobResult c = RunJob(SmallJob(dir_a, AdaptMethod::kIpl, 8), DemoModels(), cb);
+  EXPECT_TRUE(c.stage1_resumed);
+  EXPECT_EQ(stage1_reports, 0);
+  EXPECT_EQ(stage2_reports, 8);
+  EXPECT_EQ(GeneratorImpl::Digest(*c.adapted), digest);
+  EXPECT_EQ(c.stage1_losses, a.stage1_losses);  // restored from the checkpoint
+  EXPECT_EQ(ReadJson(c.result_path)["stage1_resumed"], true);
+
+  // Another seed: another generator; a changed stage-1 setting: stage 1 retrained.
+  JobOptions other = SmallJob(FreshDir("repro_c"), AdaptMethod::kIpl, 8);
+  SetJobSeed(other, 8);
+  EXPECT_NE(GeneratorImpl::Digest(*RunJob(other, DemoModels()).adapted), digest);
+  JobOptions changed = SmallJob(dir_a, AdaptMethod::kIpl, 8);
+  changed.adapt.stage1.lr = 0.01;
+  EXPECT_FALSE(RunJob(changed, DemoModels()).stage1_resumed);
+}
+
+TEST(AdaptJob, RejectsBadOptions) {
+  JobOptions o = SmallJob(FreshDir("bad"), AdaptMethod::kIpl, 2);
+  o.adapt.target_class.clear();
+  try {
+    RunJob(o, DemoModels());
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  }
+  EXPECT_THROW(ParseMethod("gan"), Error);
+  EXPECT_EQ(ParseMethod("nada"), AdaptMethod::kNada);
+}
+
+}  // namespace
+}  // namespace restyle::engine

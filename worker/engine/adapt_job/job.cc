@@ -1,0 +1,513 @@
+#include "worker/engine/adapt_job/job.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <torch/autograd.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "worker/engine/adapt/ipl.h"
+#include "worker/engine/adapt/mapper.h"
+#include "worker/engine/adapt/text.h"
+#include "worker/engine/adapt_job/demo_models.h"
+#include "worker/engine/adapt_job/job_files.h"
+#include "worker/engine/clip/checkpoint.h"
+#include "worker/engine/clip/tokenizer.h"
+#include "worker/engine/common/error.h"
+#include "worker/engine/common/threads.h"
+
+namespace restyle::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+constexpr char kCheckpointName[] = "stage1_checkpoint.safetensors";
+constexpr int64_t kSampleChunk = 8;  // generator batch for previews / quality samples
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string Join(const std::string& dir, const std::string& name) {
+  return (std::filesystem::path(dir) / name).string();
+}
+
+torch::Device ToTorchDevice(JobDevice device) {
+  return device == JobDevice::kCuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
+
+// A generator for randomness on `device`, seeded with `seed`.
+at::Generator MakeRng(JobDevice device, uint64_t seed) {
+  if (device == JobDevice::kCpu) return at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Generator g = at::globalContext().defaultGenerator(torch::Device(torch::kCUDA)).clone();
+  g.set_current_seed(seed);
+  return g;
+}
+
+// z (n, style_dim) drawn on the CPU from `rng` (when it is a CPU generator)
+// and moved to `device`.
+torch::Tensor DrawLatents(int64_t n, int64_t style_dim, at::Generator& z_rng,
+                          const torch::Device& device) {
+  return DrawZ(n, style_dim, z_rng).to(device);
+}
+
+void ThrowIfCancelled(const JobCallbacks& callbacks, const std::string& where) {
+  if (callbacks.is_cancelled && callbacks.is_cancelled()) {
+    Fail(ErrorCode::kCancelled, "job cancelled " + where);
+  }
+}
+
+void Log(const JobCallbacks& callbacks, const std::string& line) {
+  if (callbacks.on_log) callbacks.on_log(line);
+}
+
+// Everything stage 1's result depends on, as JSON text: a checkpoint is only
+// reused when this matches exactly.
+std::string Stage1Fingerprint(const JobOptions& o, const JobModels& m) {
+  const Stage1Options& s = o.adapt.stage1;
+  Json j;
+  j["source_digest"] = m.source_digest;
+  j["clip"] = m.clip_names.front();
+  j["clip_config"] = m.clips.front()->config().DebugString();
+  j["source_class"] = o.adapt.source_class;
+  j["target_class"] = o.adapt.target_class;
+  j["batch"] = s.batch;
+  j["iterations"] = s.iterations;
+  j["lr"] = s.lr;
+  j["betas"] = {s.beta1, s.beta2};
+  j["eps"] = s.eps;
+  j["ctx_init"] = s.ctx_init;
+  j["lambda_l"] = s.lambda_l;
+  j["lambda_src"] = s.lambda_src;
+  j["seed"] = s.seed;
+  j["noise"] = static_cast<int>(o.adapt.noise);
+  j["device"] = o.device == JobDevice::kCuda ? "cuda" : "cpu";
+  j["threads"] = at::get_num_threads();
+  return j.dump();
+}
+
+Json LossesJson(const LossSeries& series, int64_t max_points) {
+  Json j = Json::object();
+  for (const auto& [name, values] : series) {
+    std::vector<int64_t> steps;
+    std::vector<double> points = DownsampleSeries(values, max_points, &steps);
+    j[name] = {{"step", steps}, {"value", points}};
+  }
+  return j;
+}
+
+Json OptionsJson(const JobOptions& o, const JobModels& m) {
+  const AdaptOptions& a = o.adapt;
+  Json j;
+  j["method"] = MethodName(a.method);
+  j["source_class"] = a.source_class;
+  j["target_class"] = a.target_class;
+  j["stage1"] = {{"batch", a.stage1.batch},       {"iterations", a.stage1.iterations},
+                 {"lr", a.stage1.lr},             {"betas", {a.stage1.beta1, a.stage1.beta2}},
+                 {"eps", a.stage1.eps},           {"ctx_init", a.stage1.ctx_init},
+                 {"lambda_l", a.stage1.lambda_l}, {"lambda_src", a.stage1.lambda_src},
+                 {"seed", a.stage1.seed}};
+  j["stage2"] = {{"batch", a.stage2.batch},
+                 {"iterations", a.stage2.iterations},
+                 {"lr", a.stage2.lr},
+                 {"betas", {a.stage2.beta1, a.stage2.beta2}},
+                 {"eps", a.stage2.eps},
+                 {"auto_layer_iters", a.stage2.auto_layer_iters},
+                 {"auto_layer_batch", a.stage2.auto_layer_batch},
+                 {"auto_layer_k", AutoLayerK(a.stage2, m.source->config().n_latent())},
+                 {"auto_layer_lr", a.stage2.auto_layer_lr},
+                 {"ema_decay", a.stage2.ema_decay},
+                 {"base_text_without_class", a.stage2.base_text_without_class},
+                 {"seed", a.stage2.seed}};
+  j["noise"] = a.noise == NoiseMode::kRandom ? "random" : "stored";
+  j["reproduce_torch1_zero_grad"] = a.reproduce_torch1_zero_grad;
+  j["sample_truncation"] = a.sample_truncation;
+  j["mean_latent_samples"] = a.mean_latent_samples;
+  j["device"] = o.device == JobDevice::kCuda ? "cuda" : "cpu";
+  j["threads"] = at::get_num_threads();
+  j["preview_every"] = o.preview_every;
+  j["preview_samples"] = o.preview_samples;
+  j["grid_samples"] = o.grid_samples;
+  j["quality_samples"] = o.quality_samples;
+  j["sample_seed"] = o.sample_seed;
+  j["demo"] = o.demo;
+  return j;
+}
+
+void ValidateOptions(const JobOptions& o, const JobModels& m) {
+  CheckArgument(!o.out_dir.empty(), "job: out_dir is required");
+  CheckArgument(!o.adapt.target_class.empty(), "job: the target text is required");
+  CheckArgument(!o.adapt.source_class.empty(), "job: the source text must not be empty");
+  CheckArgument(!m.source.is_empty(), "job: no source generator loaded");
+  CheckArgument(!m.clips.empty(), "job: no CLIP model loaded");
+  CheckArgument(m.tokenizer != nullptr, "job: no tokenizer loaded");
+  CheckArgument(o.adapt.stage2.iterations >= 1, "job: stage-2 iterations must be >= 1");
+  CheckArgument(o.adapt.method == AdaptMethod::kNada || o.adapt.stage1.iterations >= 1,
+                "job: stage-1 iterations must be >= 1 for IPL");
+  CheckArgument(o.adapt.stage1.batch >= 2, "job: stage-1 batch must be >= 2 (contrastive loss)");
+  CheckArgument(o.adapt.stage2.batch >= 1, "job: stage-2 batch must be >= 1");
+  CheckArgument(o.quality_samples >= 2, "job: quality_samples must be >= 2");
+  CheckArgument(o.preview_every >= 0 && o.preview_samples >= 1 && o.grid_samples >= 1,
+                "job: preview_every >= 0, preview_samples >= 1 and grid_samples >= 1 required");
+}
+
+// Images of `generator` for latents `z` (chunked), truncated toward
+// `mean_latent`, with noise from a generator seeded with `noise_seed` (so two
+// generators sampled with the same seed see the same noise).
+torch::Tensor Samples(const AdaptContext& ctx, GeneratorImpl& generator, const torch::Tensor& z,
+                      const torch::Tensor& mean_latent, JobDevice device, uint64_t noise_seed) {
+  at::Generator rng = MakeRng(device, noise_seed);
+  std::vector<torch::Tensor> chunks;
+  for (int64_t i = 0; i < z.size(0); i += kSampleChunk) {
+    auto zi = z.slice(0, i, std::min(z.size(0), i + kSampleChunk));
+    chunks.push_back(SampleImages(ctx, generator, zi, mean_latent, rng).to(torch::kCPU));
+  }
+  return at::cat(chunks, 0);
+}
+
+class StageMeter {
+ public:
+  StageMeter(int64_t total, int64_t images_per_step)
+      : total_(total), images_per_step_(images_per_step), start_(Clock::now()) {}
+  double seconds() const { return SecondsSince(start_); }
+  double seconds_per_step(int64_t done) const { return done > 0 ? seconds() / done : 0.0; }
+  double images_per_second(int64_t done) const {
+    const double s = seconds();
+    return s > 0 ? static_cast<double>(done * images_per_step_) / s : 0.0;
+  }
+  double remaining_seconds(int64_t done) const { return seconds_per_step(done) * (total_ - done); }
+
+ private:
+  int64_t total_;
+  int64_t images_per_step_;
+  Clock::time_point start_;
+};
+
+}  // namespace
+
+void SetJobSeed(JobOptions& options, uint64_t seed) {
+  options.adapt.stage1.seed = seed;
+  options.adapt.stage2.seed = seed + 1;
+  options.sample_seed = seed + 2;
+}
+
+const char* MethodName(AdaptMethod method) {
+  return method == AdaptMethod::kIpl ? "ipl" : "nada";
+}
+
+AdaptMethod ParseMethod(const std::string& name) {
+  if (name == "ipl") return AdaptMethod::kIpl;
+  if (name == "nada") return AdaptMethod::kNada;
+  Fail(ErrorCode::kInvalidArgument, "unknown method \"" + name + "\" (ipl or nada)");
+}
+
+JobModels LoadJobModels(const JobOptions& options) {
+  if (options.device == JobDevice::kCuda && !torch::cuda::is_available()) {
+    Fail(ErrorCode::kUnimplemented, "CUDA requested but this build/machine has no CUDA device");
+  }
+  const torch::Device device = ToTorchDevice(options.device);
+  JobModels m;
+  if (options.demo) {
+    m.source = DemoGenerator();
+    m.source_name = "demo-stylegan2";
+    m.clips.push_back(DemoClip());
+    m.clip_names.push_back("demo-clip");
+    m.clip_weights.push_back(1.0);
+  } else {
+    CheckArgument(!options.source_generator.empty(), "job: a source generator is required");
+    CheckArgument(!options.clips.empty(), "job: at least one CLIP model is required");
+    m.source = LoadGenerator(options.source_generator);
+    m.source_name = std::filesystem::path(options.source_generator).filename().string();
+    for (const ClipSpec& spec : options.clips) {
+      CheckArgument(spec.weight > 0, "job: CLIP weight for " + spec.path + " must be > 0");
+      m.clips.push_back(LoadClip(spec.path));
+      m.clip_names.push_back(std::filesystem::path(spec.path).filename().string());
+      m.clip_weights.push_back(spec.weight);
+    }
+  }
+  m.source_digest = GeneratorImpl::Digest(*m.source);
+  m.source->SetAllTrainable(false);
+  m.source->eval();
+  m.source->to(device);
+  for (auto& clip : m.clips) {
+    clip->Freeze();
+    clip->eval();
+    clip->to(device);
+  }
+  m.tokenizer = std::shared_ptr<const Tokenizer>(Tokenizer::FromFile(DefaultVocabPath()));
+  return m;
+}
+
+JobResult RunJob(const JobOptions& options, const JobModels& models,
+                 const JobCallbacks& callbacks) {
+  ValidateOptions(options, models);
+  const auto job_start = Clock::now();
+  const AdaptOptions& adapt = options.adapt;
+  const bool ipl = adapt.method == AdaptMethod::kIpl;
+  const JobDevice job_device = options.device;
+  const torch::Device device = ToTorchDevice(job_device);
+  GeneratorImpl& source = *models.source.ptr();
+  const int64_t style_dim = source.config().style_dim;
+  ClipModel clip = models.clips.front();
+
+  JobResult result;
+  result.label = !options.label.empty() ? options.label : (ipl ? "IPL" : "NADA");
+  result.out_dir = options.out_dir;
+  MakeDirectories(options.out_dir);
+  ThrowIfCancelled(callbacks, "before it started");
+
+  // Texts, once per job.
+  const JobTokens tokens = TokenizeJobTexts(*models.tokenizer, adapt);
+  const JobTexts texts = [&] {
+    torch::NoGradGuard no_grad;
+    return ComputeJobTexts(*clip, tokens);
+  }();
+  const AdaptContext ctx{clip.get(), &source, &texts, &adapt};
+
+  // Fixed latents and the mean latent for previews, samples.png and quality.
+  at::Generator sample_rng = at::make_generator<at::CPUGeneratorImpl>(options.sample_seed);
+  const int64_t n_samples = std::max(options.quality_samples, options.grid_samples);
+  const torch::Tensor sample_z = DrawZ(n_samples, style_dim, sample_rng).to(device);
+  const torch::Tensor preview_z = DrawZ(options.preview_samples, style_dim, sample_rng).to(device);
+  const torch::Tensor mean_latent = [&] {
+    at::Generator mean_rng = MakeRng(job_device, options.sample_seed + 1);
+    return source.MeanLatent(adapt.mean_latent_samples, mean_rng);
+  }();
+  const uint64_t noise_seed = options.sample_seed + 2;
+
+  // Time estimates for stages not yet run: seconds per generator image.
+  double seconds_per_image = 0;
+  const int64_t stage2_images_per_step =
+      2 * adapt.stage2.batch + adapt.stage2.auto_layer_batch * adapt.stage2.auto_layer_iters;
+  auto stage2_estimate = [&] {
+    return seconds_per_image * stage2_images_per_step * adapt.stage2.iterations;
+  };
+
+  // ---------------------------------------------------------------- stage 1
+  LatentMapper mapper{nullptr};
+  LossSeries stage1_losses;
+  if (ipl) {
+    const std::string checkpoint_path = Join(options.out_dir, kCheckpointName);
+    const std::string fingerprint = Stage1Fingerprint(options, models);
+    std::optional<Stage1Checkpoint> checkpoint;
+    if (options.resume) checkpoint = ReadStage1Checkpoint(checkpoint_path);
+    if (checkpoint && checkpoint->fingerprint != fingerprint) {
+      Log(callbacks, "stage-1 checkpoint in " + options.out_dir +
+                         " is for other settings; training stage 1 again");
+      checkpoint.reset();
+    }
+    if (checkpoint) {
+      mapper = LatentMapperFromTensors(checkpoint->mapper, checkpoint->n_ctx, checkpoint_path);
+      mapper->to(device);
+      stage1_losses = checkpoint->losses;
+      result.stage1_resumed = true;
+      Log(callbacks, "stage 1 loaded from " + checkpoint_path);
+    } else {
+      mapper = NewMapperForJob(source, *clip, adapt);
+      mapper->to(device);
+      Adam adam = MakeMapperAdam(*mapper, adapt);
+      at::Generator rng = MakeRng(job_device, adapt.stage1.seed);
+      at::Generator z_rng =
+          job_device == JobDevice::kCpu ? rng : at::make_generator<at::CPUGeneratorImpl>(adapt.stage1.seed);
+      const int64_t total = adapt.stage1.iterations;
+      StageMeter meter(total, adapt.stage1.batch);
+      for (int64_t step = 1; step <= total; ++step) {
+        ThrowIfCancelled(callbacks, "in stage 1 before step " + std::to_string(step));
+        const torch::Tensor z = DrawLatents(adapt.stage1.batch, style_dim, z_rng, device);
+        const Stage1Losses l = Stage1Step(ctx, *mapper, adam, z, rng);
+        stage1_losses["total"].push_back(l.total);
+        stage1_losses["contrastive"].push_back(l.contrastive);
+        stage1_losses["target"].push_back(l.target);
+        stage1_losses["source"].push_back(l.source);
+        seconds_per_image = meter.seconds() / static_cast<double>(step * adapt.stage1.batch);
+        if (callbacks.on_progress) {
+          JobProgress p;
+          p.label = result.label;
+          p.stage = 1;
+          p.step = step;
+          p.total = total;
+          p.losses = {{"total", l.total},
+                      {"contrastive", l.contrastive},
+                      {"target", l.target},
+                      {"source", l.source}};
+          p.images_per_second = meter.images_per_second(step);
+          p.eta_seconds = meter.remaining_seconds(step) + stage2_estimate();
+          callbacks.on_progress(p);
+        }
+      }
+      result.stage1 = {total, meter.seconds()};
+      Stage1Checkpoint c;
+      c.mapper = StateDict(*mapper);
+      c.rng["stage1"] = rng.get_state();
+      if (job_device != JobDevice::kCpu) c.rng["stage1_z"] = z_rng.get_state();
+      c.fingerprint = fingerprint;
+      c.n_ctx = tokens.n_ctx;
+      c.losses = stage1_losses;
+      c.seconds = result.stage1.seconds;
+      WriteStage1Checkpoint(checkpoint_path, c);
+    }
+    mapper->eval();
+    for (auto& p : mapper->parameters()) p.set_requires_grad(false);
+  }
+  ThrowIfCancelled(callbacks, "after stage 1");
+
+  // ---------------------------------------------------------------- stage 2
+  Generator target = CloneForTraining(source);
+  Generator ema = CloneForTraining(source);
+  Adam adam = MakeGeneratorAdam(*target, adapt);
+  LossSeries stage2_losses;
+  {
+    at::Generator rng = MakeRng(job_device, adapt.stage2.seed);
+    at::Generator z_rng = job_device == JobDevice::kCpu
+                              ? rng
+                              : at::make_generator<at::CPUGeneratorImpl>(adapt.stage2.seed);
+    const int64_t total = adapt.stage2.iterations;
+    StageMeter meter(total, stage2_images_per_step);
+    const std::string preview_dir = Join(options.out_dir, "previews");
+    if (options.preview_every > 0) MakeDirectories(preview_dir);
+    for (int64_t step = 1; step <= total; ++step) {
+      ThrowIfCancelled(callbacks, "in stage 2 before step " + std::to_string(step));
+      const torch::Tensor z = DrawLatents(adapt.stage2.batch, style_dim, z_rng, device);
+      torch::Tensor z_select;
+      if (adapt.stage2.auto_layer_iters > 0) {
+        z_select = DrawLatents(adapt.stage2.auto_layer_batch, style_dim, z_rng, device);
+      }
+      const Stage2Result r =
+          Stage2Step(ctx, ipl ? mapper.get() : nullptr, *target, *ema, adam, z, z_select, rng);
+      stage2_losses["loss"].push_back(r.loss);
+      JobProgress p;
+      if (options.preview_every > 0 && (step % options.preview_every == 0 || step == total)) {
+        char name[64];
+        std::snprintf(name, sizeof(name), "step_%06lld.png", static_cast<long long>(step));
+        p.preview_path = Join(preview_dir, name);
+        WriteImageRow(p.preview_path,
+                      Samples(ctx, *ema, preview_z, mean_latent, job_device, noise_seed));
+        result.preview_paths.push_back(p.preview_path);
+      }
+      if (callbacks.on_progress) {
+        p.label = result.label;
+        p.stage = 2;
+        p.step = step;
+        p.total = total;
+        p.losses = {{"loss", r.loss}};
+        p.images_per_second = meter.images_per_second(step);
+        p.eta_seconds = meter.remaining_seconds(step);
+        callbacks.on_progress(p);
+      }
+    }
+    result.stage2 = {total, meter.seconds()};
+  }
+  ThrowIfCancelled(callbacks, "after stage 2");
+
+  // ---------------------------------------------------------------- results
+  result.delta_path = Join(options.out_dir, "generator_delta.safetensors");
+  ema->SaveDelta(result.delta_path, source);
+  if (ipl) {
+    result.mapper_path = Join(options.out_dir, "mapper.safetensors");
+    WriteSafetensors(result.mapper_path, StateDict(*mapper),
+                     {{"format", "restyle-ipl-mapper"},
+                      {"n_ctx", std::to_string(tokens.n_ctx)},
+                      {"ctx_init", adapt.stage1.ctx_init},
+                      {"source_class", adapt.source_class},
+                      {"target_class", adapt.target_class}});
+  }
+
+  // Quality report and samples.png on the same latents and noise.
+  const torch::Tensor source_images =
+      Samples(ctx, source, sample_z, mean_latent, job_device, noise_seed);
+  const torch::Tensor adapted_images =
+      Samples(ctx, *ema, sample_z, mean_latent, job_device, noise_seed);
+  result.samples_path = Join(options.out_dir, "samples.png");
+  WriteComparisonGrid(result.samples_path, source_images.slice(0, 0, options.grid_samples),
+                      adapted_images.slice(0, 0, options.grid_samples));
+  const std::string target_prompt = "a photo of a " + adapt.target_class;
+  std::vector<QualityModel> quality_models;
+  {
+    torch::NoGradGuard no_grad;
+    const std::vector<int64_t> ids = models.tokenizer->Tokenize(target_prompt);
+    const torch::Tensor prompt_tokens =
+        torch::tensor(ids, torch::kLong).reshape({1, -1}).to(device);
+    for (size_t i = 0; i < models.clips.size(); ++i) {
+      QualityModel q;
+      q.name = models.clip_names[i];
+      q.clip = models.clips[i];
+      q.weight = models.clip_weights[i];
+      q.target_text_feature = q.clip->EncodeText(prompt_tokens);
+      quality_models.push_back(q);
+    }
+  }
+  const int64_t nq = options.quality_samples;
+  result.quality =
+      MeasureQuality(quality_models, source_images.slice(0, 0, nq).to(device),
+                     adapted_images.slice(0, 0, nq).to(device), result.label, target_prompt,
+                     adapt.sample_truncation);
+  result.quality_path = Join(options.out_dir, "quality.json");
+  WriteTextFile(result.quality_path, Json::parse(result.quality.ToJson()).dump(2) + "\n");
+
+  result.stage1_losses = stage1_losses.count("total") ? stage1_losses["total"] : std::vector<double>{};
+  result.stage2_losses = stage2_losses["loss"];
+  result.total_seconds = SecondsSince(job_start);
+  result.adapted = ema;
+
+  Json j;
+  j["format"] = "restyle-adapt-result";
+  j["label"] = result.label;
+  j["options"] = OptionsJson(options, models);
+  j["seeds"] = {{"stage1", adapt.stage1.seed},
+                {"stage2", adapt.stage2.seed},
+                {"samples", options.sample_seed}};
+  j["source"] = {{"name", models.source_name},
+                 {"digest", models.source_digest},
+                 {"config", source.config().ToString()}};
+  j["clip"] = Json::array();
+  for (size_t i = 0; i < models.clips.size(); ++i) {
+    j["clip"].push_back({{"name", models.clip_names[i]},
+                         {"weight", models.clip_weights[i]},
+                         {"config", models.clips[i]->config().DebugString()},
+                         {"guides_training", i == 0}});
+  }
+  j["adapted_digest"] = GeneratorImpl::Digest(*ema);
+  j["stage1_resumed"] = result.stage1_resumed;
+  j["timings"] = {{"stage1_seconds", result.stage1.seconds},
+                  {"stage1_steps", result.stage1.steps},
+                  {"stage2_seconds", result.stage2.seconds},
+                  {"stage2_steps", result.stage2.steps},
+                  {"total_seconds", result.total_seconds}};
+  j["losses"] = {{"stage1", LossesJson(stage1_losses, options.max_loss_points)},
+                 {"stage2", LossesJson(stage2_losses, options.max_loss_points)}};
+  j["quality"] = Json::parse(result.quality.ToJson());
+  j["files"] = {{"generator_delta", "generator_delta.safetensors"},
+                {"mapper", ipl ? Json("mapper.safetensors") : Json(nullptr)},
+                {"samples", "samples.png"},
+                {"quality", "quality.json"},
+                {"stage1_checkpoint", ipl ? Json(kCheckpointName) : Json(nullptr)}};
+  result.result_path = Join(options.out_dir, "result.json");
+  WriteTextFile(result.result_path, j.dump(2) + "\n");
+  return result;
+}
+
+std::vector<JobResult> RunMethods(const JobOptions& options, const JobModels& models,
+                                  const std::vector<AdaptMethod>& methods,
+                                  const JobCallbacks& callbacks) {
+  CheckArgument(!methods.empty(), "RunMethods: no method");
+  std::vector<JobResult> results;
+  for (AdaptMethod method : methods) {
+    JobOptions o = options;
+    o.adapt.method = method;
+    o.out_dir = Join(options.out_dir, MethodName(method));
+    results.push_back(RunJob(o, models, callbacks));
+  }
+  if (results.size() == 2) {
+    WriteTextFile(Join(options.out_dir, "comparison.txt"),
+                  SideBySide(results[0].quality, results[1].quality));
+  }
+  return results;
+}
+
+}  // namespace restyle::engine

@@ -1,0 +1,183 @@
+// The adaptation job runner: one whole IPL or StyleGAN-NADA job, from
+// loaded models to files on disk, around the training core's step functions
+// (worker/engine/adapt/ipl.h).
+//
+//   JobOptions options;                       // typed; paper defaults
+//   options.adapt.target_class = "disney";
+//   options.out_dir = "out";
+//   JobModels models = LoadJobModels(options);
+//   JobResult r = RunJob(options, models, {.on_progress = ..., .is_cancelled = ...});
+//
+// What a job does:
+//   * stage 1 (IPL only): trains the prompt mapper; afterwards writes
+//     <out>/stage1_checkpoint.safetensors (mapper + the stage's RNG state +
+//     a fingerprint of every setting stage 1 depends on). A job started again
+//     with the same output dir and the same settings loads it and skips
+//     stage 1 (no stage-1 progress is reported);
+//   * stage 2: trains G_t (EMA copy G_ema is the result);
+//   * every step: on_progress (stage, step, total, loss terms, images/s,
+//     ETA), then is_cancelled; a cancelled job stops before its next step and
+//     throws Error(kCancelled) (so at most one more step runs after the flag
+//     is raised, none when it is raised from on_progress);
+//   * every preview_every stage-2 steps: a PNG of G_ema on fixed latents
+//     (truncation toward MeanLatent) in <out>/previews/;
+//   * at the end: <out>/generator_delta.safetensors (G_ema as a delta
+//     against the source, GeneratorImpl::SaveDelta), <out>/mapper.safetensors
+//     (IPL), <out>/samples.png (top row source, bottom row adapted, same
+//     latents), <out>/quality.json and <out>/result.json (settings, seeds,
+//     per-step losses (downsampled), timings, source digest, quality).
+// Randomness comes only from explicit generators seeded from the options
+// (stage 1: adapt.stage1.seed, stage 2: adapt.stage2.seed, samples:
+// sample_seed), so the same job on the same build and thread count gives the
+// same generator bit for bit, resumed or not.
+//
+// Several CLIP models may be given with weights. The training core's steps
+// take one model, so the FIRST model guides training; every model (with its
+// normalised weight) scores the quality report.
+//
+// Thread-safety: RunJob runs on the calling thread and mutates nothing shared
+// but the models' autograd state; do not run two jobs on the same JobModels
+// at once. Callbacks run on the job's thread.
+#ifndef RESTYLE_WORKER_ENGINE_ADAPT_JOB_JOB_H_
+#define RESTYLE_WORKER_ENGINE_ADAPT_JOB_JOB_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "worker/engine/adapt/options.h"
+#include "worker/engine/adapt_job/quality.h"
+#include "worker/engine/clip/model.h"
+#include "worker/engine/stylegan2/generator.h"
+
+namespace restyle::engine {
+
+class Tokenizer;
+
+enum class JobDevice {
+  kCpu,
+  kCuda,
+};
+
+// One CLIP checkpoint and its weight in the combination.
+struct ClipSpec {
+  std::string path;     // .safetensors (tools/convert_clip.py) or OpenAI .pt
+  double weight = 1.0;  // > 0
+};
+
+struct JobOptions {
+  // Method, classes and every training hyper-parameter (paper defaults).
+  AdaptOptions adapt;
+  // Source generator (.safetensors from tools/convert_stylegan2.py).
+  std::string source_generator;
+  // CLIP models with weights; the first guides training (see above).
+  std::vector<ClipSpec> clips;
+  // Use the embedded tiny random models (demo_models.h) instead of files.
+  bool demo = false;
+  JobDevice device = JobDevice::kCpu;
+  // Output directory (created). Required.
+  std::string out_dir;
+  // Load a matching stage-1 checkpoint from out_dir instead of training.
+  bool resume = true;
+  // A preview PNG every this many stage-2 steps (and after the last); 0: none.
+  int64_t preview_every = 50;
+  int64_t preview_samples = 8;    // images per preview (one row)
+  int64_t grid_samples = 8;       // columns of samples.png
+  int64_t quality_samples = 32;   // images per set in the quality report (>= 2)
+  uint64_t sample_seed = 0;       // latents of previews, samples.png and quality
+  // Per-step losses in result.json are downsampled (by averaging runs of
+  // consecutive steps) to at most this many points per stage.
+  int64_t max_loss_points = 300;
+  // Label of the job in reports ("" = the method's name, "IPL" / "NADA").
+  std::string label;
+};
+
+// Sets every seed of `options` from one job seed: stage 1 = seed, stage 2 =
+// seed + 1, samples = seed + 2 (the paper's defaults are stage 1: 3, stage 2: 2).
+void SetJobSeed(JobOptions& options, uint64_t seed);
+
+// "ipl" / "nada" and back (Error(kInvalidArgument) for anything else).
+const char* MethodName(AdaptMethod method);
+AdaptMethod ParseMethod(const std::string& name);
+
+// Models a job reads (frozen; shared between jobs run one after another).
+struct JobModels {
+  Generator source{nullptr};                   // G_s on the job device, frozen
+  std::string source_name;                     // file name or "demo"
+  std::string source_digest;                   // GeneratorImpl::Digest(source)
+  std::vector<std::string> clip_names;         // one per model
+  std::vector<ClipModel> clips;                // frozen, eval, on the job device
+  std::vector<double> clip_weights;            // as given (> 0)
+  std::shared_ptr<const Tokenizer> tokenizer;  // CLIP BPE tokenizer
+};
+
+// Loads the source generator, the CLIP models and the tokenizer (or builds
+// the demo models) and moves them to the job device. Errors: kNotFound /
+// kDataLoss from the readers, kInvalidArgument when no CLIP is given (and not
+// demo) or a weight is not positive, kUnimplemented when CUDA is requested and
+// not available.
+JobModels LoadJobModels(const JobOptions& options);
+
+// Reported after every training step.
+struct JobProgress {
+  std::string label;    // the job's label ("IPL", "NADA" or JobOptions::label)
+  int stage = 0;        // 1 (IPL mapper) or 2 (generator)
+  int64_t step = 0;     // 1-based step within the stage
+  int64_t total = 0;    // steps in the stage
+  // Loss terms of the step by name: stage 1 "total", "contrastive", "target",
+  // "source"; stage 2 "loss".
+  std::vector<std::pair<std::string, double>> losses;
+  double images_per_second = 0;  // generator images of the stage so far / time
+  double eta_seconds = 0;        // rest of this stage + later stages, estimated
+  std::string preview_path;      // set when this step wrote a preview
+};
+
+struct JobCallbacks {
+  std::function<void(const JobProgress&)> on_progress;  // optional
+  std::function<bool()> is_cancelled;                   // optional
+  std::function<void(const std::string&)> on_log;       // optional: one-line notes
+};
+
+struct StageTiming {
+  int64_t steps = 0;
+  double seconds = 0;
+};
+
+struct JobResult {
+  std::string label;              // "IPL" / "NADA" unless options.label
+  std::string out_dir;
+  std::string delta_path;         // generator_delta.safetensors
+  std::string mapper_path;        // mapper.safetensors ("" for NADA)
+  std::string samples_path;       // samples.png (source row over adapted row)
+  std::string quality_path;       // quality.json
+  std::string result_path;        // result.json
+  std::vector<std::string> preview_paths;
+  bool stage1_resumed = false;    // stage 1 loaded from the checkpoint
+  StageTiming stage1;             // zero steps when resumed or NADA
+  StageTiming stage2;
+  double total_seconds = 0;
+  std::vector<double> stage1_losses;  // total loss per step (not downsampled)
+  std::vector<double> stage2_losses;
+  QualityReport quality;
+  Generator adapted{nullptr};     // G_ema
+};
+
+// Runs one job (see the file comment). Throws Error(kCancelled) when
+// cancelled, Error(kInvalidArgument) for bad options, and whatever the core
+// or the file writers throw (Error, c10::Error).
+JobResult RunJob(const JobOptions& options, const JobModels& models,
+                 const JobCallbacks& callbacks = {});
+
+// Runs the same job once per method on the same seeds, each in
+// <out_dir>/<method name>, and writes <out_dir>/comparison.txt (the quality
+// reports side by side, when two methods ran). Returns the results in order.
+std::vector<JobResult> RunMethods(const JobOptions& options, const JobModels& models,
+                                  const std::vector<AdaptMethod>& methods,
+                                  const JobCallbacks& callbacks = {});
+
+}  // namespace restyle::engine
+
+#endif  // RESTYLE_WORKER_ENGINE_ADAPT_JOB_JOB_H_
