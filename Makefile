@@ -34,5 +34,8 @@ bench: build
 bench-compare: build
 	bench/compare.py --bench $(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)
 
+demo: build
+	$(BUILD_DIR)/worker/engine/adapt_job/restyle-train --demo --out demo-out
+
 clean:
 	rm -rf $(BUILD_DIR)
