@@ -370,7 +370,8 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
     const int64_t total = adapt.stage2.iterations;
     StageMeter meter(total, stage2_images_per_step);
     const std::string preview_dir = Join(options.out_dir, "previews");
-    if (options.preview_every > 0) MakeDirectories(preview_dir);
+    const bool previews = options.preview_every > 0 && PngSupported();
+    if (previews) MakeDirectories(preview_dir);
     for (int64_t step = 1; step <= total; ++step) {
       ThrowIfCancelled(callbacks, "in stage 2 before step " + std::to_string(step));
       const torch::Tensor z = DrawLatents(adapt.stage2.batch, style_dim, z_rng, device);
@@ -382,7 +383,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
           Stage2Step(ctx, ipl ? mapper.get() : nullptr, *target, *ema, adam, z, z_select, rng);
       stage2_losses["loss"].push_back(r.loss);
       JobProgress p;
-      if (options.preview_every > 0 && (step % options.preview_every == 0 || step == total)) {
+      if (previews && (step % options.preview_every == 0 || step == total)) {
         char name[64];
         std::snprintf(name, sizeof(name), "step_%06lld.png", static_cast<long long>(step));
         p.preview_path = Join(preview_dir, name);
@@ -423,9 +424,13 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
       Samples(ctx, source, sample_z, mean_latent, job_device, noise_seed);
   const torch::Tensor adapted_images =
       Samples(ctx, *ema, sample_z, mean_latent, job_device, noise_seed);
-  result.samples_path = Join(options.out_dir, "samples.png");
-  WriteComparisonGrid(result.samples_path, source_images.slice(0, 0, options.grid_samples),
-                      adapted_images.slice(0, 0, options.grid_samples));
+  if (PngSupported()) {
+    result.samples_path = Join(options.out_dir, "samples.png");
+    WriteComparisonGrid(result.samples_path, source_images.slice(0, 0, options.grid_samples),
+                        adapted_images.slice(0, 0, options.grid_samples));
+  } else {
+    Log(callbacks, "built without libpng: no samples.png or previews");
+  }
   const std::string target_prompt = "a photo of a " + adapt.target_class;
   std::vector<QualityModel> quality_models;
   {
@@ -484,7 +489,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
   j["quality"] = Json::parse(result.quality.ToJson());
   j["files"] = {{"generator_delta", "generator_delta.safetensors"},
                 {"mapper", ipl ? Json("mapper.safetensors") : Json(nullptr)},
-                {"samples", "samples.png"},
+                {"samples", PngSupported() ? Json("samples.png") : Json(nullptr)},
                 {"quality", "quality.json"},
                 {"stage1_checkpoint", ipl ? Json(kCheckpointName) : Json(nullptr)}};
   result.result_path = Join(options.out_dir, "result.json");

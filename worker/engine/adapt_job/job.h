@@ -151,7 +151,8 @@ struct JobResult {
   std::string out_dir;
   std::string delta_path;         // generator_delta.safetensors
   std::string mapper_path;        // mapper.safetensors ("" for NADA)
-  std::string samples_path;       // samples.png (source row over adapted row)
+  std::string samples_path;       // samples.png (source row over adapted row);
+                                  // "" (and no previews) in a build without libpng
   std::string quality_path;       // quality.json
   std::string result_path;        // result.json
   std::vector<std::string> preview_paths;

@@ -35,6 +35,14 @@ void WritePngOrFail(const std::string& path, const torch::Tensor& rgb) {
 
 }  // namespace
 
+bool PngSupported() {
+#ifdef RESTYLE_HAVE_PNG
+  return true;
+#else
+  return false;
+#endif
+}
+
 void WriteStage1Checkpoint(const std::string& path, const Stage1Checkpoint& c) {
   TensorMap tensors;
   for (const auto& [name, t] : c.mapper) tensors[kMapperPrefix + name] = t;

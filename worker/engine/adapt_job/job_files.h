@@ -55,6 +55,9 @@ std::optional<Stage1Checkpoint> ReadStage1Checkpoint(const std::string& path);
 std::vector<double> DownsampleSeries(const std::vector<double>& values, int64_t max_points,
                                      std::vector<int64_t>* steps);
 
+// Whether this build can write PNG files (restyle_image was found).
+bool PngSupported();
+
 // Writes a PNG grid with `source` images (N,3,H,W in [-1,1]) as the top row
 // and `adapted` (same shape) as the bottom row. Error(kInvalidArgument) when
 // the shapes differ; Error(kUnimplemented) when this build has no PNG support.

@@ -220,7 +220,9 @@ int main(int argc, char** argv) {
     for (const JobResult& r : results) {
       std::printf("\n%s (%.1f s%s)\n", r.label.c_str(), r.total_seconds,
                   r.stage1_resumed ? ", stage 1 resumed from checkpoint" : "");
-      std::printf("  samples (top source, bottom adapted): %s\n", r.samples_path.c_str());
+      if (!r.samples_path.empty()) {
+        std::printf("  samples (top source, bottom adapted): %s\n", r.samples_path.c_str());
+      }
       std::printf("  generator delta: %s\n", r.delta_path.c_str());
       if (!r.mapper_path.empty()) std::printf("  mapper: %s\n", r.mapper_path.c_str());
       if (!r.preview_paths.empty()) {
