@@ -205,12 +205,16 @@ class Generator(nn.Module):
             cin = cout
         self.n_latent = 2 * log - 2
 
-    def forward(self, z):
+    def mapping(self, z):
         x = z * torch.rsqrt(torch.mean(z ** 2, dim=1, keepdim=True) + 1e-8)
         for lin in self.style:
             x = F.leaky_relu(F.linear(x, lin.weight * 0.01 / math.sqrt(x.shape[1]),
                                       lin.bias * 0.01), 0.2) * math.sqrt(2)
-        latent = x.unsqueeze(1).repeat(1, self.n_latent, 1)
+        return x
+
+    def forward(self, z, input_is_latent=False):
+        x = z if input_is_latent else self.mapping(z)
+        latent = x if x.dim() == 3 else x.unsqueeze(1).repeat(1, self.n_latent, 1)
         out = self.input.repeat(z.shape[0], 1, 1, 1)
         out = self.conv1(out, latent[:, 0])
         skip = self.to_rgb1(out, latent[:, 1])
@@ -232,6 +236,155 @@ def clip_tokens(batch, length=77):
     t[:, 1:6] = torch.randint(1, 49000, (batch, 5))
     t[:, 6] = 49407
     return t
+
+
+# --------------------------------------------------------------------------
+# One IPL iteration of each stage, the way the reference loop runs it: CLIP
+# weights not frozen (their gradients computed), template and base texts
+# re-encoded every iteration over 77 positions, prompt texts run through the
+# transformer one sample at a time, fresh noise in every generator call, and
+# layer selection backpropagating into every generator weight.
+
+TEMPLATES = 79
+
+
+class Mapper(nn.Module):
+    def __init__(self, d=512, n_ctx=4, width=512):
+        super().__init__()
+        self.lins = nn.ModuleList([nn.Linear(d, d) for _ in range(3)] +
+                                  [nn.Linear(d, n_ctx * width)])
+        self.n_ctx, self.width = n_ctx, width
+
+    def forward(self, w):
+        x = w * torch.rsqrt(torch.mean(w ** 2, dim=1, keepdim=True) + 1e-8)
+        for lin in self.lins:
+            x = F.leaky_relu(F.linear(x, lin.weight * 0.01 / math.sqrt(x.shape[1]),
+                                      lin.bias * 0.01), 0.2) * math.sqrt(2)
+        return x.view(-1, self.n_ctx, self.width)
+
+
+def clip_preprocess(x, n_px=224):
+    x = (x + 1) / 2
+    x = F.interpolate(x, size=(n_px, n_px), mode="bicubic", align_corners=False)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def prompt_features(clip, prompts, tokens):
+    # Per sample, 77 positions, as the reference's text_encoder loop does.
+    emb = clip.token_embedding(tokens)
+    feats = []
+    for j in range(prompts.shape[0]):
+        x = torch.cat([emb[:, :1], prompts[j:j + 1], emb[:, 1 + prompts.shape[1]:]], 1)
+        x = x + clip.tpos
+        x = clip.text(x.permute(1, 0, 2), clip.mask).permute(1, 0, 2)
+        x = clip.ln_final(x)
+        feats.append(x[torch.arange(1), tokens.argmax(-1)] @ clip.text_projection)
+    return torch.cat(feats)
+
+
+def normalize(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def stage1_iteration(batch):
+    def prep():
+        clip, g, mapper = Clip(), Generator(256), Mapper()
+        for p in g.parameters():
+            p.requires_grad_(False)
+        opt = torch.optim.Adam(mapper.parameters(), lr=0.05)
+        tmpl = clip_tokens(TEMPLATES)
+        base = clip_tokens(1)
+        ctx = clip_tokens(1)
+
+        def step():
+            z = torch.randn(batch, 512)
+            with torch.no_grad():
+                w = g.mapping(z)
+            prompts = mapper(w)
+            src = prompt_features(clip, prompts, ctx)
+            tgt = prompt_features(clip, prompts, ctx)
+            with torch.no_grad():
+                images = g(z)
+            img = normalize(clip.encode_image(clip_preprocess(images)))
+            s = normalize(src + clip.encode_text(base))
+            t = normalize(tgt + clip.encode_text(base))
+            ts = normalize(clip.encode_text(tmpl)).mean(0, keepdim=True)
+            tt = normalize(clip.encode_text(tmpl)).mean(0, keepdim=True)
+            logits = 100.0 * img @ s.t()
+            labels = torch.arange(batch)
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+            loss = loss + (1 - F.cosine_similarity(t, tt)).mean() + \
+                (1 - F.cosine_similarity(s, ts)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return step
+    return prep
+
+
+def stage2_iteration(batch=2, k=9, select_batch=8):
+    def prep():
+        clip, gs, mapper = Clip(), Generator(256), Mapper()
+        gt = Generator(256)
+        gt.load_state_dict(gs.state_dict())
+        ema = Generator(256)
+        ema.load_state_dict(gs.state_dict())
+        for m in (gs, mapper):
+            for p in m.parameters():
+                p.requires_grad_(False)
+        r = 4 / 5
+        opt = torch.optim.Adam(gt.parameters(), lr=0.002 * r, betas=(0, 0.99 ** r))
+        target_tokens = clip_tokens(1)
+        ctx = clip_tokens(1)
+        base = clip_tokens(1)
+        layers = [gt.conv1] + [gt.to_rgb1] + list(gt.convs)
+
+        def step():
+            # Adaptive layer selection.
+            for p in gt.parameters():
+                p.requires_grad_(True)
+            z = torch.randn(select_batch, 512)
+            with torch.no_grad():
+                w0 = gt.mapping(z).unsqueeze(1).repeat(1, gt.n_latent, 1)
+            w = w0.clone().requires_grad_(True)
+            sgd = torch.optim.SGD([w], lr=0.01)
+            img = normalize(clip.encode_image(clip_preprocess(gt(w, input_is_latent=True))))
+            txt = normalize(clip.encode_text(target_tokens))
+            loss = (1 - 100.0 * img @ txt.t() / 100).mean()
+            sgd.zero_grad()
+            loss.backward()
+            sgd.step()
+            chosen = (w - w0).abs().mean(-1).mean(0).topk(k).indices.tolist()
+            for p in gt.parameters():
+                p.requires_grad_(False)
+            for i in chosen:
+                for p in layers[min(i, len(layers) - 1)].parameters():
+                    p.requires_grad_(True)
+            # The directional step.
+            z = torch.randn(batch, 512)
+            with torch.no_grad():
+                w = gs.mapping(z)
+                prompts = mapper(w)
+                src = prompt_features(clip, prompts, ctx)
+                tgt = prompt_features(clip, prompts, ctx)
+                xs = gs(w, input_is_latent=True)
+            b = clip.encode_text(base)
+            d_text = normalize(normalize(tgt + b) - normalize(src + b))
+            xt = gt(w, input_is_latent=True)
+            d_img = normalize(normalize(clip.encode_image(clip_preprocess(xt))) -
+                              normalize(clip.encode_image(clip_preprocess(xs))))
+            loss = (1 - F.cosine_similarity(d_img, d_text)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                src_state = gt.state_dict()
+                for name, v in ema.state_dict().items():
+                    v.copy_(v * 0.99 + src_state[name] * 0.01)
+        return step
+    return prep
 
 
 def benchmarks():
@@ -257,26 +410,40 @@ def benchmarks():
         return prep
 
     return [
-        ("clip/encode_image/vit_b32/b1", "ViT-B/32 224x224", 1, clip_image(1), 5),
-        ("clip/encode_image/vit_b32/b8", "ViT-B/32 224x224", 8, clip_image(8), 3),
-        ("clip/encode_text/vit_b32/b32/full77", "ViT-B/32 text, 77 tokens", 32, clip_text(32), 3),
-        ("sg2/forward/256/config-f/b1", "StyleGAN2 256 config-f", 1, sg2(256, 1), 3),
-        ("sg2/forward/256/config-f/b4", "StyleGAN2 256 config-f", 4, sg2(256, 4), 3),
-        ("sg2/forward/1024/config-f/b1", "StyleGAN2 1024 config-f", 1, sg2(1024, 1), 2),
+        ("clip/encode_image/vit_b32", "ViT-B/32 224x224", 1, clip_image(1), 5),
+        ("clip/encode_image/vit_b32/batch8", "ViT-B/32 224x224", 8, clip_image(8), 3),
+        ("clip/encode_text/vit_b32/full77", "ViT-B/32 text, 77 tokens", 32, clip_text(32), 3),
+        ("sg2/forward/256/b1", "StyleGAN2 256 config-f", 1, sg2(256, 1), 3),
+        ("sg2/forward/256/b4", "StyleGAN2 256 config-f", 4, sg2(256, 4), 3),
+        ("sg2/forward/1024/b1", "StyleGAN2 1024 config-f", 1, sg2(1024, 1), 2),
+        ("sg2/forward/1024/b4", "StyleGAN2 1024 config-f", 4, sg2(1024, 4), 2),
+        ("adapt/stage1_step/256/vit_b32/b8", "IPL stage 1, SG2 256 + ViT-B/32", 8,
+         stage1_iteration(8), 1),
+        ("adapt/stage2_step/256/vit_b32/b2", "IPL stage 2, SG2 256 + ViT-B/32", 2,
+         stage2_iteration(), 1),
     ]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--filter", default="")
+    p.add_argument("--list", action="store_true", help="print the workload names as JSON lines")
+    p.add_argument("--names", default="", help="comma-separated exact names (overrides --filter)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    if args.list:
+        for name, shape, batch, _, _ in benchmarks():
+            print(json.dumps({"name": name, "shape": shape, "batch": batch}))
+        return 0
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for name, shape, batch, prep, iters in benchmarks():
-        if args.filter not in name:
+        if args.names:
+            if name not in args.names.split(","):
+                continue
+        elif args.filter not in name:
             continue
-        with torch.no_grad():
+        with torch.set_grad_enabled(name.startswith("adapt/")):
             fn = prep()
             fn()  # warm-up
             times = []
