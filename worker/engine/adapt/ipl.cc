@@ -35,6 +35,14 @@ SynthesisOptions NoiseOptions(const AdaptOptions& options,
   return so;
 }
 
+// The same for generator calls under no_grad (see frozen_conv_mode).
+SynthesisOptions FrozenNoiseOptions(const AdaptOptions& options,
+                                    c10::optional<at::Generator> rng) {
+  SynthesisOptions so = NoiseOptions(options, std::move(rng));
+  so.conv = options.frozen_conv_mode;
+  return so;
+}
+
 // Normalised CLIP image features of generator images.
 torch::Tensor ImageFeatures(ClipModelImpl& clip, const torch::Tensor& images) {
   return NormalizeFeatures(clip.EncodeImage(
@@ -138,7 +146,7 @@ Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper,
   torch::Tensor images, image_features;
   {
     torch::NoGradGuard no_grad;
-    images = ctx.source->Generate({w}, NoiseOptions(options, rng)).image;
+    images = ctx.source->Generate({w}, FrozenNoiseOptions(options, rng)).image;
     image_features = ImageFeatures(clip, images);
   }
   adam.ZeroGrad();
@@ -322,7 +330,7 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
     } else {
       text_directions = texts.nada_direction;
     }
-    src_images = ctx.source->Generate({w}, NoiseOptions(options, rng)).image;
+    src_images = ctx.source->Generate({w}, FrozenNoiseOptions(options, rng)).image;
     src_features = ImageFeatures(clip, src_images);
   }
   adam.ZeroGrad();
@@ -359,7 +367,7 @@ torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator,
   CheckContext(ctx);
   CheckZ(z, generator, "SampleImages");
   torch::NoGradGuard no_grad;
-  SynthesisOptions so = NoiseOptions(*ctx.options, std::move(rng));
+  SynthesisOptions so = FrozenNoiseOptions(*ctx.options, std::move(rng));
   so.input_is_latent = false;
   so.truncation = ctx.options->sample_truncation;
   so.truncation_latent = mean_latent;
