@@ -116,6 +116,8 @@ std::string WorstElement(const torch::Tensor& excess, const torch::Tensor& a,
 
 }  // namespace
 
+bool RunningInCi() { return InCi(); }
+
 std::string GoldenDir() {
   std::string dir;
   if (const char* env = std::getenv("RESTYLE_GOLDEN_DIR"); env != nullptr && *env != '\0') {

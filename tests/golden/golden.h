@@ -39,6 +39,19 @@ bool GoldenAvailable();
       GTEST_SKIP() << "golden data not found at " << ::restyle::testing::GoldenDir(); \
   } while (0)
 
+// True when $CI is "true": then nothing that can run may be skipped.
+bool RunningInCi();
+
+// Skips the test when `missing` names something absent (e.g. "python3 with
+// torch"), or fails it under CI=true, where every dependency is installed.
+#define RESTYLE_REQUIRE(condition, missing)                                      \
+  do {                                                                         \
+    if (!(condition)) {                                                        \
+      if (::restyle::testing::RunningInCi()) FAIL() << "CI=true but missing: " << missing; \
+      GTEST_SKIP() << "missing: " << missing;                                  \
+    }                                                                          \
+  } while (0)
+
 // Path of a file relative to the golden directory.
 std::string GoldenPath(const std::string& relative);
 

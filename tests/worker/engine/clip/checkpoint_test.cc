@@ -131,7 +131,7 @@ std::string PythonWithTorch() {
 TEST(ClipCheckpointGolden, ConverterOutputLoadsWithSameFeatures) {
   RESTYLE_REQUIRE_GOLDEN();
   const std::string python = PythonWithTorch();
-  if (python.empty()) GTEST_SKIP() << "no python3 with torch (set RESTYLE_PYTHON)";
+  RESTYLE_REQUIRE(!python.empty(), "a python3 with torch (set RESTYLE_PYTHON)");
   const std::string tool = std::string(RESTYLE_SOURCE_DIR) + "/tools/convert_clip.py";
   for (const GoldenCase& c : CasesOfKind("clip_torchscript")) {
     const std::string archive = GoldenPath(c.meta.at("archive").get<std::string>());

@@ -46,7 +46,7 @@ int RunCommand(const std::string& cmd) {
 TEST(ConvertStylegan2, BothCheckpointFormatsLoadIdentically) {
   RESTYLE_REQUIRE_GOLDEN();
   const std::string python = Python();
-  if (python.empty()) GTEST_SKIP() << "no python3 with torch";
+  RESTYLE_REQUIRE(!python.empty(), "a python3 with torch (Debian python3-torch)");
   // Any golden sg2 model will do; take the one the synthesis cases use.
   auto cases = testing::CasesOfKind("sg2_synthesis");
   if (cases.empty()) GTEST_SKIP() << "no sg2_synthesis case";
