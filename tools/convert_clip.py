@@ -20,20 +20,13 @@ supported by the Restyle engine; ResNet checkpoints are refused.
 import argparse
 import json
 import os
-import struct
 import sys
 
 import torch
 
+from safetensors_writer import write_safetensors
+
 BOOKKEEPING = ("input_resolution", "context_length", "vocab_size")
-DTYPES = {
-    torch.float32: ("F32", 4),
-    torch.float16: ("F16", 2),
-    torch.bfloat16: ("BF16", 2),
-    torch.float64: ("F64", 8),
-    torch.int64: ("I64", 8),
-    torch.int32: ("I32", 4),
-}
 
 
 def read_state_dict(path):
@@ -74,33 +67,6 @@ def infer_config(sd):
         "transformer_layers": len({k.split(".")[2] for k in sd
                                    if k.startswith("transformer.resblocks.")}),
     }
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    offset = 0
-    blobs = []
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        if t.dtype not in DTYPES:
-            raise SystemExit(f"{name}: unsupported dtype {t.dtype}")
-        code, size = DTYPES[t.dtype]
-        # Raw little-endian bytes via a byte view (works for fp16/bf16 too).
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        assert len(data) == t.numel() * size
-        header[name] = {"dtype": code, "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as out:
-        out.write(struct.pack("<Q", len(text)))
-        out.write(text)
-        for data in blobs:
-            out.write(data)
-    os.replace(tmp, path)
 
 
 def main(argv):

@@ -16,10 +16,11 @@ safetensors output only. Run it once, on a checkpoint you trust.
 """
 import argparse
 import json
-import struct
 import sys
 
 import torch
+
+from safetensors_writer import write_safetensors
 
 
 def load_checkpoint(path):
@@ -70,29 +71,6 @@ def infer_metadata(state, ckpt):
     return meta
 
 
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().to(torch.float32).contiguous().cpu()
-        data = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
-    import os
-    os.replace(tmp, path)
-
-
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -105,7 +83,7 @@ def main(argv):
     if "style.1.weight" not in tensors or "input.input" not in tensors:
         raise SystemExit("not a rosinality StyleGAN2 generator state dict")
     meta = infer_metadata(tensors, ckpt)
-    write_safetensors(a.output, tensors, meta)
+    write_safetensors(a.output, {k: v.to(torch.float32) for k, v in tensors.items()}, meta)
     print(f"wrote {a.output}: {len(tensors)} tensors, " +
           ", ".join(f"{k}={v}" for k, v in meta.items() if k != "latent_avg") +
           (", latent_avg" if "latent_avg" in meta else ""))
