@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "worker/engine/adapt_job/job.h"
+#include "worker/engine/common/cpu_allocator.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/common/threads.h"
 
@@ -203,6 +204,7 @@ int main(int argc, char** argv) {
 
   try {
     const int in_effect = SetThreadCount(threads);
+    InstallCachingCpuAllocator();
     std::fprintf(stderr, "restyle-train: %s, target \"%s\", %d threads, out %s\n",
                  options.demo ? "demo models" : options.source_generator.c_str(),
                  options.adapt.target_class.c_str(), in_effect, options.out_dir.c_str());

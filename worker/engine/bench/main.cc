@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "worker/engine/bench/bench.h"
+#include "worker/engine/common/cpu_allocator.h"
 #include "worker/engine/common/threads.h"
 
 namespace restyle::bench {
@@ -102,6 +103,9 @@ int64_t PeakRssBytes() {
 // Runs one benchmark in this process and prints its JSON line.
 int RunOne(const Benchmark& b, const Flags& flags) {
   const int threads = engine::SetThreadCount(flags.threads);
+  // Like every Restyle binary: the caching CPU allocator unless
+  // RESTYLE_CPU_CACHE_MB=0 (which benchmarks the plain allocator).
+  const bool cache = engine::InstallCachingCpuAllocator();
   std::map<std::string, std::string> extra;
   Context ctx{threads, flags.device, &extra};
   const int64_t rss_before = CurrentRssBytes();
@@ -134,6 +138,8 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"mean_ms", mean},
                          {"peak_rss_bytes", PeakRssBytes()},
                          {"rss_before_bytes", rss_before}};
+  line["cpu_cache_mb"] =
+      cache ? static_cast<int64_t>(engine::CpuCacheOptionsFromEnv().max_cached_bytes >> 20) : 0;
   if (!b.baseline.empty()) line["baseline"] = b.baseline;
   if (!extra.empty()) line["extra"] = extra;
   std::cout << line.dump() << std::endl;

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "worker/engine/common/cpu_allocator.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/common/threads.h"
 #include "worker/engine/image/png.h"
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   }
   try {
     SetThreadCount(threads);
+    InstallCachingCpuAllocator();
     auto start = std::chrono::steady_clock::now();
     Generator g{nullptr};
     if (weights.empty()) {

@@ -30,15 +30,70 @@ torch::Tensor DepthwiseBlur(const torch::Tensor& x, const torch::Tensor& kernel,
   return at::conv2d(x, k, bias, /*stride=*/1, /*padding=*/pad, /*dilation=*/1, /*groups=*/c);
 }
 
-// upfirdn2d(up 2, pad (2,1)) == depthwise conv_transpose2d(stride 2, padding 1)
-// with the unflipped kernel.
+// The taps of a stride-2 transposed convolution that land on output phase
+// `phase` (0: even, 1: odd positions), as a correlation kernel along `dim`:
+// T[2i+phase] = sum_m x[i-m] w[phase+2m], i.e. correlating x (padded by
+// taps-1 on both sides) with w[phase::2] reversed.
+torch::Tensor PhaseTaps(const torch::Tensor& w, int64_t dim, int64_t phase) {
+  using torch::indexing::Slice;
+  std::vector<at::indexing::TensorIndex> index(w.dim(), Slice());
+  index[dim] = Slice(phase, c10::nullopt, 2);
+  return w.index(index).flip({dim});
+}
+
+}  // namespace
+
+torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& weight,
+                                   const torch::Tensor& bias) {
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  const int64_t out = weight.size(0), k = weight.size(2);
+  CheckArgument(weight.size(3) == k && k >= 2, "ConvTransposeStride2: square kernel >= 2 expected");
+  const int64_t oh = 2 * (h - 1) + k, ow = 2 * (w - 1) + k;
+  auto y = at::empty({n, out, oh, ow}, x.options());
+  using torch::indexing::Slice;
+  for (int64_t a = 0; a < 2; ++a) {
+    auto rows = PhaseTaps(weight, 2, a);
+    const int64_t pad_h = rows.size(2) - 1;
+    for (int64_t b = 0; b < 2; ++b) {
+      auto taps = PhaseTaps(rows, 3, b).contiguous();
+      const int64_t pad_w = taps.size(3) - 1;
+      auto phase = at::conv2d(x, taps, bias, 1, {pad_h, pad_w});
+      y.index({Slice(), Slice(), Slice(a, c10::nullopt, 2), Slice(b, c10::nullopt, 2)})
+          .copy_(phase);
+    }
+  }
+  return y;
+}
+
+namespace {
+
+// upfirdn2d(up 2, pad (2,1)) with a 4x4 kernel, per channel, by phases:
+// out[2p] = x[p-1] fk[0] + x[p] fk[2], out[2p+1] = x[p] fk[1] + x[p+1] fk[3]
+// with fk the flipped kernel. One depthwise 2x2 convolution (padding 1)
+// computes all four phases as 4 output channels per input channel; each
+// phase is then a crop of it.
 torch::Tensor FusedUpsample(const torch::Tensor& x, const torch::Tensor& kernel) {
-  const int64_t c = x.size(1);
-  auto k = kernel.to(x.dtype()).view({1, 1, kernel.size(0), kernel.size(1)})
-               .expand({c, 1, kernel.size(0), kernel.size(1)})
-               .contiguous();
-  return at::conv_transpose2d(x, k, {}, /*stride=*/2, /*padding=*/1, /*output_padding=*/0,
-                              /*groups=*/c);
+  using torch::indexing::Slice;
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  CheckArgument(kernel.size(0) == 4 && kernel.size(1) == 4,
+                "upsample: the phase formulation needs a 4x4 kernel");
+  auto fk = kernel.flip({0, 1}).to(x.dtype());
+  std::vector<torch::Tensor> phases;
+  for (int64_t a = 0; a < 2; ++a) {
+    for (int64_t b = 0; b < 2; ++b) {
+      phases.push_back(fk.index({Slice(a, c10::nullopt, 2), Slice(b, c10::nullopt, 2)}));
+    }
+  }
+  auto k = at::stack(phases).view({1, 4, 2, 2}).expand({c, 4, 2, 2}).reshape({4 * c, 1, 2, 2});
+  auto all = at::conv2d(x, k, {}, 1, 1, 1, /*groups=*/c).view({n, c, 2, 2, h + 1, w + 1});
+  auto y = at::empty({n, c, 2 * h, 2 * w}, x.options());
+  for (int64_t a = 0; a < 2; ++a) {
+    for (int64_t b = 0; b < 2; ++b) {
+      y.index({Slice(), Slice(), Slice(a, c10::nullopt, 2), Slice(b, c10::nullopt, 2)})
+          .copy_(all.index({Slice(), Slice(), a, b, Slice(a, a + h), Slice(b, b + w)}));
+    }
+  }
+  return y;
 }
 
 }  // namespace
@@ -158,8 +213,7 @@ std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
   auto xs = x * s.view({b, in, 1, 1});
   torch::Tensor y;
   if (options.upsample) {
-    y = at::conv_transpose2d(xs, wt.transpose(0, 1), {}, 2, 0, 0, 1);
-    y = DepthwiseBlur(y, blur_kernel, 1);
+    y = DepthwiseBlur(ConvTransposeStride2(xs, wt), blur_kernel, 1);
   } else {
     y = at::conv2d(xs, wt, {}, 1, k / 2);
   }
@@ -184,8 +238,7 @@ torch::Tensor ModulatedConv2dImpl::FoldedForward(const torch::Tensor& x,
     wt = wt * gain;
   }
   if (options.upsample) {
-    auto y = at::conv_transpose2d(x, wt.transpose(0, 1), {}, 2, 0, 0, 1);
-    return DepthwiseBlur(y, blur_kernel, 1, bias);
+    return DepthwiseBlur(ConvTransposeStride2(x, wt), blur_kernel, 1, bias);
   }
   return at::conv2d(x, wt, bias, 1, k / 2);
 }

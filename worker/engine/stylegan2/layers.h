@@ -59,6 +59,14 @@ torch::Tensor MakeBlurKernel(const std::vector<double>& kernel_1d, double scale 
 torch::Tensor Upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int64_t up,
                         int64_t down, int64_t pad0, int64_t pad1);
 
+// conv_transpose2d(x, weight.transpose(0, 1), stride 2, padding 0) for a
+// weight (out,in,k,k), computed as four ordinary convolutions, one per output
+// phase (even/odd row x even/odd column), interleaved. Same sums, different
+// order; on CPU the ordinary convolutions take the oneDNN path, which the
+// transposed one does not in this LibTorch. `bias` (out) is optional.
+torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& weight,
+                                   const torch::Tensor& bias = {});
+
 // Fused leaky ReLU: leaky_relu(x + bias (per channel, dim 1), 0.2) * sqrt(2).
 torch::Tensor FusedLeakyRelu(const torch::Tensor& x, const torch::Tensor& bias);
 

@@ -12,6 +12,7 @@
 
 #include "worker/engine/common/error.h"
 #include "worker/engine/stylegan2/generator.h"
+#include "worker/engine/stylegan2/layers.h"
 #include "worker/engine/stylegan2/sha256.h"
 #ifdef RESTYLE_HAVE_PNG
 #include "worker/engine/image/png.h"
@@ -252,6 +253,33 @@ TEST(Generator, NoiseModes) {
   EXPECT_TRUE(torch::equal(g->Generate({w}, s).image, g->Generate({w}, given).image));
   given.noise_tensors.pop_back();
   EXPECT_THROW(g->Generate({w}, given), Error);
+}
+
+// The phase (polyphase) formulation of the stride-2 transposed convolution
+// against LibTorch's own, for odd and even kernels, with and without bias,
+// and its gradients.
+TEST(Layers, ConvTransposeStride2MatchesTransposedConvolution) {
+  torch::manual_seed(3);
+  for (int64_t k : {3, 4}) {
+    for (bool with_bias : {false, true}) {
+      auto x = torch::randn({2, 5, 6, 7}, torch::requires_grad());
+      auto w = torch::randn({4, 5, k, k}, torch::requires_grad());
+      auto bias = with_bias ? torch::randn({4}) : torch::Tensor();
+      auto ref = at::conv_transpose2d(x, w.transpose(0, 1), bias, 2);
+      auto got = ConvTransposeStride2(x, w, bias);
+      ASSERT_EQ(got.sizes(), ref.sizes()) << "k=" << k;
+      EXPECT_LE((got - ref).abs().max().item<double>(), 1e-5 * ref.abs().max().item<double>())
+          << "k=" << k << " bias=" << with_bias;
+      auto seed = torch::randn_like(ref);
+      auto gref = torch::autograd::grad({ref}, {x, w}, {seed});
+      auto ggot = torch::autograd::grad({got}, {x, w}, {seed});
+      for (int i = 0; i < 2; ++i) {
+        EXPECT_LE((ggot[i] - gref[i]).abs().max().item<double>(),
+                  1e-5 * gref[i].abs().max().item<double>())
+            << "gradient " << i << " k=" << k;
+      }
+    }
+  }
 }
 
 TEST(Generator, FormulationsAgreeAtBatch) {
