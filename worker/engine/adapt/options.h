@@ -82,6 +82,13 @@ struct AdaptOptions {
   // fused path's rounding (<= 2e-6 of max on every golden case) cannot reach a
   // gradient, and it is 1.3-1.9x faster.
   ConvMode frozen_conv_mode = ConvMode::kAuto;
+  // Formulation for layer selection (stage 2, every step with
+  // auto_layer_iters > 0: auto_layer_batch images forward and backward, the
+  // larger part of a stage-2 step), whose only gradient is that of the W+
+  // codes. kReference by default: with kFused the chosen layers stay exact
+  // on the golden cases but the W+ gradient of ipl_stage2_autolayer moves by
+  // 4.4e-3 of its max (allowance 1e-3), the leaky-ReLU effect above.
+  ConvMode selection_conv_mode = ConvMode::kReference;
   // torch < 2.0 zero_grad(): a parameter that once received a gradient keeps
   // a zero-filled .grad, and Adam keeps stepping it (step count and
   // exp_avg_sq advance). Layer selection touches every synthesis layer and

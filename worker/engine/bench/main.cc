@@ -1,10 +1,14 @@
 // restyle-bench: runs the registered engine benchmarks.
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
+//                 [--profile DIR]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
 // the child's single JSON line on stdout. Progress goes to stderr.
+// --profile DIR: after the timed iterations, one more iteration runs under
+// LibTorch's profiler and its trace is written to DIR/<name with / as _>.json
+// (Chrome trace format; bench/profile_summary.py ranks the operators).
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +24,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "worker/engine/bench/bench.h"
 #include "worker/engine/common/cpu_allocator.h"
@@ -38,13 +44,15 @@ struct Flags {
   std::string filter;
   std::string run_one;
   std::string device = "cpu";
+  std::string profile_dir;
   int threads = 0;
   bool list = false;
 };
 
 [[noreturn]] void Usage(const char* argv0, const std::string& error) {
   std::fprintf(stderr,
-               "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n",
+               "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
+               "          [--profile DIR]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -73,6 +81,8 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (is("--device")) {
       flags.device = value("--device");
       if (flags.device != "cpu" && flags.device != "cuda") Usage(argv[0], "bad --device");
+    } else if (is("--profile")) {
+      flags.profile_dir = value("--profile");
     } else if (is("--run-one")) {
       flags.run_one = value("--run-one");
     } else if (arg == "--list") {
@@ -142,6 +152,16 @@ int RunOne(const Benchmark& b, const Flags& flags) {
       cache ? static_cast<int64_t>(engine::CpuCacheOptionsFromEnv().max_cached_bytes >> 20) : 0;
   if (!b.baseline.empty()) line["baseline"] = b.baseline;
   if (!extra.empty()) line["extra"] = extra;
+  if (!flags.profile_dir.empty()) {
+    std::string file = b.name;
+    std::replace(file.begin(), file.end(), '/', '_');
+    file = flags.profile_dir + "/" + file + ".json";
+    {
+      torch::autograd::profiler::RecordProfile profile(file);
+      fn();
+    }
+    line["profile"] = file;
+  }
   std::cout << line.dump() << std::endl;
   return 0;
 }
@@ -184,6 +204,10 @@ int main(int argc, char** argv) {
     if (pid == 0) {
       std::vector<std::string> args = {"/proc/self/exe", "--run-one", b.name, "--device",
                                        flags.device};
+      if (!flags.profile_dir.empty()) {
+        args.push_back("--profile");
+        args.push_back(flags.profile_dir);
+      }
       if (flags.threads > 0) {
         args.push_back("--threads");
         args.push_back(std::to_string(flags.threads));

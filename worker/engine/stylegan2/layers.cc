@@ -31,33 +31,35 @@ torch::Tensor DepthwiseBlur(const torch::Tensor& x, const torch::Tensor& kernel,
 }
 
 // The taps of a stride-2 transposed convolution that land on output phase
-// `phase` (0: even, 1: odd positions), as a correlation kernel along `dim`:
-// T[2i+phase] = sum_m x[i-m] w[phase+2m], i.e. correlating x (padded by
-// taps-1 on both sides) with w[phase::2] reversed.
-torch::Tensor PhaseTaps(const torch::Tensor& w, int64_t dim, int64_t phase) {
-  using torch::indexing::Slice;
-  std::vector<at::indexing::TensorIndex> index(w.dim(), Slice());
-  index[dim] = Slice(phase, c10::nullopt, 2);
-  return w.index(index).flip({dim});
+// `phase` (0: even, 1: odd positions) along one dimension of a kernel of
+// size k: T[2i+phase] = sum_m x[i-m] w[phase+2m], i.e. correlating x (padded
+// by taps-1 on both sides) with w[phase::2] reversed, which is the slice
+// [k-1-phase-2(taps-1)::2] of the kernel flipped once.
+int64_t PhaseTapCount(int64_t k, int64_t phase) { return (k - phase + 1) / 2; }
+int64_t PhaseTapStart(int64_t k, int64_t phase) {
+  return k - 1 - phase - 2 * (PhaseTapCount(k, phase) - 1);
 }
 
 }  // namespace
 
 torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& weight,
-                                   const torch::Tensor& bias) {
+                                   const torch::Tensor& bias, int64_t groups) {
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   const int64_t out = weight.size(0), k = weight.size(2);
   CheckArgument(weight.size(3) == k && k >= 2, "ConvTransposeStride2: square kernel >= 2 expected");
   const int64_t oh = 2 * (h - 1) + k, ow = 2 * (w - 1) + k;
   auto y = at::empty({n, out, oh, ow}, x.options());
   using torch::indexing::Slice;
+  const auto flipped = weight.flip({2, 3});
   for (int64_t a = 0; a < 2; ++a) {
-    auto rows = PhaseTaps(weight, 2, a);
-    const int64_t pad_h = rows.size(2) - 1;
+    const int64_t pad_h = PhaseTapCount(k, a) - 1;
     for (int64_t b = 0; b < 2; ++b) {
-      auto taps = PhaseTaps(rows, 3, b).contiguous();
-      const int64_t pad_w = taps.size(3) - 1;
-      auto phase = at::conv2d(x, taps, bias, 1, {pad_h, pad_w});
+      const int64_t pad_w = PhaseTapCount(k, b) - 1;
+      auto taps = flipped
+                      .index({Slice(), Slice(), Slice(PhaseTapStart(k, a), c10::nullopt, 2),
+                              Slice(PhaseTapStart(k, b), c10::nullopt, 2)})
+                      .contiguous();
+      auto phase = at::conv2d(x, taps, bias, 1, {pad_h, pad_w}, 1, groups);
       y.index({Slice(), Slice(), Slice(a, c10::nullopt, 2), Slice(b, c10::nullopt, 2)})
           .copy_(phase);
     }
@@ -194,11 +196,13 @@ torch::Tensor ModulatedConv2dImpl::ReferenceForward(const torch::Tensor& x,
   }
   auto xg = x.reshape({1, b * in, h, w});
   if (options.upsample) {
+    // The reference's own transposed convolution here, not the phase split:
+    // trainer gradients on the golden data are sensitive to its summation
+    // order (see AdaptOptions::conv_mode).
     wt = wt.view({b, out, in, k, k}).transpose(1, 2).reshape({b * in, out, k, k});
     auto y = at::conv_transpose2d(xg, wt, {}, /*stride=*/2, /*padding=*/0, /*output_padding=*/0,
                                   /*groups=*/b);
-    y = y.view({b, out, y.size(2), y.size(3)});
-    return Upfirdn2d(y, blur_kernel, 1, 1, 1, 1);
+    return DepthwiseBlur(y.view({b, out, y.size(2), y.size(3)}), blur_kernel, 1);
   }
   wt = wt.view({b * out, in, k, k});
   auto y = at::conv2d(xg, wt, {}, 1, k / 2, 1, /*groups=*/b);
@@ -348,9 +352,7 @@ torch::Tensor ToRgbImpl::forward(const torch::Tensor& x, const torch::Tensor& st
   }
   if (skip.defined()) {
     CheckArgument(upsample != nullptr, "ToRGB: a skip input needs an upsampling ToRGB");
-    auto up = mode == ConvMode::kReference ? Upfirdn2d(skip, upsample_kernel, 2, 1, 2, 1)
-                                           : FusedUpsample(skip, upsample_kernel);
-    y = y + up;
+    y = y + FusedUpsample(skip, upsample_kernel);
   }
   return y;
 }

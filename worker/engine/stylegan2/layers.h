@@ -7,11 +7,14 @@
 // ResetParameters(rng) applies the reference initialisation.
 //
 // Each layer can run in two exact formulations (ConvMode):
-//  * kReference: what the reference does. The modulated weight is built per
-//    sample and the convolution is a grouped conv with one group per sample;
-//    upsampling convs are conv_transpose2d(stride 2) with the per-sample weight
-//    transposed followed by upfirdn2d blur; the ToRGB skip is upsampled by
-//    upfirdn2d (zero insertion, pad (2,1), conv with the flipped kernel).
+//  * kReference: the reference's arithmetic. The modulated, demodulated
+//    weight is built per sample and the convolution is a grouped conv with
+//    one group per sample; upsampling convs are the stride-2 transposed conv
+//    of that weight (LibTorch's conv_transpose2d, as the reference) followed
+//    by the blur. Two algorithms differ from the reference's: the blur runs
+//    as one depthwise conv instead of upfirdn2d's one-channel conv over N*C
+//    images (bitwise the same results, 3-14x faster), and the ToRGB skip
+//    upsampling by phases (see kFused; same sums, other order).
 //  * kFused: the same function rewritten. At batch > 1 the style scales the
 //    activations instead of the weight (x * s, one convolution with the
 //    shared weight for the whole batch, then * demodulation coefficients per
@@ -20,8 +23,9 @@
 //    into the weight of a plain convolution whose bias is the activation
 //    bias (added by the blur for upsampling convs), leaving one pass for the
 //    noise and one for the leaky ReLU. The blur is a depthwise conv; the
-//    ToRGB upsample is one depthwise conv_transpose2d with the unflipped
-//    kernel (stride 2, padding 1), which equals upfirdn2d(up 2, pad (2,1)).
+//    ToRGB upsample, upfirdn2d(up 2, pad (2,1)), is one depthwise 2x2 conv
+//    giving its four output phases, interleaved.
+//    Upsampling convs run as four phase convolutions (ConvTransposeStride2).
 //    Without grad mode the elementwise steps run in place.
 // Both are differentiable with standard ops; results agree to float rounding.
 //
@@ -59,13 +63,15 @@ torch::Tensor MakeBlurKernel(const std::vector<double>& kernel_1d, double scale 
 torch::Tensor Upfirdn2d(const torch::Tensor& x, const torch::Tensor& kernel, int64_t up,
                         int64_t down, int64_t pad0, int64_t pad1);
 
-// conv_transpose2d(x, weight.transpose(0, 1), stride 2, padding 0) for a
-// weight (out,in,k,k), computed as four ordinary convolutions, one per output
-// phase (even/odd row x even/odd column), interleaved. Same sums, different
-// order; on CPU the ordinary convolutions take the oneDNN path, which the
-// transposed one does not in this LibTorch. `bias` (out) is optional.
+// The stride-2, padding-0 transposed convolution of x by a weight in
+// convolution layout (out, in/groups, k, k), i.e. conv_transpose2d with that
+// weight transposed per group, computed as four ordinary convolutions, one
+// per output phase (even/odd row x even/odd column), interleaved. Same sums,
+// different order; on CPU the ordinary convolutions take the oneDNN path,
+// which the transposed one does not in this LibTorch (2-3x slower, plus a
+// zero-filled scratch buffer). `bias` (out) is optional.
 torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& weight,
-                                   const torch::Tensor& bias = {});
+                                   const torch::Tensor& bias = {}, int64_t groups = 1);
 
 // Fused leaky ReLU: leaky_relu(x + bias (per channel, dim 1), 0.2) * sqrt(2).
 torch::Tensor FusedLeakyRelu(const torch::Tensor& x, const torch::Tensor& bias);
