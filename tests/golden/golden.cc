@@ -1,3 +1,4 @@
+#include <ATen/Context.h>
 #include "tests/golden/golden.h"
 
 #include <fnmatch.h>
@@ -117,6 +118,17 @@ std::string WorstElement(const torch::Tensor& excess, const torch::Tensor& a,
 }  // namespace
 
 bool RunningInCi() { return InCi(); }
+
+torch::Device TestDevice() {
+  const char* env = std::getenv("RESTYLE_TEST_DEVICE");
+  const std::string name = env != nullptr && *env != '\0' ? env : "cpu";
+  if (name == "cpu") return torch::kCPU;
+  if (name != "cuda") throw std::runtime_error("RESTYLE_TEST_DEVICE must be cpu or cuda, got " + name);
+  if (!at::hasCUDA()) throw std::runtime_error("RESTYLE_TEST_DEVICE=cuda but this LibTorch sees no GPU");
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
+  return torch::kCUDA;
+}
 
 std::string GoldenDir() {
   std::string dir;

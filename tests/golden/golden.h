@@ -42,6 +42,12 @@ bool GoldenAvailable();
 // True when $CI is "true": then nothing that can run may be skipped.
 bool RunningInCi();
 
+// The device golden tests that support it run on: $RESTYLE_TEST_DEVICE
+// ("cpu" by default, or "cuda"). For CUDA it turns TF32 off (cuDNN enables
+// it for convolutions by default), so results are comparable with the
+// float32 golden data. Throws when CUDA is asked for and not available.
+torch::Device TestDevice();
+
 // Skips the test when `missing` names something absent (e.g. "python3 with
 // torch"), or fails it under CI=true, where every dependency is installed.
 #define RESTYLE_REQUIRE(condition, missing)                                      \

@@ -1,11 +1,14 @@
-// Adaptation training-step benchmarks at paper shapes: a StyleGAN2 256
-// config-f generator (random weights) and a ViT-B/32-shaped CLIP (random
-// weights), random noise like training. One timed call = one step of the
-// training core (worker/engine/adapt/ipl.h), optimizer update included:
+// Adaptation training-step benchmarks at paper shapes: a StyleGAN2 config-f
+// generator (random weights) and a ViT-B/32-shaped CLIP (random weights),
+// random noise like training. One timed call = one step of the training core
+// (worker/engine/adapt/ipl.h), optimizer update included:
 //   adapt/stage1_step/256/vit_b32/b8    stage 1 (mapper), batch 8 (quick figure)
-//   adapt/stage1_step/256/vit_b32/b32   stage 1, batch 32 (paper; ~10 GB, minutes on CPU)
+//   adapt/stage1_step/256/vit_b32/b32   stage 1, batch 32 (paper; 5 GB, a minute on CPU)
 //   adapt/stage2_step/256/vit_b32/b2    stage 2 (IPL), batch 2, layer selection on (8 z)
-// Heavy: warmup 0, one or two timed calls.
+//   adapt/stage1_step/1024/vit_b32/b32  the same at 1024 (CUDA only; a full IPL run
+//   adapt/stage2_step/1024/vit_b32/b2   is 300 of each, see bench/gpu_check.sh)
+// Heavy on CPU: warmup 0, one or two timed calls; on CUDA one warmup call and
+// at least 5 timed ones.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 
@@ -35,14 +38,15 @@ struct StepFixture {
   AdaptContext context() { return AdaptContext{clip.get(), source.get(), &texts, &options}; }
 };
 
-std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method) {
+std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method,
+                                         int64_t size) {
   auto f = std::make_shared<StepFixture>();
   f->options.method = method;
   f->options.target_class = "disney";
   f->device = torch::Device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU);
   f->clip = LoadClipFromTensors(RandomClipWeights(ClipConfig::VitB32(), /*seed=*/1), "vit-b32");
   f->clip->to(f->device);
-  f->source = RandomGenerator(Sg2Config::Official(256), /*seed=*/2);
+  f->source = RandomGenerator(Sg2Config::Official(size), /*seed=*/2);
   f->source->SetAllTrainable(false);
   f->source->to(f->device);
   auto tokenizer = Tokenizer::FromFile(DefaultVocabPath());
@@ -61,15 +65,23 @@ std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method)
 
 torch::Tensor Z(StepFixture& f, int64_t n) { return DrawZ(n, 512, f.rng).to(f.device); }
 
-Benchmark Stage1(int batch) {
+// Timing settings: a couple of calls on CPU, more on CUDA (only 1024 runs there
+// by default; 256 ones follow --device too).
+void HeavyTiming(Benchmark& b, int cpu_iters, bool cuda_only) {
+  b.cuda_only = cuda_only;
+  b.warmup = cuda_only ? 1 : 0;
+  b.iters = cuda_only ? 5 : cpu_iters;
+}
+
+Benchmark Stage1(int64_t size, int batch) {
   Benchmark b;
-  b.name = "adapt/stage1_step/256/vit_b32/b" + std::to_string(batch);
-  b.shape = "IPL stage 1: SG2 256 config-f + ViT-B/32 (random weights), mapper Adam step";
+  b.name = "adapt/stage1_step/" + std::to_string(size) + "/vit_b32/b" + std::to_string(batch);
+  b.shape = "IPL stage 1: SG2 " + std::to_string(size) +
+            " config-f + ViT-B/32 (random weights), mapper Adam step";
   b.batch = batch;
-  b.warmup = 0;
-  b.iters = batch >= 32 ? 1 : 2;
-  b.prepare = [batch](const Context& ctx) -> std::function<void()> {
-    auto f = MakeFixture(ctx, AdaptMethod::kIpl);
+  HeavyTiming(b, batch >= 32 ? 1 : 2, size > 256);
+  b.prepare = [size, batch](const Context& ctx) -> std::function<void()> {
+    auto f = MakeFixture(ctx, AdaptMethod::kIpl, size);
     f->options.stage1.batch = batch;
     auto mapper = NewMapperForJob(*f->source, *f->clip, f->options);
     mapper->to(f->device);
@@ -82,16 +94,16 @@ Benchmark Stage1(int batch) {
   return b;
 }
 
-Benchmark Stage2(int batch) {
+Benchmark Stage2(int64_t size, int batch) {
   Benchmark b;
-  b.name = "adapt/stage2_step/256/vit_b32/b" + std::to_string(batch);
-  b.shape = "IPL stage 2: SG2 256 config-f + ViT-B/32 (random weights), layer selection "
+  b.name = "adapt/stage2_step/" + std::to_string(size) + "/vit_b32/b" + std::to_string(batch);
+  b.shape = "IPL stage 2: SG2 " + std::to_string(size) +
+            " config-f + ViT-B/32 (random weights), layer selection "
             "(8 z, 1 iter), generator Adam step + EMA";
   b.batch = batch;
-  b.warmup = 0;
-  b.iters = 2;
-  b.prepare = [batch](const Context& ctx) -> std::function<void()> {
-    auto f = MakeFixture(ctx, AdaptMethod::kIpl);
+  HeavyTiming(b, 2, size > 256);
+  b.prepare = [size, batch](const Context& ctx) -> std::function<void()> {
+    auto f = MakeFixture(ctx, AdaptMethod::kIpl, size);
     f->options.stage2.batch = batch;
     f->options.stage2.auto_layer_iters = 1;
     auto mapper = NewMapperForJob(*f->source, *f->clip, f->options);
@@ -101,7 +113,8 @@ Benchmark Stage2(int batch) {
     Generator ema = CloneForTraining(*f->source);
     auto adam = std::make_shared<Adam>(MakeGeneratorAdam(*target, f->options));
     if (ctx.extra != nullptr) {
-      (*ctx.extra)["layers_k"] = std::to_string(AutoLayerK(f->options.stage2, 14));
+      (*ctx.extra)["layers_k"] =
+          std::to_string(AutoLayerK(f->options.stage2, f->source->config().n_latent()));
     }
     return [f, mapper, target, ema, adam, batch]() mutable {
       const Stage2Result r =
@@ -113,9 +126,11 @@ Benchmark Stage2(int batch) {
   return b;
 }
 
-const Registrar kStage1b8(Stage1(8));
-const Registrar kStage1b32(Stage1(32));
-const Registrar kStage2b2(Stage2(2));
+const Registrar kStage1b8(Stage1(256, 8));
+const Registrar kStage1b32(Stage1(256, 32));
+const Registrar kStage2b2(Stage2(256, 2));
+const Registrar kStage1_1024(Stage1(1024, 32));
+const Registrar kStage2_1024(Stage2(1024, 2));
 
 }  // namespace
 }  // namespace restyle::bench

@@ -28,6 +28,7 @@ namespace restyle::bench {
 struct Context {
   int threads = 1;        // intra-op threads in effect
   std::string device;     // "cpu" or "cuda"
+  std::string precision;  // "fp32", "tf32" or "bf16" (autocast); CUDA only beyond fp32
   std::map<std::string, std::string>* extra = nullptr;  // free-form fields for the JSON line
 };
 
@@ -42,6 +43,8 @@ struct Benchmark {
   int warmup = 1;
   int iters = 5;             // at least this many timed calls ...
   double min_seconds = 0.0;  // ... and at least this long in total
+  // Too heavy for a CPU: runs only with --device cuda (listed, skipped otherwise).
+  bool cuda_only = false;
   // Builds everything the timed call needs (not timed) and returns it.
   std::function<std::function<void()>(const Context&)> prepare;
 };

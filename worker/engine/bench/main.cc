@@ -1,7 +1,7 @@
 // restyle-bench: runs the registered engine benchmarks.
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
-//                 [--profile DIR]
+//                 [--profile DIR] [--precision fp32|tf32|bf16]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -9,6 +9,9 @@
 // --profile DIR: after the timed iterations, one more iteration runs under
 // LibTorch's profiler and its trace is written to DIR/<name with / as _>.json
 // (Chrome trace format; bench/profile_summary.py ranks the operators).
+// --precision (CUDA): fp32 (default; TF32 off), tf32 (TF32 matmuls and
+// convolutions) or bf16 (autocast to bfloat16 around each timed call).
+// Benchmarks marked cuda_only are skipped on the CPU.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,7 +28,10 @@
 #include <string>
 #include <vector>
 
+#include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/version.h>
 
 #include "worker/engine/bench/bench.h"
 #include "worker/engine/common/cpu_allocator.h"
@@ -45,6 +51,7 @@ struct Flags {
   std::string run_one;
   std::string device = "cpu";
   std::string profile_dir;
+  std::string precision = "fp32";
   int threads = 0;
   bool list = false;
 };
@@ -52,7 +59,7 @@ struct Flags {
 [[noreturn]] void Usage(const char* argv0, const std::string& error) {
   std::fprintf(stderr,
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
-               "          [--profile DIR]\n",
+               "          [--profile DIR] [--precision fp32|tf32|bf16]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -81,6 +88,11 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (is("--device")) {
       flags.device = value("--device");
       if (flags.device != "cpu" && flags.device != "cuda") Usage(argv[0], "bad --device");
+    } else if (is("--precision")) {
+      flags.precision = value("--precision");
+      if (flags.precision != "fp32" && flags.precision != "tf32" && flags.precision != "bf16") {
+        Usage(argv[0], "bad --precision " + flags.precision + " (fp32, tf32 or bf16)");
+      }
     } else if (is("--profile")) {
       flags.profile_dir = value("--profile");
     } else if (is("--run-one")) {
@@ -110,6 +122,26 @@ int64_t PeakRssBytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
+// Sets TF32 and autocast for --precision; returns false when the combination
+// cannot run (a precision other than fp32 on the CPU).
+bool ApplyPrecision(const Flags& flags) {
+  const bool cuda = flags.device == "cuda";
+  if (!cuda) return flags.precision == "fp32";
+  const bool tf32 = flags.precision == "tf32";
+  at::globalContext().setAllowTF32CuBLAS(tf32);
+  at::globalContext().setAllowTF32CuDNN(tf32);
+  if (flags.precision == "bf16") {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+  }
+  return true;
+}
+
 // Runs one benchmark in this process and prints its JSON line.
 int RunOne(const Benchmark& b, const Flags& flags) {
   const int threads = engine::SetThreadCount(flags.threads);
@@ -117,9 +149,22 @@ int RunOne(const Benchmark& b, const Flags& flags) {
   // RESTYLE_CPU_CACHE_MB=0 (which benchmarks the plain allocator).
   const bool cache = engine::InstallCachingCpuAllocator();
   std::map<std::string, std::string> extra;
-  Context ctx{threads, flags.device, &extra};
+  Context ctx{threads, flags.device, flags.precision, &extra};
+  if (!ApplyPrecision(flags)) {
+    std::fprintf(stderr, "--precision %s needs --device cuda\n", flags.precision.c_str());
+    return 2;
+  }
   const int64_t rss_before = CurrentRssBytes();
   std::function<void()> fn = b.prepare(ctx);
+  if (flags.precision == "bf16") {
+    // Autocast caches the bfloat16 copies of weights; a step changes the
+    // weights, so the cache is dropped after every call (as leaving a Python
+    // autocast region does).
+    fn = [inner = std::move(fn)] {
+      inner();
+      at::autocast::clear_cache();
+    };
+  }
   for (int i = 0; i < b.warmup; ++i) fn();
   std::vector<double> ms;
   const auto start = std::chrono::steady_clock::now();
@@ -142,6 +187,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"batch", b.batch},
                          {"threads", threads},
                          {"device", flags.device},
+                         {"precision", flags.precision},
                          {"iters", n},
                          {"median_ms", median},
                          {"min_ms", sorted.front()},
@@ -191,11 +237,20 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  int failures = 0, ran = 0;
+  if (flags.precision != "fp32" && flags.device != "cuda") {
+    Usage(argv[0], "--precision " + flags.precision + " needs --device cuda");
+  }
+  int failures = 0, ran = 0, skipped = 0;
   for (const auto& b : registry) {
     if (!flags.filter.empty() && b.name.find(flags.filter) == std::string::npos) continue;
     if (flags.list) {
-      std::printf("%s\t%s\tbatch %d\n", b.name.c_str(), b.shape.c_str(), b.batch);
+      std::printf("%s\t%s\tbatch %d%s\n", b.name.c_str(), b.shape.c_str(), b.batch,
+                  b.cuda_only ? "\tcuda only" : "");
+      continue;
+    }
+    if (b.cuda_only && flags.device != "cuda") {
+      std::fprintf(stderr, "skipping %s (cuda only)\n", b.name.c_str());
+      ++skipped;
       continue;
     }
     std::fprintf(stderr, "running %s ...\n", b.name.c_str());
@@ -203,7 +258,7 @@ int main(int argc, char** argv) {
     const pid_t pid = fork();
     if (pid == 0) {
       std::vector<std::string> args = {"/proc/self/exe", "--run-one", b.name, "--device",
-                                       flags.device};
+                                       flags.device, "--precision", flags.precision};
       if (!flags.profile_dir.empty()) {
         args.push_back("--profile");
         args.push_back(flags.profile_dir);
@@ -227,7 +282,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "benchmark %s failed (status %d)\n", b.name.c_str(), status);
     }
   }
-  if (!flags.list && ran == 0) {
+  if (!flags.list && ran == 0 && skipped == 0) {
     std::fprintf(stderr, "no benchmark matches --filter '%s'\n", flags.filter.c_str());
     return 2;
   }

@@ -1,6 +1,7 @@
 // Golden cases of kinds "sg2_mapping" and "sg2_synthesis", run with each
 // exact formulation of the modulated convolutions. The call is decided by the
 // case's JSON ("options", "scalars", tensor roles); nothing is hard-coded.
+// $RESTYLE_TEST_DEVICE=cuda runs them on a GPU (bench/gpu_check.sh).
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
@@ -16,9 +17,17 @@ namespace {
 using testing::GoldenCase;
 using testing::Json;
 
+// The case's generator on the test device ($RESTYLE_TEST_DEVICE).
 Generator LoadCaseGenerator(const GoldenCase& c) {
-  return GeneratorFromTensors(testing::GoldenModel(c.ModelPath("generator")),
-                              c.ModelPath("generator"));
+  auto g = GeneratorFromTensors(testing::GoldenModel(c.ModelPath("generator")),
+                                c.ModelPath("generator"));
+  g->to(testing::TestDevice());
+  return g;
+}
+
+// A golden input on the test device.
+torch::Tensor In(const GoldenCase& c, const std::string& name) {
+  return c.Tensor(name).to(testing::TestDevice());
 }
 
 bool g_per_sample = false;  // label for the printed deviations
@@ -30,10 +39,11 @@ const char* ModeName(ConvMode m) {
 void Check(const GoldenCase& c, ConvMode mode, const std::string& name,
            const torch::Tensor& actual, const torch::Tensor& expected) {
   ASSERT_TRUE(actual.defined()) << c.name << "/" << name << " not produced";
-  ASSERT_EQ(actual.sizes(), expected.sizes()) << c.name << "/" << name;
-  testing::ExpectMatches(c.name, name, actual, expected);
+  const torch::Tensor host = actual.cpu();
+  ASSERT_EQ(host.sizes(), expected.sizes()) << c.name << "/" << name;
+  testing::ExpectMatches(c.name, name, host, expected);
   const double scale = expected.abs().max().item<double>();
-  const double dev = (actual - expected).abs().max().item<double>();
+  const double dev = (host - expected).abs().max().item<double>();
   std::printf("[sg2 %-9s] %-28s %-16s max|a-b| %.3g  rel %.3g\n", ModeName(mode), c.name.c_str(),
               name.c_str(), dev, scale > 0 ? dev / scale : dev);
 }
@@ -72,7 +82,7 @@ TEST(Stylegan2Golden, Mapping) {
     SCOPED_TRACE(c.name);
     auto g = LoadCaseGenerator(c);
     const std::string in = ByRole(c, "input", "z"), out = ByRole(c, "output", "w");
-    Check(c, ConvMode::kAuto, out, g->Mapping(c.Tensor(in)), c.Tensor(out));
+    Check(c, ConvMode::kAuto, out, g->Mapping(In(c, in)), c.Tensor(out));
   }
 }
 
@@ -88,7 +98,7 @@ void RunSynthesisCases(ConvMode mode, bool per_sample = false) {
     const Json* input = Option(c, "input");
     ASSERT_NE(input, nullptr) << c.name << ": no options.input";
     std::vector<torch::Tensor> styles;
-    for (const auto& name : Split(input->get<std::string>())) styles.push_back(c.Tensor(name));
+    for (const auto& name : Split(input->get<std::string>())) styles.push_back(In(c, name));
 
     SynthesisOptions o;
     o.conv = mode;
@@ -103,7 +113,7 @@ void RunSynthesisCases(ConvMode mode, bool per_sample = false) {
     if (noise != nullptr && noise->get<std::string>() == "given") {
       o.noise = NoiseMode::kGiven;
       for (int64_t i = 0; i < g->config().num_noise_layers(); ++i) {
-        o.noise_tensors.push_back(c.Tensor("noise_" + std::to_string(i)));
+        o.noise_tensors.push_back(In(c, "noise_" + std::to_string(i)));
       }
     } else {
       ASSERT_TRUE(randomize != nullptr && !randomize->get<bool>())
@@ -114,7 +124,7 @@ void RunSynthesisCases(ConvMode mode, bool per_sample = false) {
       o.inject_index = v->get<int64_t>();
     }
     if (const Json* v = Option(c, "truncation")) o.truncation = v->get<double>();
-    if (c.Has("truncation_latent")) o.truncation_latent = c.Tensor("truncation_latent");
+    if (c.Has("truncation_latent")) o.truncation_latent = In(c, "truncation_latent");
 
     const int64_t batch = styles[0].size(0);
     for (int64_t i = 0; i < (per_sample ? batch : 1); ++i) {
@@ -163,7 +173,7 @@ TEST(Stylegan2Golden, GradientsMatchBetweenFormulations) {
   auto g = LoadCaseGenerator(cases[0]);
   for (int64_t batch : {2, 1}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
-    auto w = torch::randn({batch, g->config().style_dim}) * 0.5;
+    auto w = (torch::randn({batch, g->config().style_dim}) * 0.5).to(testing::TestDevice());
     std::map<std::string, torch::Tensor> grads[2];
     int k = 0;
     for (ConvMode mode : {ConvMode::kReference, ConvMode::kFused}) {

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Fills .gpu-deps/ (ignored by git) with what bench/gpu_check.sh needs on a GPU
+# machine that has PyTorch, CMake and a compiler but nothing of ours and no
+# network: the header-only / static build dependencies copied from this Debian
+# machine (nlohmann-json, GoogleTest) in a relocatable prefix, and the golden
+# StyleGAN2 cases with a manifest listing only them.
+#
+#   bench/gpu_prepare.sh          # here, once per session
+#   (device) bench/gpu_check.sh   # there, with .gpu-deps carried
+set -euo pipefail
+cd "$(dirname "$0")/.."
+golden="${RESTYLE_GOLDEN_DIR:-../shared/golden}"
+out=.gpu-deps
+rm -rf "$out"
+mkdir -p "$out/prefix/include" "$out/prefix/lib/x86_64-linux-gnu/cmake" "$out/prefix/share/cmake" \
+         "$out/golden/cases" "$out/golden/models"
+cp -r /usr/include/nlohmann /usr/include/gtest /usr/include/gmock "$out/prefix/include/"
+cp -r /usr/share/cmake/nlohmann_json "$out/prefix/share/cmake/"
+cp /usr/lib/x86_64-linux-gnu/libgtest*.a /usr/lib/x86_64-linux-gnu/libgmock*.a \
+   "$out/prefix/lib/x86_64-linux-gnu/"
+cp -r /usr/lib/x86_64-linux-gnu/cmake/GTest "$out/prefix/lib/x86_64-linux-gnu/cmake/"
+/usr/bin/python3 - "$golden" "$out/golden" <<'PY'
+import json, shutil, sys, os
+src, dst = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(src, "manifest.json")))
+m["cases"] = [c for c in m["cases"] if c["kind"].startswith("sg2_")]
+used = set()
+for c in m["cases"]:
+    for key in ("json", "tensors"):
+        if c.get(key):
+            used.add(c[key])
+    meta = json.load(open(os.path.join(src, c["json"])))
+    for path in (meta.get("models") or {}).values():
+        used.add(path if isinstance(path, str) else path.get("file", ""))
+m["models"] = [x for x in m["models"] if os.path.basename(x["file"]).startswith("sg2_")]
+for x in m["models"]:
+    used.update([x["json"], x["file"]])
+for rel in sorted(p for p in used if p):
+    if os.path.exists(os.path.join(src, rel)):
+        shutil.copy(os.path.join(src, rel), os.path.join(dst, rel))
+json.dump(m, open(os.path.join(dst, "manifest.json"), "w"), indent=1)
+print("golden: %d sg2 cases" % len(m["cases"]))
+PY
+grep -qxF '/.gpu-deps/' .git/info/exclude 2>/dev/null || echo '/.gpu-deps/' >> .git/info/exclude
+du -sh "$out"
