@@ -282,6 +282,27 @@ TEST(Layers, ConvTransposeStride2MatchesTransposedConvolution) {
   }
 }
 
+// The ToRGB skip upsampling (four output phases of one depthwise 2x2 conv)
+// against upfirdn2d's definition (zero insertion, pad (2,1), flipped kernel).
+TEST(Layers, SkipUpsamplingMatchesUpfirdn2d) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  ToRgb to_rgb(6, 8, /*upsample=*/true);
+  at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(5);
+  to_rgb->ResetParameters(rng);  // parameters start uninitialised
+  to_rgb->conv->weight.zero_();  // output = bias (zero) + upsampled skip
+  to_rgb->bias.zero_();
+  auto skip = torch::randn({2, 3, 5, 7});
+  auto x = torch::randn({2, 6, 10, 14});
+  auto style = torch::randn({2, 8});
+  auto expected = Upfirdn2d(skip, to_rgb->upsample_kernel, 2, 1, 2, 1);
+  for (ConvMode mode : {ConvMode::kReference, ConvMode::kFused}) {
+    auto got = to_rgb->forward(x, style, skip, mode);
+    ASSERT_EQ(got.sizes(), expected.sizes());
+    EXPECT_LE((got - expected).abs().max().item<double>(), 1e-6);
+  }
+}
+
 TEST(Generator, FormulationsAgreeAtBatch) {
   torch::NoGradGuard no_grad;
   auto g = RandomGenerator(TinyConfig(), 8);
