@@ -295,6 +295,17 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
     auto y = conv->forward(x, style, mode);
     return FusedLeakyRelu(y + noise_weight * noise_for(y), activate_bias);
   }
+  if (!in_place) {
+    // Under autograd (training), the elementwise steps in the reference's
+    // order and rounding: (conv * demod + noise * weight + bias), leaky ReLU,
+    // * sqrt(2). Folding sqrt(2) and the bias into one addcmul (below) moves
+    // pre-activations at ~0 across zero often enough to move a W+ gradient of
+    // the golden layer-selection case by 4e-3 of its max; this order keeps
+    // it within 5e-7.
+    auto [conv_out, demod] = conv->FusedParts(x, style);
+    if (demod.defined()) conv_out = conv_out * demod.view({x.size(0), conv_out.size(1), 1, 1});
+    return FusedLeakyRelu(conv_out + noise_weight * noise_for(conv_out), activate_bias);
+  }
   torch::Tensor y;
   if (x.size(0) == 1) {
     // sqrt(2) folded into weight, bias and noise weight: lrelu(a)*c == lrelu(a*c).
@@ -307,12 +318,8 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
     y = at::addcmul((activate_bias * kSqrt2).view({1, c, 1, 1}), conv_out,
                     gain.view({b, c, 1, 1}));
   }
-  auto scaled_noise = noise_for(y) * (noise_weight * kSqrt2);
-  if (in_place) {
-    y.add_(scaled_noise);
-    return at::leaky_relu_(y, 0.2);
-  }
-  return at::leaky_relu(y + scaled_noise, 0.2);
+  y.add_(noise_for(y) * (noise_weight * kSqrt2));
+  return at::leaky_relu_(y, 0.2);
 }
 
 // --------------------------------------------------------------------- ToRgb

@@ -26,7 +26,10 @@
 //    ToRGB upsample, upfirdn2d(up 2, pad (2,1)), is one depthwise 2x2 conv
 //    giving its four output phases, interleaved.
 //    Upsampling convs run as four phase convolutions (ConvTransposeStride2).
-//    Without grad mode the elementwise steps run in place.
+//    Without grad mode the elementwise steps run in place, folded as above;
+//    under grad mode (training) they run in the reference's order and
+//    rounding (demodulate, add noise, add bias, leaky ReLU, * sqrt(2)), which
+//    keeps gradients through pre-activations at ~0 on the reference's side.
 // Both are differentiable with standard ops; results agree to float rounding.
 //
 // Thread-safety: modules are not thread-safe to mutate; concurrent forward
