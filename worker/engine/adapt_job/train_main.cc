@@ -7,6 +7,7 @@
 //                 --out DIR [--seed N] [--stage1-iters N] [--stage2-iters N]
 //                 [--stage1-batch N] [--stage2-batch N] [--device cpu|cuda]
 //                 [--threads N] [--preview-every N] [--quality-samples N]
+//                 [--arithmetic fast|reference]
 //   restyle-train --demo --out demo-out     (embedded tiny models, IPL and NADA)
 //
 // Ctrl-C cancels the job after the current step.
@@ -38,7 +39,10 @@ constexpr char kUsage[] =
     "                     [--method ipl|nada|both] [--seed N] [--stage1-iters N]\n"
     "                     [--stage2-iters N] [--stage1-batch N] [--stage2-batch N]\n"
     "                     [--device cpu|cuda] [--threads N] [--preview-every N]\n"
-    "                     [--quality-samples N]\n";
+    "                     [--quality-samples N] [--arithmetic fast|reference]\n"
+    "  --arithmetic reference runs every generator call in the reference's\n"
+    "  per-sample grouped formulation (slower; for auditing the fast default,\n"
+    "  which is the same function up to float rounding).\n";
 
 [[noreturn]] void Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "restyle-train: %s\n", error.c_str());
@@ -161,6 +165,15 @@ int main(int argc, char** argv) {
     else if (a == "--preview-every") preview_every = ParseInt(a, next(), 0);
     else if (a == "--quality-samples") quality_samples = ParseInt(a, next(), 2);
     else if (a == "--demo") options.demo = true;
+    else if (a == "--arithmetic") {
+      const std::string v = next();
+      if (v == "reference") {
+        options.adapt.conv_mode = options.adapt.frozen_conv_mode =
+            options.adapt.selection_conv_mode = ConvMode::kReference;
+      } else if (v != "fast") {
+        Usage("--arithmetic must be fast or reference");
+      }
+    }
     else if (a == "--help" || a == "-h") Usage("");
     else Usage("unknown flag " + a);
   }
