@@ -288,6 +288,13 @@ def normalize(x):
     return x / x.norm(dim=-1, keepdim=True)
 
 
+def source_and_target_prompts(clip, prompts, ctx):
+    """The prompt features for the source and the target class: the reference
+    encodes the same prompt batch twice, once per class word (the two token
+    sets differ only in that word; one random token set stands in for both)."""
+    return prompt_features(clip, prompts, ctx), prompt_features(clip, prompts, ctx)
+
+
 def stage1_iteration(batch):
     def prep():
         clip, g, mapper = Clip(), Generator(256), Mapper()
@@ -302,9 +309,7 @@ def stage1_iteration(batch):
             z = torch.randn(batch, 512)
             with torch.no_grad():
                 w = g.mapping(z)
-            prompts = mapper(w)
-            src = prompt_features(clip, prompts, ctx)
-            tgt = prompt_features(clip, prompts, ctx)
+            src, tgt = source_and_target_prompts(clip, mapper(w), ctx)
             with torch.no_grad():
                 images = g(z)
             img = normalize(clip.encode_image(clip_preprocess(images)))
@@ -366,9 +371,7 @@ def stage2_iteration(batch=2, k=9, select_batch=8):
             z = torch.randn(batch, 512)
             with torch.no_grad():
                 w = gs.mapping(z)
-                prompts = mapper(w)
-                src = prompt_features(clip, prompts, ctx)
-                tgt = prompt_features(clip, prompts, ctx)
+                src, tgt = source_and_target_prompts(clip, mapper(w), ctx)
                 xs = gs(w, input_is_latent=True)
             b = clip.encode_text(base)
             d_text = normalize(normalize(tgt + b) - normalize(src + b))

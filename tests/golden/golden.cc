@@ -120,14 +120,23 @@ std::string WorstElement(const torch::Tensor& excess, const torch::Tensor& a,
 bool RunningInCi() { return InCi(); }
 
 torch::Device TestDevice() {
-  const char* env = std::getenv("RESTYLE_TEST_DEVICE");
-  const std::string name = env != nullptr && *env != '\0' ? env : "cpu";
-  if (name == "cpu") return torch::kCPU;
-  if (name != "cuda") throw std::runtime_error("RESTYLE_TEST_DEVICE must be cpu or cuda, got " + name);
-  if (!at::hasCUDA()) throw std::runtime_error("RESTYLE_TEST_DEVICE=cuda but this LibTorch sees no GPU");
-  at::globalContext().setAllowTF32CuDNN(false);
-  at::globalContext().setAllowTF32CuBLAS(false);
-  return torch::kCUDA;
+  // Decided once per process (an exception leaves it undecided: each call
+  // then fails the same way).
+  static const torch::Device device = [] {
+    const char* env = std::getenv("RESTYLE_TEST_DEVICE");
+    const std::string name = env != nullptr && *env != '\0' ? env : "cpu";
+    if (name == "cpu") return torch::Device(torch::kCPU);
+    if (name != "cuda") {
+      throw std::runtime_error("RESTYLE_TEST_DEVICE must be cpu or cuda, got " + name);
+    }
+    if (!at::hasCUDA()) {
+      throw std::runtime_error("RESTYLE_TEST_DEVICE=cuda but this LibTorch sees no GPU");
+    }
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setAllowTF32CuBLAS(false);
+    return torch::Device(torch::kCUDA);
+  }();
+  return device;
 }
 
 std::string GoldenDir() {

@@ -43,14 +43,6 @@ SynthesisOptions FrozenNoiseOptions(const AdaptOptions& options,
   return so;
 }
 
-// The same for layer selection, whose only gradient is the W+ codes'.
-SynthesisOptions SelectionNoiseOptions(const AdaptOptions& options,
-                                       c10::optional<at::Generator> rng) {
-  SynthesisOptions so = NoiseOptions(options, std::move(rng));
-  so.conv = options.selection_conv_mode;
-  return so;
-}
-
 // Normalised CLIP image features of generator images.
 torch::Tensor ImageFeatures(ClipModelImpl& clip, const torch::Tensor& images) {
   return NormalizeFeatures(clip.EncodeImage(
@@ -233,7 +225,7 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
   if (trace != nullptr) trace->initial_w_codes = initial;
   for (int64_t it = 0; it < iters; ++it) {
     torch::Tensor images =
-        target.Synthesize(w_codes, SelectionNoiseOptions(options, rng)).image;
+        target.Synthesize(w_codes, NoiseOptions(options, rng)).image;
     torch::Tensor features = ctx.clip->EncodeImage(
         PreprocessForClip(images, ctx.clip->config().image_resolution));
     torch::Tensor loss = GlobalClipLoss(features, ctx.texts->target_plain,

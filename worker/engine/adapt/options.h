@@ -71,8 +71,10 @@ struct AdaptOptions {
   // (golden tests).
   NoiseMode noise = NoiseMode::kRandom;
   // Formulation of the trainable generator's modulated convolutions (the
-  // stage-2 step). kAuto = kFused: the batch shares one convolution and no
-  // per-sample weight (or its gradient) is built; under autograd its
+  // stage-2 step and its layer selection, auto_layer_batch images forward
+  // and backward, the larger part of a step). kAuto = kFused: the batch
+  // shares one convolution and no per-sample weight (or its gradient) is
+  // built; under autograd its
   // elementwise steps keep the reference's order, because rounding that
   // moves a pre-activation at ~0 across zero changes the leaky-ReLU slope
   // and, through it, small gradients (folding sqrt(2) into the bias moved a
@@ -85,14 +87,6 @@ struct AdaptOptions {
   // fused path's rounding (<= 2e-6 of max on every golden case) cannot reach a
   // gradient, and it is 1.3-1.9x faster.
   ConvMode frozen_conv_mode = ConvMode::kAuto;
-  // Formulation for layer selection (stage 2, every step with
-  // auto_layer_iters > 0: auto_layer_batch images forward and backward, the
-  // larger part of a stage-2 step), whose only gradient is that of the W+
-  // codes. The fused path (one shared convolution for the batch, so no
-  // per-sample weight gradients) keeps those within 1.5e-6 of max on every
-  // golden case (allowance 1e-3), the chosen layers exact, and makes a 256
-  // stage-2 step ~1.5x faster.
-  ConvMode selection_conv_mode = ConvMode::kAuto;
   // torch < 2.0 zero_grad(): a parameter that once received a gradient keeps
   // a zero-filled .grad, and Adam keeps stepping it (step count and
   // exp_avg_sq advance). Layer selection touches every synthesis layer and

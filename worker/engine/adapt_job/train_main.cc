@@ -168,8 +168,7 @@ int main(int argc, char** argv) {
     else if (a == "--arithmetic") {
       const std::string v = next();
       if (v == "reference") {
-        options.adapt.conv_mode = options.adapt.frozen_conv_mode =
-            options.adapt.selection_conv_mode = ConvMode::kReference;
+        options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kReference;
       } else if (v != "fast") {
         Usage("--arithmetic must be fast or reference");
       }

@@ -40,6 +40,15 @@ int64_t PhaseTapStart(int64_t k, int64_t phase) {
   return k - 1 - phase - 2 * (PhaseTapCount(k, phase) - 1);
 }
 
+// The positions of output phase (row_phase, col_phase) of an (N,C,H,W)
+// tensor: every second row from row_phase, every second column from
+// col_phase (a view, for writing a phase in place).
+torch::Tensor PhaseOf(const torch::Tensor& y, int64_t row_phase, int64_t col_phase) {
+  using torch::indexing::Slice;
+  return y.index({Slice(), Slice(), Slice(row_phase, c10::nullopt, 2),
+                  Slice(col_phase, c10::nullopt, 2)});
+}
+
 }  // namespace
 
 torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& weight,
@@ -59,9 +68,7 @@ torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& 
                       .index({Slice(), Slice(), Slice(PhaseTapStart(k, a), c10::nullopt, 2),
                               Slice(PhaseTapStart(k, b), c10::nullopt, 2)})
                       .contiguous();
-      auto phase = at::conv2d(x, taps, bias, 1, {pad_h, pad_w}, 1, groups);
-      y.index({Slice(), Slice(), Slice(a, c10::nullopt, 2), Slice(b, c10::nullopt, 2)})
-          .copy_(phase);
+      PhaseOf(y, a, b).copy_(at::conv2d(x, taps, bias, 1, {pad_h, pad_w}, 1, groups));
     }
   }
   return y;
@@ -91,8 +98,7 @@ torch::Tensor FusedUpsample(const torch::Tensor& x, const torch::Tensor& kernel)
   auto y = at::empty({n, c, 2 * h, 2 * w}, x.options());
   for (int64_t a = 0; a < 2; ++a) {
     for (int64_t b = 0; b < 2; ++b) {
-      y.index({Slice(), Slice(), Slice(a, c10::nullopt, 2), Slice(b, c10::nullopt, 2)})
-          .copy_(all.index({Slice(), Slice(), a, b, Slice(a, a + h), Slice(b, b + w)}));
+      PhaseOf(y, a, b).copy_(all.index({Slice(), Slice(), a, b, Slice(a, a + h), Slice(b, b + w)}));
     }
   }
   return y;
@@ -291,20 +297,15 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
                       c10::str(y.sizes()));
     return n.to(y.dtype());
   };
-  if (mode == ConvMode::kReference) {
+  if (mode == ConvMode::kReference || !in_place) {
+    // The reference's elementwise order and rounding: (conv (demodulated) +
+    // noise * weight + bias), leaky ReLU, * sqrt(2). The fused formulation
+    // uses it too under autograd (training): folding sqrt(2) and the bias
+    // into one addcmul (below) moves pre-activations at ~0 across zero often
+    // enough to move a W+ gradient of the golden layer-selection case by
+    // 4e-3 of its max; this order keeps it within 5e-7.
     auto y = conv->forward(x, style, mode);
     return FusedLeakyRelu(y + noise_weight * noise_for(y), activate_bias);
-  }
-  if (!in_place) {
-    // Under autograd (training), the elementwise steps in the reference's
-    // order and rounding: (conv * demod + noise * weight + bias), leaky ReLU,
-    // * sqrt(2). Folding sqrt(2) and the bias into one addcmul (below) moves
-    // pre-activations at ~0 across zero often enough to move a W+ gradient of
-    // the golden layer-selection case by 4e-3 of its max; this order keeps
-    // it within 5e-7.
-    auto [conv_out, demod] = conv->FusedParts(x, style);
-    if (demod.defined()) conv_out = conv_out * demod.view({x.size(0), conv_out.size(1), 1, 1});
-    return FusedLeakyRelu(conv_out + noise_weight * noise_for(conv_out), activate_bias);
   }
   torch::Tensor y;
   if (x.size(0) == 1) {
