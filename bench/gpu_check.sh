@@ -6,7 +6,8 @@
 #      the machine's PyTorch: restyle-bench and the StyleGAN2 golden test;
 #   2. runs the StyleGAN2 golden cases on CUDA (RESTYLE_TEST_DEVICE=cuda, TF32
 #      off), both formulations, and the same on that machine's CPU;
-#   3. times, on CUDA, the generator forward (sg2/) and one stage-1 and one
+#   3. runs the demo job (restyle-train --demo, IPL and NADA) on CUDA;
+#   4. times, on CUDA, the generator forward (sg2/) and one stage-1 and one
 #      stage-2 IPL iteration at 1024 config-f + ViT-B/32 shapes, random
 #      weights, in fp32, tf32 and bf16 autocast; a full IPL adaptation is 300
 #      stage-1 + 300 stage-2 iterations, so the script prints that estimate.
@@ -27,12 +28,28 @@ torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)') 
 log "torch $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)')"
 
 build=build-gpu
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRESTYLE_ENGINE_ONLY=ON \
-  -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/prefix" -DCMAKE_CUDA_ARCHITECTURES=90 \
-  >"$out/configure.log" 2>&1 || { log "configure failed"; tail -30 "$out/configure.log"; exit 1; }
-cmake --build "$build" -j"$(nproc)" --target restyle-bench stylegan2_golden_test \
-  >"$out/build.log" 2>&1 || { log "build failed"; grep -m20 -B2 -A6 "error" "$out/build.log"; exit 1; }
-log "built"
+torch_root=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')
+torch_abi=$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+# PyTorch >= 2.12 headers need C++20.
+cxx_std=$(python3 -c 'import torch; v=tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); print(20 if v >= (2, 12) else 17)')
+configure() {
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRESTYLE_ENGINE_ONLY=ON \
+    -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/prefix" -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CXX_STANDARD="$cxx_std" "$@" \
+    >>"$out/configure.log" 2>&1
+}
+# LibTorch's CMake package first; if its CUDA discovery fails, import the
+# libraries directly (RESTYLE_TORCH_ROOT).
+if ! configure; then
+  log "find_package(Torch) failed (tail of configure.log below); importing LibTorch directly"
+  tail -15 "$out/configure.log"
+  rm -rf "$build"
+  configure -DRESTYLE_TORCH_ROOT="$torch_root" -DRESTYLE_TORCH_CXX11_ABI="$torch_abi" || {
+    log "configure failed"; tail -30 "$out/configure.log"; exit 1; }
+fi
+t0=$(date +%s)
+cmake --build "$build" -j"$(nproc)" --target restyle-bench restyle-train stylegan2_golden_test -- -k 0 \
+  >"$out/build.log" 2>&1 || { log "build failed"; grep -m30 -A4 "error:" "$out/build.log"; exit 1; }
+log "built in $(( $(date +%s) - t0 )) s"
 
 export RESTYLE_GOLDEN_DIR="$deps/golden" CI=true
 status=0
@@ -46,14 +63,30 @@ for device in cuda cpu; do
   grep -A12 "Largest deviation" "$out/golden_$device.log" | tee -a "$out/gpu_check.log"
 done
 
+# The whole job runner on CUDA: the demo job (tiny models), IPL and NADA.
+if "$build/worker/engine/adapt_job/restyle-train" --demo --device cuda --method both \
+    --out "$PWD/gpu-demo-out" --stage1-iters 20 --stage2-iters 20 >"$out/demo_cuda.log" 2>&1; then
+  log "restyle-train --demo --device cuda: pass"
+else
+  log "restyle-train --demo --device cuda: FAIL"; tail -5 "$out/demo_cuda.log"; status=1
+fi
+
 bench="$build/worker/engine/bench/restyle-bench"
+# GPU_CHECK_FILTERS narrows the benchmarks (substrings, space-separated).
+filters="${GPU_CHECK_FILTERS:-sg2/forward adapt/stage1_step/1024 adapt/stage2_step/1024}"
 for precision in fp32 tf32 bf16; do
-  for filter in sg2/forward adapt/stage1_step/1024 adapt/stage2_step/1024; do
-    "$bench" --device cuda --precision "$precision" --filter "$filter" \
-      >>"$out/bench_$precision.jsonl" 2>>"$out/bench.log" || { log "bench $filter $precision failed"; status=1; }
+  for cudnn in "" --cudnn-benchmark; do
+    for filter in $filters; do
+      # cuDNN autotuning only for the adaptation steps (the figure that counts).
+      [[ -n $cudnn && $filter != adapt/* ]] && continue
+      "$bench" --device cuda --precision "$precision" $cudnn --filter "$filter" \
+        >>"$out/bench_$precision.jsonl" 2>>"$out/bench.log" ||
+        { log "bench $filter $precision $cudnn failed"; status=1; }
+    done
   done
   log "bench $precision done"
 done
+grep -h "failed:" "$out/bench.log" | sort | uniq -c | head -10
 python3 - "$out" <<'PY' | tee -a "$out/gpu_check.log"
 import json, sys, glob
 rows = {}
@@ -61,15 +94,18 @@ for f in sorted(glob.glob(sys.argv[1] + "/bench_*.jsonl")):
     for line in open(f):
         if line.startswith("{"):
             d = json.loads(line)
-            rows[(d["name"], d.get("precision", "fp32"))] = d
-print("%-44s %6s %10s %10s" % ("benchmark", "prec", "median ms", "min ms"))
-for (name, prec), d in sorted(rows.items()):
-    print("%-44s %6s %10.1f %10.1f" % (name, prec, d["median_ms"], d["min_ms"]))
+            rows[(d["name"], d.get("precision", "fp32"), d.get("cudnn_benchmark", False))] = d
+print("%-40s %5s %6s %10s %10s %9s" % ("benchmark", "prec", "cudnnB", "median ms", "min ms", "iters"))
+for (name, prec, cb), d in sorted(rows.items()):
+    print("%-40s %5s %6s %10.1f %10.1f %9d" % (name, prec, "yes" if cb else "no",
+                                             d["median_ms"], d["min_ms"], d["iters"]))
 for prec in ("fp32", "tf32", "bf16"):
-    s1 = rows.get(("adapt/stage1_step/1024/vit_b32/b32", prec))
-    s2 = rows.get(("adapt/stage2_step/1024/vit_b32/b2", prec))
-    if s1 and s2:
-        total = 300 * (s1["median_ms"] + s2["median_ms"]) / 1000
-        print("full IPL adaptation at 1024, 300 + 300 iterations, %s: %.1f s (goal <= 30 s)" % (prec, total))
+    for cb in (False, True):
+        s1 = rows.get(("adapt/stage1_step/1024/vit_b32/b32", prec, cb))
+        s2 = rows.get(("adapt/stage2_step/1024/vit_b32/b2", prec, cb))
+        if s1 and s2:
+            total = 300 * (s1["median_ms"] + s2["median_ms"]) / 1000
+            print("full IPL adaptation at 1024, 300 + 300 iterations, %s%s: %.1f s (goal <= 30 s)"
+                  % (prec, ", cuDNN autotuned" if cb else "", total))
 PY
 exit $status

@@ -78,7 +78,10 @@ int64_t WordCount(const std::string& text) {
 
 torch::Tensor DrawZ(int64_t n, int64_t style_dim,
                     c10::optional<at::Generator> rng) {
-  return at::randn({n, style_dim}, rng);
+  // On the generator's device (a CUDA generator cannot fill a CPU tensor).
+  torch::TensorOptions options;
+  if (rng.has_value()) options = options.device(rng->device());
+  return at::randn({n, style_dim}, rng, options);
 }
 
 LatentMapper NewMapperForJob(const GeneratorImpl& source,

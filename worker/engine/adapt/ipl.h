@@ -65,7 +65,8 @@ struct AdaptContext {
   const AdaptOptions* options = nullptr;
 };
 
-// z ~ N(0, I) of shape (n, style_dim) drawn from `rng` (global when unset).
+// z ~ N(0, I) of shape (n, style_dim) drawn from `rng` (global when unset), on
+// rng's device.
 torch::Tensor DrawZ(int64_t n, int64_t style_dim,
                     c10::optional<at::Generator> rng = c10::nullopt);
 

@@ -32,7 +32,8 @@ Stage1LossTerms Stage1Loss(
   out.logits_per_image =
       logit_scale.exp() * image_features.matmul(out.text_source_features.t());
   const torch::Tensor labels = torch::arange(
-      image_features.size(0), torch::TensorOptions().dtype(torch::kLong));
+      image_features.size(0),
+      torch::TensorOptions().dtype(torch::kLong).device(image_features.device()));
   out.contrastive = (at::cross_entropy_loss(out.logits_per_image, labels) +
                      at::cross_entropy_loss(out.logits_per_image.t(), labels)) /
                     2;

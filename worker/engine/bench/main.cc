@@ -1,7 +1,7 @@
 // restyle-bench: runs the registered engine benchmarks.
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
-//                 [--profile DIR] [--precision fp32|tf32|bf16]
+//                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -11,6 +11,8 @@
 // (Chrome trace format; bench/profile_summary.py ranks the operators).
 // --precision (CUDA): fp32 (default; TF32 off), tf32 (TF32 matmuls and
 // convolutions) or bf16 (autocast to bfloat16 around each timed call).
+// --cudnn-benchmark (CUDA): let cuDNN time its algorithms per convolution
+// shape and keep the fastest (the first, warm-up call pays for the search).
 // Benchmarks marked cuda_only are skipped on the CPU.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -47,6 +49,7 @@ std::vector<Benchmark>& Registry() {
 namespace {
 
 struct Flags {
+  bool cudnn_benchmark = false;
   std::string filter;
   std::string run_one;
   std::string device = "cpu";
@@ -59,7 +62,7 @@ struct Flags {
 [[noreturn]] void Usage(const char* argv0, const std::string& error) {
   std::fprintf(stderr,
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
-               "          [--profile DIR] [--precision fp32|tf32|bf16]\n",
+               "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -97,6 +100,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.profile_dir = value("--profile");
     } else if (is("--run-one")) {
       flags.run_one = value("--run-one");
+    } else if (arg == "--cudnn-benchmark") {
+      flags.cudnn_benchmark = true;
     } else if (arg == "--list") {
       flags.list = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -128,6 +133,7 @@ bool ApplyPrecision(const Flags& flags) {
   const bool cuda = flags.device == "cuda";
   if (!cuda) return flags.precision == "fp32";
   const bool tf32 = flags.precision == "tf32";
+  at::globalContext().setBenchmarkCuDNN(flags.cudnn_benchmark);
   at::globalContext().setAllowTF32CuBLAS(tf32);
   at::globalContext().setAllowTF32CuDNN(tf32);
   if (flags.precision == "bf16") {
@@ -188,6 +194,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"threads", threads},
                          {"device", flags.device},
                          {"precision", flags.precision},
+                         {"cudnn_benchmark", flags.cudnn_benchmark},
                          {"iters", n},
                          {"median_ms", median},
                          {"min_ms", sorted.front()},
@@ -263,6 +270,7 @@ int main(int argc, char** argv) {
         args.push_back("--profile");
         args.push_back(flags.profile_dir);
       }
+      if (flags.cudnn_benchmark) args.push_back("--cudnn-benchmark");
       if (flags.threads > 0) {
         args.push_back("--threads");
         args.push_back(std::to_string(flags.threads));

@@ -85,7 +85,9 @@ void CheckFloatTensor(const torch::Tensor& t, const char* what) {
 }
 
 // Validates (N, L) integer ids against the model and returns them as int64.
-torch::Tensor CheckTokens(const torch::Tensor& tokens, const ClipConfig& config) {
+// Checked token ids as int64 on `device` (the model's).
+torch::Tensor CheckTokens(const torch::Tensor& tokens, const ClipConfig& config,
+                          const torch::Device& device) {
   CheckArgument(tokens.defined(), "tokens are undefined");
   CheckArgument(tokens.dim() == 2, "tokens must have shape (N, L), got " + ShapeString(tokens));
   CheckArgument(!at::isFloatingType(tokens.scalar_type()) && tokens.scalar_type() != at::kBool,
@@ -97,7 +99,7 @@ torch::Tensor CheckTokens(const torch::Tensor& tokens, const ClipConfig& config)
                 "tokens have " + std::to_string(tokens.size(1)) +
                     " positions, more than the context length " +
                     std::to_string(config.context_length));
-  torch::Tensor ids = tokens.to(at::kLong);
+  torch::Tensor ids = tokens.to(device, at::kLong);
   const int64_t lo = ids.min().item<int64_t>();
   const int64_t hi = ids.max().item<int64_t>();
   CheckArgument(lo >= 0 && hi < config.vocab_size,
@@ -334,12 +336,12 @@ torch::Tensor ClipModelImpl::EncodeImage(const torch::Tensor& images, ClipVision
 }
 
 torch::Tensor ClipModelImpl::TokenEmbedding(const torch::Tensor& tokens) {
-  return token_embedding_->forward(CheckTokens(tokens, config_));
+  return token_embedding_->forward(CheckTokens(tokens, config_, logit_scale_.device()));
 }
 
 torch::Tensor ClipModelImpl::EncodeText(const torch::Tensor& tokens,
                                         const ClipTextOptions& options, ClipTextTrace* trace) {
-  const torch::Tensor ids = CheckTokens(tokens, config_);
+  const torch::Tensor ids = CheckTokens(tokens, config_, logit_scale_.device());
   const torch::Tensor eot = ids.argmax(-1);
   return RunText(token_embedding_->forward(ids), eot, options, trace);
 }
@@ -361,7 +363,7 @@ torch::Tensor ClipModelImpl::EncodeTextEmbeddings(const torch::Tensor& embedding
                 "eot_index must be an integer tensor of shape (" +
                     std::to_string(embeddings.size(0)) + "), got " +
                     (eot_index.defined() ? ShapeString(eot_index) : std::string("undefined")));
-  const torch::Tensor eot = eot_index.to(at::kLong);
+  const torch::Tensor eot = eot_index.to(embeddings.device(), at::kLong);
   const int64_t lo = eot.min().item<int64_t>();
   const int64_t hi = eot.max().item<int64_t>();
   CheckArgument(lo >= 0 && hi < embeddings.size(1),

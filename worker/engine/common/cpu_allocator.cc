@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <list>
 #include <mutex>
@@ -107,9 +108,21 @@ void* MapOrThrow(size_t size) {
   return base;
 }
 
+// LibTorch changed c10::Allocator in 2.3: allocate() lost its const and
+// copy_data() became pure virtual. Both spellings are declared without
+// `override`, so each LibTorch finds the one it asks for and the other is a
+// plain overload.
 class CachingCpuAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) { return Allocate(n); }
+  c10::DataPtr allocate(size_t n) const { return Allocate(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const {
+    if (count > 0) std::memcpy(dest, src, count);
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &Free; }
+
+ private:
+  c10::DataPtr Allocate(size_t n) const {
     Cache& c = TheCache();
     const c10::Device cpu(c10::DeviceType::CPU);
     const size_t size = SizeClass(n);
@@ -161,8 +174,6 @@ class CachingCpuAllocator final : public c10::Allocator {
     }
     return {base, base, &Free, cpu};
   }
-
-  c10::DeleterFnPtr raw_deleter() const override { return &Free; }
 };
 
 }  // namespace
