@@ -72,16 +72,29 @@ else
 fi
 
 bench="$build/worker/engine/bench/restyle-bench"
-# GPU_CHECK_FILTERS narrows the benchmarks (substrings, space-separated).
-filters="${GPU_CHECK_FILTERS:-sg2/forward adapt/stage1_step/1024 adapt/stage2_step/1024}"
-for precision in fp32 tf32 bf16; do
-  for cudnn in "" --cudnn-benchmark; do
-    for filter in $filters; do
-      # cuDNN autotuning only for the adaptation steps (the figure that counts).
-      [[ -n $cudnn && $filter != adapt/* ]] && continue
-      "$bench" --device cuda --precision "$precision" $cudnn --filter "$filter" \
-        >>"$out/bench_$precision.jsonl" 2>>"$out/bench.log" ||
-        { log "bench $filter $precision $cudnn failed"; status=1; }
+# Narrowing, by environment (space-separated lists):
+#   GPU_CHECK_FILTERS     benchmark name substrings
+#   GPU_CHECK_PRECISIONS  fp32 tf32 bf16
+#   GPU_CHECK_CONVS       default fused reference (generator formulation of adapt/)
+#   GPU_CHECK_CUDNN       "off on" (cuDNN autotuning of adapt/; sg2/ runs with off)
+filters="${GPU_CHECK_FILTERS:-sg2/ adapt/stage1_step/1024 adapt/stage2_step/1024}"
+read -r first_cudnn _ <<<"${GPU_CHECK_CUDNN:-off on}"
+read -r first_conv _ <<<"${GPU_CHECK_CONVS:-default}"
+for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 bf16}; do
+  for cudnn in ${GPU_CHECK_CUDNN:-off on}; do
+    for conv in ${GPU_CHECK_CONVS:-default}; do
+      for filter in $filters; do
+        flags=()
+        if [[ $filter == adapt/* ]]; then
+          [[ $cudnn == on ]] && flags+=(--cudnn-benchmark)
+          [[ $conv != default ]] && flags+=(--conv "$conv")
+        else  # sg2/ names carry their formulation: once per precision
+          [[ $cudnn != "$first_cudnn" || $conv != "$first_conv" ]] && continue
+        fi
+        "$bench" --device cuda --precision "$precision" "${flags[@]}" --filter "$filter" \
+          >>"$out/bench_$precision.jsonl" 2>>"$out/bench.log" ||
+          { log "bench $filter $precision ${flags[*]} failed"; status=1; }
+      done
     done
   done
   log "bench $precision done"
@@ -94,18 +107,21 @@ for f in sorted(glob.glob(sys.argv[1] + "/bench_*.jsonl")):
     for line in open(f):
         if line.startswith("{"):
             d = json.loads(line)
-            rows[(d["name"], d.get("precision", "fp32"), d.get("cudnn_benchmark", False))] = d
-print("%-40s %5s %6s %10s %10s %9s" % ("benchmark", "prec", "cudnnB", "median ms", "min ms", "iters"))
-for (name, prec, cb), d in sorted(rows.items()):
-    print("%-40s %5s %6s %10.1f %10.1f %9d" % (name, prec, "yes" if cb else "no",
-                                             d["median_ms"], d["min_ms"], d["iters"]))
+            rows[(d["name"], d.get("precision", "fp32"), d.get("cudnn_benchmark", False),
+                  d.get("conv", "default"))] = d
+print("%-38s %5s %6s %9s %10s %10s %6s" % ("benchmark", "prec", "cudnnB", "conv", "median ms",
+                                          "min ms", "iters"))
+for (name, prec, cb, conv), d in sorted(rows.items()):
+    print("%-38s %5s %6s %9s %10.1f %10.1f %6d" % (name, prec, "yes" if cb else "no", conv,
+                                                  d["median_ms"], d["min_ms"], d["iters"]))
 for prec in ("fp32", "tf32", "bf16"):
     for cb in (False, True):
-        s1 = rows.get(("adapt/stage1_step/1024/vit_b32/b32", prec, cb))
-        s2 = rows.get(("adapt/stage2_step/1024/vit_b32/b2", prec, cb))
-        if s1 and s2:
-            total = 300 * (s1["median_ms"] + s2["median_ms"]) / 1000
-            print("full IPL adaptation at 1024, 300 + 300 iterations, %s%s: %.1f s (goal <= 30 s)"
-                  % (prec, ", cuDNN autotuned" if cb else "", total))
+        for conv in ("default", "fused", "reference"):
+            s1 = rows.get(("adapt/stage1_step/1024/vit_b32/b32", prec, cb, conv))
+            s2 = rows.get(("adapt/stage2_step/1024/vit_b32/b2", prec, cb, conv))
+            if s1 and s2:
+                total = 300 * (s1["median_ms"] + s2["median_ms"]) / 1000
+                print("full IPL adaptation at 1024, 300 + 300 iterations, %s, cuDNN autotune %s, "
+                      "conv %s: %.1f s (goal <= 30 s)" % (prec, "on" if cb else "off", conv, total))
 PY
 exit $status

@@ -43,6 +43,11 @@ std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method,
   auto f = std::make_shared<StepFixture>();
   f->options.method = method;
   f->options.target_class = "disney";
+  if (!ctx.conv.empty()) {
+    const ConvMode mode = ctx.conv == "reference" ? ConvMode::kReference : ConvMode::kFused;
+    f->options.conv_mode = mode;
+    f->options.frozen_conv_mode = mode;
+  }
   f->device = torch::Device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU);
   f->clip = LoadClipFromTensors(RandomClipWeights(ClipConfig::VitB32(), /*seed=*/1), "vit-b32");
   f->clip->to(f->device);

@@ -29,6 +29,7 @@ struct Context {
   int threads = 1;        // intra-op threads in effect
   std::string device;     // "cpu" or "cuda"
   std::string precision;  // "fp32", "tf32" or "bf16" (autocast); CUDA only beyond fp32
+  std::string conv;       // --conv: "" (the options' default), "fused" or "reference"
   std::map<std::string, std::string>* extra = nullptr;  // free-form fields for the JSON line
 };
 

@@ -2,6 +2,7 @@
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
+//                 [--conv fused|reference]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -13,6 +14,8 @@
 // convolutions) or bf16 (autocast to bfloat16 around each timed call).
 // --cudnn-benchmark (CUDA): let cuDNN time its algorithms per convolution
 // shape and keep the fastest (the first, warm-up call pays for the search).
+// --conv: the generator formulation of the adaptation steps (adapt/), instead
+// of the trainer's default.
 // Benchmarks marked cuda_only are skipped on the CPU.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -50,6 +53,7 @@ namespace {
 
 struct Flags {
   bool cudnn_benchmark = false;
+  std::string conv;
   std::string filter;
   std::string run_one;
   std::string device = "cpu";
@@ -62,7 +66,8 @@ struct Flags {
 [[noreturn]] void Usage(const char* argv0, const std::string& error) {
   std::fprintf(stderr,
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
-               "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n",
+               "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n"
+               "          [--conv fused|reference]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -100,6 +105,11 @@ Flags ParseFlags(int argc, char** argv) {
       flags.profile_dir = value("--profile");
     } else if (is("--run-one")) {
       flags.run_one = value("--run-one");
+    } else if (is("--conv")) {
+      flags.conv = value("--conv");
+      if (flags.conv != "fused" && flags.conv != "reference") {
+        Usage(argv[0], "bad --conv " + flags.conv + " (fused or reference)");
+      }
     } else if (arg == "--cudnn-benchmark") {
       flags.cudnn_benchmark = true;
     } else if (arg == "--list") {
@@ -155,7 +165,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
   // RESTYLE_CPU_CACHE_MB=0 (which benchmarks the plain allocator).
   const bool cache = engine::InstallCachingCpuAllocator();
   std::map<std::string, std::string> extra;
-  Context ctx{threads, flags.device, flags.precision, &extra};
+  Context ctx{threads, flags.device, flags.precision, flags.conv, &extra};
   if (!ApplyPrecision(flags)) {
     std::fprintf(stderr, "--precision %s needs --device cuda\n", flags.precision.c_str());
     return 2;
@@ -195,6 +205,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"device", flags.device},
                          {"precision", flags.precision},
                          {"cudnn_benchmark", flags.cudnn_benchmark},
+                         {"conv", flags.conv.empty() ? "default" : flags.conv},
                          {"iters", n},
                          {"median_ms", median},
                          {"min_ms", sorted.front()},
@@ -271,6 +282,10 @@ int main(int argc, char** argv) {
         args.push_back(flags.profile_dir);
       }
       if (flags.cudnn_benchmark) args.push_back("--cudnn-benchmark");
+      if (!flags.conv.empty()) {
+        args.push_back("--conv");
+        args.push_back(flags.conv);
+      }
       if (flags.threads > 0) {
         args.push_back("--threads");
         args.push_back(std::to_string(flags.threads));

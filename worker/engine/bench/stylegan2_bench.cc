@@ -3,6 +3,9 @@
 // weights, stored noise, w input, no gradients; each formulation
 // (reference = grouped per-sample conv, fused = shared conv on modulated
 // activations). Names: sg2/forward/<size>/b<batch>/<formulation>.
+// CUDA only, the generator shapes of an IPL step at 1024: forward of 32 images
+// (stage 1's frozen-source batch) and forward + backward to W+ of 8 images
+// (layer selection; sg2/grad_w/...).
 #include <torch/autograd.h>
 
 #include <memory>
@@ -25,6 +28,10 @@ Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
   b.batch = batch;
   b.warmup = 1;
   b.iters = size >= 1024 ? 2 : 3;
+  if (batch > 4) {
+    b.cuda_only = true;
+    b.iters = 5;
+  }
   b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
     auto g = engine::RandomGenerator(engine::Sg2Config::Official(size), /*seed=*/1);
     const torch::Device device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU);
@@ -44,6 +51,44 @@ Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
   return b;
 }
 
+// Forward + backward to the W+ codes (no weight gradients), as layer selection.
+Benchmark Sg2GradW(int64_t size, int batch, ConvMode mode) {
+  const std::string mode_name = mode == ConvMode::kReference ? "reference" : "fused";
+  Benchmark b;
+  b.name = "sg2/grad_w/" + std::to_string(size) + "/b" + std::to_string(batch) + "/" + mode_name;
+  b.shape = "StyleGAN2 config-f " + std::to_string(size) + "x" + std::to_string(size) +
+            ", W+ input with grad, random noise, backward to W+, " + mode_name;
+  b.batch = batch;
+  b.cuda_only = true;
+  b.warmup = 1;
+  b.iters = 5;
+  b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
+    auto g = engine::RandomGenerator(engine::Sg2Config::Official(size), /*seed=*/1);
+    const torch::Device device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU);
+    g->to(device);
+    g->eval();
+    g->SetAllTrainable(false);
+    const int64_t n_latent = g->config().n_latent();
+    auto w = torch::randn({batch, n_latent, 512}).to(device);
+    return [g, w, mode]() mutable {
+      torch::AutoGradMode grad_mode(true);
+      torch::Tensor codes = w.clone().requires_grad_(true);
+      engine::SynthesisOptions o;
+      o.input_is_latent = true;
+      o.noise = engine::NoiseMode::kRandom;
+      o.conv = mode;
+      auto img = g->Synthesize(codes, o).image;
+      auto grad = torch::autograd::grad({img.square().mean()}, {codes})[0];
+      grad.sum().item<float>();  // synchronise
+    };
+  };
+  return b;
+}
+
+const Registrar k1024b32f(Sg2Forward(1024, 32, ConvMode::kFused));
+const Registrar k1024b32r(Sg2Forward(1024, 32, ConvMode::kReference));
+const Registrar k1024gw8f(Sg2GradW(1024, 8, ConvMode::kFused));
+const Registrar k1024gw8r(Sg2GradW(1024, 8, ConvMode::kReference));
 const Registrar k256b1f(Sg2Forward(256, 1, ConvMode::kFused));
 const Registrar k256b1r(Sg2Forward(256, 1, ConvMode::kReference));
 const Registrar k256b4f(Sg2Forward(256, 4, ConvMode::kFused));
