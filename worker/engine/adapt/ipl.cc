@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/autograd.h>
 
+#include <map>
 #include <sstream>
 #include <utility>
 
@@ -14,9 +15,20 @@ namespace restyle::engine {
 namespace {
 
 void CheckContext(const AdaptContext& ctx) {
-  CheckArgument(ctx.clip != nullptr && ctx.source != nullptr &&
-                    ctx.texts != nullptr && ctx.options != nullptr,
-                "AdaptContext: clip, source, texts and options are required");
+  CheckArgument(ctx.source != nullptr && ctx.options != nullptr,
+                "AdaptContext: source and options are required");
+  CheckArgument(!ctx.guides.empty(), "AdaptContext: at least one CLIP guide is required");
+  for (const ClipGuide& g : ctx.guides) {
+    CheckArgument(g.clip != nullptr && g.texts != nullptr,
+                  "AdaptContext: every guide needs a CLIP model and its texts");
+    CheckArgument(g.weight > 0, "AdaptContext: guide weights must be > 0");
+  }
+}
+
+void CheckSingleGuide(const AdaptContext& ctx, const char* what) {
+  CheckArgument(ctx.guides.size() == 1,
+                std::string(what) +
+                    ": this overload takes one CLIP guide; pass one mapper per guide");
 }
 
 void CheckZ(const torch::Tensor& z, const GeneratorImpl& g, const char* what) {
@@ -43,10 +55,27 @@ SynthesisOptions FrozenNoiseOptions(const AdaptOptions& options,
   return so;
 }
 
-// Normalised CLIP image features of generator images.
-torch::Tensor ImageFeatures(ClipModelImpl& clip, const torch::Tensor& images) {
-  return NormalizeFeatures(clip.EncodeImage(
-      PreprocessForClip(images, clip.config().image_resolution)));
+// CLIP inputs of generator images, made once per input resolution (models
+// of one resolution share them).
+class ClipInputs {
+ public:
+  explicit ClipInputs(torch::Tensor images) : images_(std::move(images)) {}
+  const torch::Tensor& For(const ClipModelImpl& clip) {
+    const int64_t resolution = clip.config().image_resolution;
+    auto it = by_resolution_.find(resolution);
+    if (it == by_resolution_.end())
+      it = by_resolution_.emplace(resolution, PreprocessForClip(images_, resolution)).first;
+    return it->second;
+  }
+
+ private:
+  torch::Tensor images_;
+  std::map<int64_t, torch::Tensor> by_resolution_;
+};
+
+// Normalised CLIP image features.
+torch::Tensor ImageFeatures(ClipModelImpl& clip, ClipInputs& inputs) {
+  return NormalizeFeatures(clip.EncodeImage(inputs.For(clip)));
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> NamedParams(
@@ -122,9 +151,11 @@ Generator CloneForTraining(const GeneratorImpl& source) {
 
 // ------------------------------------------------------------------ stage 1
 
-Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper,
-                        Adam& adam, const torch::Tensor& z,
-                        c10::optional<at::Generator> rng, Stage1Trace* trace) {
+std::vector<Stage1Losses> Stage1Step(const AdaptContext& ctx,
+                                     const std::vector<MapperSlot>& slots,
+                                     const torch::Tensor& z,
+                                     c10::optional<at::Generator> rng,
+                                     Stage1Trace* trace) {
   CheckContext(ctx);
   CheckZ(z, *ctx.source, "Stage1Step");
   torch::Tensor w;
@@ -132,63 +163,93 @@ Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper,
     torch::NoGradGuard no_grad;
     w = ctx.source->Mapping(z);
   }
-  return Stage1StepFromW(ctx, mapper, adam, w, std::move(rng), trace);
+  return Stage1StepFromW(ctx, slots, w, std::move(rng), trace);
 }
 
-Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper,
-                             Adam& adam, const torch::Tensor& w_in,
-                             c10::optional<at::Generator> rng,
-                             Stage1Trace* trace) {
+std::vector<Stage1Losses> Stage1StepFromW(const AdaptContext& ctx,
+                                          const std::vector<MapperSlot>& slots,
+                                          const torch::Tensor& w_in,
+                                          c10::optional<at::Generator> rng,
+                                          Stage1Trace* trace) {
   CheckContext(ctx);
   CheckZ(w_in, *ctx.source, "Stage1StepFromW");
+  CheckArgument(slots.size() == ctx.guides.size(),
+                "Stage1Step: one mapper (and its Adam) per CLIP guide is required");
+  for (const MapperSlot& slot : slots) {
+    CheckArgument(slot.mapper != nullptr && slot.adam != nullptr,
+                  "Stage1Step: a mapper slot without mapper or Adam");
+  }
   const AdaptOptions& options = *ctx.options;
-  const JobTexts& texts = *ctx.texts;
-  ClipModelImpl& clip = *ctx.clip;
   torch::AutoGradMode grad_mode(true);
   const torch::Tensor w = w_in.detach();
-  torch::Tensor images, image_features;
+  torch::Tensor images;
   {
     torch::NoGradGuard no_grad;
     images = ctx.source->Generate({w}, FrozenNoiseOptions(options, rng)).image;
-    image_features = ImageFeatures(clip, images);
   }
-  adam.ZeroGrad();
-  torch::Tensor prompts = mapper.forward(w);
-  torch::Tensor source_features =
-      PromptTextFeatures(clip, texts.source.prompt, prompts);
-  torch::Tensor target_features =
-      PromptTextFeatures(clip, texts.target.prompt, prompts);
-  Stage1LossTerms terms = Stage1Loss(
-      image_features, source_features, target_features,
-      texts.source.stage1_base, texts.target.stage1_base,
-      texts.source.template_mean, texts.target.template_mean,
-      clip.logit_scale(), options.stage1.lambda_l, options.stage1.lambda_src);
-  terms.total.backward();
-  if (trace != nullptr) {
-    trace->w = w;
-    trace->prompts = prompts.detach();
-    trace->source_text_features = source_features.detach();
-    trace->target_text_features = target_features.detach();
-    trace->images = images;
+  ClipInputs inputs(images);
+  std::vector<Stage1Losses> out;
+  for (size_t m = 0; m < ctx.guides.size(); ++m) {
+    ClipModelImpl& clip = *ctx.guides[m].clip;
+    const JobTexts& texts = *ctx.guides[m].texts;
+    LatentMapperImpl& mapper = *slots[m].mapper;
+    Adam& adam = *slots[m].adam;
+    torch::Tensor image_features;
     {
       torch::NoGradGuard no_grad;
-      trace->clip_input =
-          PreprocessForClip(images, clip.config().image_resolution);
+      image_features = ImageFeatures(clip, inputs);
     }
-    trace->image_features = image_features;
-    trace->logits_per_image = terms.logits_per_image.detach();
-    trace->text_source_features = terms.text_source_features.detach();
-    trace->text_target_features = terms.text_target_features.detach();
-    trace->grads = DefinedGrads(mapper);
+    adam.ZeroGrad();
+    torch::Tensor prompts = mapper.forward(w);
+    torch::Tensor source_features =
+        PromptTextFeatures(clip, texts.source.prompt, prompts);
+    torch::Tensor target_features =
+        PromptTextFeatures(clip, texts.target.prompt, prompts);
+    Stage1LossTerms terms = Stage1Loss(
+        image_features, source_features, target_features,
+        texts.source.stage1_base, texts.target.stage1_base,
+        texts.source.template_mean, texts.target.template_mean,
+        clip.logit_scale(), options.stage1.lambda_l, options.stage1.lambda_src);
+    terms.total.backward();
+    if (trace != nullptr && m == 0) {
+      trace->w = w;
+      trace->prompts = prompts.detach();
+      trace->source_text_features = source_features.detach();
+      trace->target_text_features = target_features.detach();
+      trace->images = images;
+      trace->clip_input = inputs.For(clip);
+      trace->image_features = image_features;
+      trace->logits_per_image = terms.logits_per_image.detach();
+      trace->text_source_features = terms.text_source_features.detach();
+      trace->text_target_features = terms.text_target_features.detach();
+      trace->grads = DefinedGrads(mapper);
+    }
+    adam.Step();
+    adam.ZeroGrad();
+    Stage1Losses l;
+    l.total = terms.total.item<double>();
+    l.contrastive = terms.contrastive.item<double>();
+    l.target = terms.target.item<double>();
+    l.source = terms.source.item<double>();
+    out.push_back(l);
   }
-  adam.Step();
-  adam.ZeroGrad();
-  Stage1Losses out;
-  out.total = terms.total.item<double>();
-  out.contrastive = terms.contrastive.item<double>();
-  out.target = terms.target.item<double>();
-  out.source = terms.source.item<double>();
   return out;
+}
+
+Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper,
+                        Adam& adam, const torch::Tensor& z,
+                        c10::optional<at::Generator> rng, Stage1Trace* trace) {
+  CheckSingleGuide(ctx, "Stage1Step");
+  return Stage1Step(ctx, {MapperSlot{&mapper, &adam}}, z, std::move(rng), trace).front();
+}
+
+Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper,
+                             Adam& adam, const torch::Tensor& w,
+                             c10::optional<at::Generator> rng,
+                             Stage1Trace* trace) {
+  CheckSingleGuide(ctx, "Stage1StepFromW");
+  return Stage1StepFromW(ctx, {MapperSlot{&mapper, &adam}}, w, std::move(rng), trace)
+      .front();
 }
 
 // ------------------------------------------------------- layer selection
@@ -229,10 +290,14 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
   for (int64_t it = 0; it < iters; ++it) {
     torch::Tensor images =
         target.Synthesize(w_codes, NoiseOptions(options, rng)).image;
-    torch::Tensor features = ctx.clip->EncodeImage(
-        PreprocessForClip(images, ctx.clip->config().image_resolution));
-    torch::Tensor loss = GlobalClipLoss(features, ctx.texts->target_plain,
-                                        ctx.clip->logit_scale());
+    ClipInputs inputs(images);
+    torch::Tensor loss;
+    for (const ClipGuide& guide : ctx.guides) {
+      torch::Tensor features = guide.clip->EncodeImage(inputs.For(*guide.clip));
+      torch::Tensor term = guide.weight * GlobalClipLoss(features, guide.texts->target_plain,
+                                                         guide.clip->logit_scale());
+      loss = loss.defined() ? loss + term : term;
+    }
     torch::Tensor grad = torch::autograd::grad({loss}, {w_codes})[0];
     {
       torch::NoGradGuard no_grad;
@@ -262,7 +327,8 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
 
 // ------------------------------------------------------------------ stage 2
 
-Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper,
+Stage2Result Stage2Step(const AdaptContext& ctx,
+                        const std::vector<LatentMapperImpl*>& mappers,
                         GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
                         const torch::Tensor& z, const torch::Tensor& z_select,
                         c10::optional<at::Generator> rng, Stage2Trace* trace) {
@@ -273,11 +339,12 @@ Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper,
     torch::NoGradGuard no_grad;
     w = ctx.source->Mapping(z);
   }
-  return Stage2StepFromW(ctx, mapper, target, ema, adam, w, z_select,
+  return Stage2StepFromW(ctx, mappers, target, ema, adam, w, z_select,
                          std::move(rng), trace);
 }
 
-Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
+Stage2Result Stage2StepFromW(const AdaptContext& ctx,
+                             const std::vector<LatentMapperImpl*>& mappers,
                              GeneratorImpl& target, GeneratorImpl& ema,
                              Adam& adam, const torch::Tensor& w_in,
                              const torch::Tensor& z_select,
@@ -287,11 +354,14 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
   CheckZ(w_in, *ctx.source, "Stage2StepFromW");
   const torch::Tensor w = w_in.detach();
   const AdaptOptions& options = *ctx.options;
-  const JobTexts& texts = *ctx.texts;
-  ClipModelImpl& clip = *ctx.clip;
   const bool ipl = options.method == AdaptMethod::kIpl;
-  CheckArgument(!ipl || mapper != nullptr,
-                "Stage2Step: IPL needs the stage-1 mapper");
+  if (ipl) {
+    CheckArgument(mappers.size() == ctx.guides.size(),
+                  "Stage2Step: IPL needs the stage-1 mapper of every CLIP guide");
+    for (LatentMapperImpl* mapper : mappers) {
+      CheckArgument(mapper != nullptr, "Stage2Step: IPL needs the stage-1 mapper");
+    }
+  }
   torch::AutoGradMode grad_mode(true);
 
   Stage2Result result;
@@ -319,48 +389,95 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
   target.SetAllTrainable(false);
   target.SetTrainable(result.trained_layers, true);
 
-  torch::Tensor text_directions, source_features, target_features, prompts;
-  torch::Tensor src_images, src_features;
+  // Per guide: the text directions and the source images' features.
+  struct GuideTensors {
+    torch::Tensor prompts, source_features, target_features, text_directions;
+    torch::Tensor src_features;
+  };
+  std::vector<GuideTensors> per_guide(ctx.guides.size());
+  torch::Tensor src_images;
   {
     torch::NoGradGuard no_grad;
-    if (ipl) {
-      prompts = mapper->forward(w);
-      source_features = PromptTextFeatures(clip, texts.source.prompt, prompts);
-      target_features = PromptTextFeatures(clip, texts.target.prompt, prompts);
-      text_directions =
-          IplTextDirections(source_features, target_features,
-                            texts.stage2_source_base, texts.stage2_target_base);
-    } else {
-      text_directions = texts.nada_direction;
+    for (size_t m = 0; m < ctx.guides.size(); ++m) {
+      ClipModelImpl& clip = *ctx.guides[m].clip;
+      const JobTexts& texts = *ctx.guides[m].texts;
+      GuideTensors& g = per_guide[m];
+      if (ipl) {
+        g.prompts = mappers[m]->forward(w);
+        g.source_features = PromptTextFeatures(clip, texts.source.prompt, g.prompts);
+        g.target_features = PromptTextFeatures(clip, texts.target.prompt, g.prompts);
+        g.text_directions =
+            IplTextDirections(g.source_features, g.target_features,
+                              texts.stage2_source_base, texts.stage2_target_base);
+      } else {
+        g.text_directions = texts.nada_direction;
+      }
     }
     src_images = ctx.source->Generate({w}, FrozenNoiseOptions(options, rng)).image;
-    src_features = ImageFeatures(clip, src_images);
+    ClipInputs src_inputs(src_images);
+    for (size_t m = 0; m < ctx.guides.size(); ++m) {
+      per_guide[m].src_features = ImageFeatures(*ctx.guides[m].clip, src_inputs);
+    }
   }
   adam.ZeroGrad();
   torch::Tensor dst_images =
       target.Generate({w}, NoiseOptions(options, rng)).image;
-  torch::Tensor dst_features = ImageFeatures(clip, dst_images);
-  torch::Tensor edit = EditDirections(src_features, dst_features);
-  torch::Tensor loss = DirectionalLoss(edit, text_directions);
+  ClipInputs dst_inputs(dst_images);
+  torch::Tensor loss, dst_features0, edit0;
+  std::vector<torch::Tensor> guide_losses;
+  for (size_t m = 0; m < ctx.guides.size(); ++m) {
+    torch::Tensor dst_features = ImageFeatures(*ctx.guides[m].clip, dst_inputs);
+    torch::Tensor edit = EditDirections(per_guide[m].src_features, dst_features);
+    torch::Tensor guide_loss = DirectionalLoss(edit, per_guide[m].text_directions);
+    guide_losses.push_back(guide_loss.detach());
+    torch::Tensor term = ctx.guides[m].weight * guide_loss;
+    loss = loss.defined() ? loss + term : term;
+    if (m == 0) {
+      dst_features0 = dst_features;
+      edit0 = edit;
+    }
+  }
   loss.backward();
   if (trace != nullptr) {
+    const GuideTensors& g = per_guide.front();
     trace->w = w;
-    trace->prompts = prompts;
-    trace->source_text_features = source_features;
-    trace->target_text_features = target_features;
-    trace->text_directions = text_directions;
+    trace->prompts = g.prompts;
+    trace->source_text_features = g.source_features;
+    trace->target_text_features = g.target_features;
+    trace->text_directions = g.text_directions;
     trace->src_images = src_images;
     trace->dst_images = dst_images.detach();
-    trace->src_image_features = src_features;
-    trace->dst_image_features = dst_features.detach();
-    trace->edit_directions = edit.detach();
+    trace->src_image_features = g.src_features;
+    trace->dst_image_features = dst_features0.detach();
+    trace->edit_directions = edit0.detach();
     trace->grads = DefinedGrads(target);
   }
   adam.Step();
   adam.ZeroGrad();
   EmaUpdate(ema, target, options.stage2.ema_decay);
   result.loss = loss.item<double>();
+  for (const torch::Tensor& l : guide_losses) result.guide_losses.push_back(l.item<double>());
   return result;
+}
+
+Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper,
+                        GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
+                        const torch::Tensor& z, const torch::Tensor& z_select,
+                        c10::optional<at::Generator> rng, Stage2Trace* trace) {
+  CheckSingleGuide(ctx, "Stage2Step");
+  return Stage2Step(ctx, std::vector<LatentMapperImpl*>{mapper}, target, ema, adam, z,
+                    z_select, std::move(rng), trace);
+}
+
+Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
+                             GeneratorImpl& target, GeneratorImpl& ema,
+                             Adam& adam, const torch::Tensor& w,
+                             const torch::Tensor& z_select,
+                             c10::optional<at::Generator> rng,
+                             Stage2Trace* trace) {
+  CheckSingleGuide(ctx, "Stage2StepFromW");
+  return Stage2StepFromW(ctx, std::vector<LatentMapperImpl*>{mapper}, target, ema, adam,
+                         w, z_select, std::move(rng), trace);
 }
 
 torch::Tensor SampleImages(const AdaptContext& ctx, GeneratorImpl& generator,

@@ -31,7 +31,8 @@
 //     Stage2Step(ctx, mapper.get(), *target, *ema, g_adam,
 //                DrawZ(options.stage2.batch, style_dim, rng), {}, rng);
 //   ema->SaveDelta(path, *source);
-// where ctx = AdaptContext{&*clip, &*source, &texts, &options}. The runner
+// where ctx = AdaptContext(&*clip, &*source, &texts, &options) (one CLIP
+// model; several: ctx.guides, one mapper each, see ClipGuide). The runner
 // owns cancellation/progress between calls; a step throws Error on bad input
 // (and c10::Error from torch), leaving the models in an unspecified state.
 //
@@ -57,11 +58,36 @@
 
 namespace restyle::engine {
 
+// One CLIP model guiding training (not owned): the model, the job's texts
+// encoded with it (ComputeJobTexts) and its weight. With several guides the
+// stage-2 loss and the layer-selection loss are the weighted sums
+// sum_m weight_m * loss_m (the reference's clip_model_weights), and stage 1
+// trains one mapper per guide: a prompt lives in its model's token-embedding
+// space, whose width differs between models.
+//
+// Where this departs from the reference: with several models, the reference
+// trains its one mapper with the first model only, then hands that model's
+// prompt features to every model in stage 2 (only defined when the models'
+// embedding widths match, and mixing two embedding spaces), and its in-place
+// additions make each later model's "prompt + base" carry the earlier models'
+// base features as well. Here every model scores prompts written for it. With
+// one model (the default) the two are the same computation.
+struct ClipGuide {
+  ClipModelImpl* clip = nullptr;    // frozen (Freeze())
+  const JobTexts* texts = nullptr;  // ComputeJobTexts(*clip, ...), once per job
+  double weight = 1.0;              // > 0
+};
+
 // The frozen parts every step reads (not owned).
 struct AdaptContext {
-  ClipModelImpl* clip = nullptr;    // frozen (Freeze())
+  AdaptContext() = default;
+  // One CLIP model with weight 1: the reference's default.
+  AdaptContext(ClipModelImpl* clip, GeneratorImpl* source, const JobTexts* texts,
+               const AdaptOptions* options)
+      : guides{ClipGuide{clip, texts, 1.0}}, source(source), options(options) {}
+
+  std::vector<ClipGuide> guides;    // one or more
   GeneratorImpl* source = nullptr;  // G_s, frozen
-  const JobTexts* texts = nullptr;  // ComputeJobTexts, once per job
   const AdaptOptions* options = nullptr;
 };
 
@@ -71,7 +97,8 @@ torch::Tensor DrawZ(int64_t n, int64_t style_dim,
                     c10::optional<at::Generator> rng = c10::nullopt);
 
 // A fresh mapper for the job (style_dim from `source`, text width from
-// `clip`, n_ctx from ctx_init), initialised from options.stage1.seed.
+// `clip`, n_ctx from ctx_init), initialised from options.stage1.seed. With
+// several CLIP models: one per model, each made with that model.
 LatentMapper NewMapperForJob(const GeneratorImpl& source,
                              const ClipModelImpl& clip,
                              const AdaptOptions& options);
@@ -108,14 +135,33 @@ struct Stage1Losses {
   double source = 0;
 };
 
-// One stage-1 iteration: w = mapping(z) of G_s; P = mapper(w); images G_s(w)
-// (truncation 1, options.noise, `rng`); Stage1Loss; backward; one Adam step
-// of the mapper (its gradients are cleared before and after). z: (B,style_dim).
+// The mapper a stage-1 step trains for one guide, and its optimizer.
+struct MapperSlot {
+  LatentMapperImpl* mapper = nullptr;
+  Adam* adam = nullptr;
+};
+
+// One stage-1 iteration: w = mapping(z) of G_s; images G_s(w) once
+// (truncation 1, options.noise, `rng`); then per guide m (in order), with its
+// slot: P = mapper_m(w), Stage1Loss with model m, backward, one Adam step of
+// mapper_m (its gradients are cleared before and after). Returns the losses
+// per guide; `trace` records guide 0. z: (B,style_dim); one slot per guide.
+std::vector<Stage1Losses> Stage1Step(const AdaptContext& ctx,
+                                     const std::vector<MapperSlot>& slots,
+                                     const torch::Tensor& z,
+                                     c10::optional<at::Generator> rng = c10::nullopt,
+                                     Stage1Trace* trace = nullptr);
+// The same iteration from w = mapping(z) given directly: w (B,style_dim).
+std::vector<Stage1Losses> Stage1StepFromW(const AdaptContext& ctx,
+                                          const std::vector<MapperSlot>& slots,
+                                          const torch::Tensor& w,
+                                          c10::optional<at::Generator> rng = c10::nullopt,
+                                          Stage1Trace* trace = nullptr);
+// One guide (ctx.guides.size() == 1): its losses.
 Stage1Losses Stage1Step(const AdaptContext& ctx, LatentMapperImpl& mapper,
                         Adam& adam, const torch::Tensor& z,
                         c10::optional<at::Generator> rng = c10::nullopt,
                         Stage1Trace* trace = nullptr);
-// The same iteration from w = mapping(z) given directly: w (B,style_dim).
 Stage1Losses Stage1StepFromW(const AdaptContext& ctx, LatentMapperImpl& mapper,
                              Adam& adam, const torch::Tensor& w,
                              c10::optional<at::Generator> rng = c10::nullopt,
@@ -140,7 +186,8 @@ struct LayerSelection {
 
 // ZSSGAN.determine_opt_layers on `target`: W+ = mapping_{G_s}(z) repeated to
 // n_latent rows; `iters` SGD steps (lr auto_layer_lr) on W+ only for
-// GlobalClipLoss(E_I(G_t(W+)), texts.target_plain); rank rows, top k
+// sum_m weight_m * GlobalClipLoss(E_I,m(G_t(W+)), texts_m.target_plain) over
+// the guides; rank rows, top k
 // (AutoLayerK). Row j names [conv1, to_rgb1, convs.0, ...][j] (the reference's
 // index quirk). Only W+ requires grad; no gradient reaches any model weight
 // and requires_grad flags of `target` are left as they were.
@@ -152,6 +199,7 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
 
 // ------------------------------------------------------------------ stage 2
 
+// Tensors of guide 0 (the first CLIP model), plus the layer selection.
 struct Stage2Trace {
   torch::Tensor w;                     // (B,style_dim)
   torch::Tensor prompts;               // (B,n_ctx,W)          (IPL)
@@ -169,7 +217,8 @@ struct Stage2Trace {
 };
 
 struct Stage2Result {
-  double loss = 0;
+  double loss = 0;                  // sum_m weight_m * guide_losses[m]
+  std::vector<double> guide_losses;  // directional loss per guide (unweighted)
   std::vector<std::string>
       trained_layers;  // layers with requires_grad in this step
 };
@@ -181,19 +230,36 @@ struct Stage2Result {
 //     parameter is marked as holding a zero gradient in `adam`, as the
 //     reference's selection backward + zero_grad leave it); otherwise the
 //     trainable layers are input, conv1 and every conv;
-//  2. w = mapping_{G_s}(z); IPL: per-image text directions under no_grad from
-//     `mapper` (required for kIpl); NADA: texts.nada_direction;
-//  3. x_s = G_s(w) (no grad), x_t = G_t(w), each its own noise draw;
-//  4. DirectionalLoss, backward, adam.Step(), EMA update of `ema` from
-//  `target`.
+//  2. w = mapping_{G_s}(z); per guide m: IPL: per-image text directions under
+//     no_grad from mappers[m] (one mapper per guide, required for kIpl);
+//     NADA: texts_m.nada_direction;
+//  3. x_s = G_s(w) (no grad), x_t = G_t(w), each its own noise draw (once,
+//     shared by the guides);
+//  4. sum_m weight_m * DirectionalLoss_m, backward, adam.Step(), EMA update
+//     of `ema` from `target`.
 // z: (B,style_dim).
-Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper,
+Stage2Result Stage2Step(const AdaptContext& ctx,
+                        const std::vector<LatentMapperImpl*>& mappers,
                         GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
                         const torch::Tensor& z,
                         const torch::Tensor& z_select = {},
                         c10::optional<at::Generator> rng = c10::nullopt,
                         Stage2Trace* trace = nullptr);
 // The same iteration from w = mapping(z) given directly: w (B,style_dim).
+Stage2Result Stage2StepFromW(const AdaptContext& ctx,
+                             const std::vector<LatentMapperImpl*>& mappers,
+                             GeneratorImpl& target, GeneratorImpl& ema,
+                             Adam& adam, const torch::Tensor& w,
+                             const torch::Tensor& z_select = {},
+                             c10::optional<at::Generator> rng = c10::nullopt,
+                             Stage2Trace* trace = nullptr);
+// One guide: `mapper` is its mapper (nullptr for NADA).
+Stage2Result Stage2Step(const AdaptContext& ctx, LatentMapperImpl* mapper,
+                        GeneratorImpl& target, GeneratorImpl& ema, Adam& adam,
+                        const torch::Tensor& z,
+                        const torch::Tensor& z_select = {},
+                        c10::optional<at::Generator> rng = c10::nullopt,
+                        Stage2Trace* trace = nullptr);
 Stage2Result Stage2StepFromW(const AdaptContext& ctx, LatentMapperImpl* mapper,
                              GeneratorImpl& target, GeneratorImpl& ema,
                              Adam& adam, const torch::Tensor& w,

@@ -57,6 +57,15 @@ torch::Tensor DrawLatents(int64_t n, int64_t style_dim, at::Generator& z_rng,
   return DrawZ(n, style_dim, z_rng).to(device);
 }
 
+// Loss-series names of CLIP model m: "total", ... for the first, "clip1.total",
+// ... for the others.
+std::string LossPrefix(size_t m) { return m == 0 ? "" : "clip" + std::to_string(m) + "."; }
+
+// The mapper of CLIP model m: mapper.safetensors, mapper_clip1.safetensors, ...
+std::string MapperFileName(size_t m) {
+  return m == 0 ? "mapper.safetensors" : "mapper_clip" + std::to_string(m) + ".safetensors";
+}
+
 void ThrowIfCancelled(const JobCallbacks& callbacks, const std::string& where) {
   if (callbacks.is_cancelled && callbacks.is_cancelled()) {
     Fail(ErrorCode::kCancelled, "job cancelled " + where);
@@ -73,8 +82,10 @@ std::string Stage1Fingerprint(const JobOptions& o, const JobModels& m) {
   const Stage1Options& s = o.adapt.stage1;
   Json j;
   j["source_digest"] = m.source_digest;
-  j["clip"] = m.clip_names.front();
-  j["clip_config"] = m.clips.front()->config().DebugString();
+  j["clip"] = Json::array();
+  for (size_t i = 0; i < m.clips.size(); ++i) {
+    j["clip"].push_back({{"name", m.clip_names[i]}, {"config", m.clips[i]->config().DebugString()}});
+  }
   j["source_class"] = o.adapt.source_class;
   j["target_class"] = o.adapt.target_class;
   j["batch"] = s.batch;
@@ -254,7 +265,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
   const torch::Device device = ToTorchDevice(job_device);
   GeneratorImpl& source = *models.source.ptr();
   const int64_t style_dim = source.config().style_dim;
-  ClipModel clip = models.clips.front();
+  const size_t n_clips = models.clips.size();
 
   JobResult result;
   result.label = !options.label.empty() ? options.label : (ipl ? "IPL" : "NADA");
@@ -262,13 +273,21 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
   MakeDirectories(options.out_dir);
   ThrowIfCancelled(callbacks, "before it started");
 
-  // Texts, once per job.
+  // Texts, once per job and CLIP model; every model guides training with its
+  // weight (ClipGuide).
   const JobTokens tokens = TokenizeJobTexts(*models.tokenizer, adapt);
-  const JobTexts texts = [&] {
-    torch::NoGradGuard no_grad;
-    return ComputeJobTexts(*clip, tokens);
-  }();
-  const AdaptContext ctx{clip.get(), &source, &texts, &adapt};
+  std::vector<JobTexts> texts(n_clips);
+  AdaptContext ctx;
+  ctx.source = &source;
+  ctx.options = &adapt;
+  for (size_t m = 0; m < n_clips; ++m) {
+    ClipModel clip = models.clips[m];  // a holder: the models are frozen, not const
+    {
+      torch::NoGradGuard no_grad;
+      texts[m] = ComputeJobTexts(*clip, tokens);
+    }
+    ctx.guides.push_back(ClipGuide{clip.get(), &texts[m], models.clip_weights[m]});
+  }
 
   // Fixed latents and the mean latent for previews, samples.png and quality.
   at::Generator sample_rng = at::make_generator<at::CPUGeneratorImpl>(options.sample_seed);
@@ -290,28 +309,38 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
   };
 
   // ---------------------------------------------------------------- stage 1
-  LatentMapper mapper{nullptr};
+  std::vector<LatentMapper> mappers;  // one per CLIP model (IPL)
   LossSeries stage1_losses;
   if (ipl) {
     const std::string checkpoint_path = Join(options.out_dir, kCheckpointName);
     const std::string fingerprint = Stage1Fingerprint(options, models);
     std::optional<Stage1Checkpoint> checkpoint;
     if (options.resume) checkpoint = ReadStage1Checkpoint(checkpoint_path);
-    if (checkpoint && checkpoint->fingerprint != fingerprint) {
+    if (checkpoint && (checkpoint->fingerprint != fingerprint ||
+                       checkpoint->mappers.size() != n_clips)) {
       Log(callbacks, "stage-1 checkpoint in " + options.out_dir +
                          " is for other settings; training stage 1 again");
       checkpoint.reset();
     }
     if (checkpoint) {
-      mapper = LatentMapperFromTensors(checkpoint->mapper, checkpoint->n_ctx, checkpoint_path);
-      mapper->to(device);
+      for (size_t m = 0; m < n_clips; ++m) {
+        mappers.push_back(
+            LatentMapperFromTensors(checkpoint->mappers[m], checkpoint->n_ctx, checkpoint_path));
+        mappers.back()->to(device);
+      }
       stage1_losses = checkpoint->losses;
       result.stage1_resumed = true;
       Log(callbacks, "stage 1 loaded from " + checkpoint_path);
     } else {
-      mapper = NewMapperForJob(source, *clip, adapt);
-      mapper->to(device);
-      Adam adam = MakeMapperAdam(*mapper, adapt);
+      std::vector<Adam> adams;
+      adams.reserve(n_clips);
+      std::vector<MapperSlot> slots;
+      for (size_t m = 0; m < n_clips; ++m) {
+        mappers.push_back(NewMapperForJob(source, *models.clips[m], adapt));
+        mappers.back()->to(device);
+        adams.push_back(MakeMapperAdam(*mappers.back(), adapt));
+      }
+      for (size_t m = 0; m < n_clips; ++m) slots.push_back({mappers[m].get(), &adams[m]});
       at::Generator rng = MakeRng(job_device, adapt.stage1.seed);
       at::Generator z_rng =
           job_device == JobDevice::kCpu ? rng : at::make_generator<at::CPUGeneratorImpl>(adapt.stage1.seed);
@@ -320,11 +349,19 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
       for (int64_t step = 1; step <= total; ++step) {
         ThrowIfCancelled(callbacks, "in stage 1 before step " + std::to_string(step));
         const torch::Tensor z = DrawLatents(adapt.stage1.batch, style_dim, z_rng, device);
-        const Stage1Losses l = Stage1Step(ctx, *mapper, adam, z, rng);
-        stage1_losses["total"].push_back(l.total);
-        stage1_losses["contrastive"].push_back(l.contrastive);
-        stage1_losses["target"].push_back(l.target);
-        stage1_losses["source"].push_back(l.source);
+        const std::vector<Stage1Losses> per_clip = Stage1Step(ctx, slots, z, rng);
+        std::vector<std::pair<std::string, double>> terms;
+        for (size_t m = 0; m < n_clips; ++m) {
+          const Stage1Losses& l = per_clip[m];
+          const std::string prefix = LossPrefix(m);
+          for (const auto& [name, value] : {std::pair<const char*, double>{"total", l.total},
+                                            {"contrastive", l.contrastive},
+                                            {"target", l.target},
+                                            {"source", l.source}}) {
+            stage1_losses[prefix + name].push_back(value);
+            if (m == 0 || std::string(name) == "total") terms.emplace_back(prefix + name, value);
+          }
+        }
         seconds_per_image = meter.seconds() / static_cast<double>(step * adapt.stage1.batch);
         if (callbacks.on_progress) {
           JobProgress p;
@@ -332,10 +369,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
           p.stage = 1;
           p.step = step;
           p.total = total;
-          p.losses = {{"total", l.total},
-                      {"contrastive", l.contrastive},
-                      {"target", l.target},
-                      {"source", l.source}};
+          p.losses = std::move(terms);
           p.images_per_second = meter.images_per_second(step);
           p.eta_seconds = meter.remaining_seconds(step) + stage2_estimate();
           callbacks.on_progress(p);
@@ -343,7 +377,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
       }
       result.stage1 = {total, meter.seconds()};
       Stage1Checkpoint c;
-      c.mapper = StateDict(*mapper);
+      for (const LatentMapper& mapper : mappers) c.mappers.push_back(StateDict(*mapper));
       c.rng["stage1"] = rng.get_state();
       if (job_device != JobDevice::kCpu) c.rng["stage1_z"] = z_rng.get_state();
       c.fingerprint = fingerprint;
@@ -352,8 +386,10 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
       c.seconds = result.stage1.seconds;
       WriteStage1Checkpoint(checkpoint_path, c);
     }
-    mapper->eval();
-    for (auto& p : mapper->parameters()) p.set_requires_grad(false);
+    for (LatentMapper& mapper : mappers) {
+      mapper->eval();
+      for (auto& p : mapper->parameters()) p.set_requires_grad(false);
+    }
   }
   ThrowIfCancelled(callbacks, "after stage 1");
 
@@ -379,9 +415,18 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
       if (adapt.stage2.auto_layer_iters > 0) {
         z_select = DrawLatents(adapt.stage2.auto_layer_batch, style_dim, z_rng, device);
       }
+      std::vector<LatentMapperImpl*> step_mappers;
+      for (LatentMapper& mapper : mappers) step_mappers.push_back(mapper.get());
       const Stage2Result r =
-          Stage2Step(ctx, ipl ? mapper.get() : nullptr, *target, *ema, adam, z, z_select, rng);
+          Stage2Step(ctx, step_mappers, *target, *ema, adam, z, z_select, rng);
       stage2_losses["loss"].push_back(r.loss);
+      std::vector<std::pair<std::string, double>> terms = {{"loss", r.loss}};
+      if (n_clips > 1) {
+        for (size_t m = 0; m < n_clips; ++m) {
+          stage2_losses["clip" + std::to_string(m)].push_back(r.guide_losses[m]);
+          terms.emplace_back("clip" + std::to_string(m), r.guide_losses[m]);
+        }
+      }
       JobProgress p;
       if (previews && (step % options.preview_every == 0 || step == total)) {
         char name[64];
@@ -396,7 +441,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
         p.stage = 2;
         p.step = step;
         p.total = total;
-        p.losses = {{"loss", r.loss}};
+        p.losses = std::move(terms);
         p.images_per_second = meter.images_per_second(step);
         p.eta_seconds = meter.remaining_seconds(step);
         callbacks.on_progress(p);
@@ -409,15 +454,18 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
   // ---------------------------------------------------------------- results
   result.delta_path = Join(options.out_dir, "generator_delta.safetensors");
   ema->SaveDelta(result.delta_path, source);
-  if (ipl) {
-    result.mapper_path = Join(options.out_dir, "mapper.safetensors");
-    WriteSafetensors(result.mapper_path, StateDict(*mapper),
+  for (size_t m = 0; m < mappers.size(); ++m) {
+    const std::string path = Join(options.out_dir, MapperFileName(m));
+    WriteSafetensors(path, StateDict(*mappers[m]),
                      {{"format", "restyle-ipl-mapper"},
                       {"n_ctx", std::to_string(tokens.n_ctx)},
                       {"ctx_init", adapt.stage1.ctx_init},
                       {"source_class", adapt.source_class},
-                      {"target_class", adapt.target_class}});
+                      {"target_class", adapt.target_class},
+                      {"clip", models.clip_names[m]}});
+    result.mapper_paths.push_back(path);
   }
+  if (!result.mapper_paths.empty()) result.mapper_path = result.mapper_paths.front();
 
   // Quality report and samples.png on the same latents and noise.
   const torch::Tensor source_images =
@@ -475,7 +523,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
     j["clip"].push_back({{"name", models.clip_names[i]},
                          {"weight", models.clip_weights[i]},
                          {"config", models.clips[i]->config().DebugString()},
-                         {"guides_training", i == 0}});
+                         {"mapper", ipl ? Json(MapperFileName(i)) : Json(nullptr)}});
   }
   j["adapted_digest"] = GeneratorImpl::Digest(*ema);
   j["stage1_resumed"] = result.stage1_resumed;
@@ -488,7 +536,7 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
                  {"stage2", LossesJson(stage2_losses, options.max_loss_points)}};
   j["quality"] = Json::parse(result.quality.ToJson());
   j["files"] = {{"generator_delta", "generator_delta.safetensors"},
-                {"mapper", ipl ? Json("mapper.safetensors") : Json(nullptr)},
+                {"mapper", ipl ? Json(MapperFileName(0)) : Json(nullptr)},
                 {"samples", PngSupported() ? Json("samples.png") : Json(nullptr)},
                 {"quality", "quality.json"},
                 {"stage1_checkpoint", ipl ? Json(kCheckpointName) : Json(nullptr)}};

@@ -9,8 +9,9 @@
 //   JobResult r = RunJob(options, models, {.on_progress = ..., .is_cancelled = ...});
 //
 // What a job does:
-//   * stage 1 (IPL only): trains the prompt mapper; afterwards writes
-//     <out>/stage1_checkpoint.safetensors (mapper + the stage's RNG state +
+//   * stage 1 (IPL only): trains the prompt mapper (one per CLIP model);
+//     afterwards writes <out>/stage1_checkpoint.safetensors (mappers + the
+//     stage's RNG state +
 //     a fingerprint of every setting stage 1 depends on). A job started again
 //     with the same output dir and the same settings loads it and skips
 //     stage 1 (no stage-1 progress is reported);
@@ -23,7 +24,7 @@
 //     (truncation toward MeanLatent) in <out>/previews/;
 //   * at the end: <out>/generator_delta.safetensors (G_ema as a delta
 //     against the source, GeneratorImpl::SaveDelta), <out>/mapper.safetensors
-//     (IPL), <out>/samples.png (top row source, bottom row adapted, same
+//     (IPL; mapper_clip<k>.safetensors for CLIP model k >= 1), <out>/samples.png (top row source, bottom row adapted, same
 //     latents), <out>/quality.json and <out>/result.json (settings, seeds,
 //     per-step losses (downsampled), timings, source digest, quality).
 // Randomness comes only from explicit generators seeded from the options
@@ -31,9 +32,10 @@
 // sample_seed), so the same job on the same build and thread count gives the
 // same generator bit for bit, resumed or not.
 //
-// Several CLIP models may be given with weights. The training core's steps
-// take one model, so the FIRST model guides training; every model (with its
-// normalised weight) scores the quality report.
+// Several CLIP models may be given with weights: every model guides training
+// (the stage-2 and layer-selection losses are the weighted sums over models,
+// stage 1 trains one mapper per model: see ClipGuide in adapt/ipl.h), and
+// every model (with its normalised weight) scores the quality report.
 //
 // Thread-safety: RunJob runs on the calling thread and mutates nothing shared
 // but the models' autograd state; do not run two jobs on the same JobModels
@@ -73,7 +75,7 @@ struct JobOptions {
   AdaptOptions adapt;
   // Source generator (.safetensors from tools/convert_stylegan2.py).
   std::string source_generator;
-  // CLIP models with weights; the first guides training (see above).
+  // CLIP models with weights (see above).
   std::vector<ClipSpec> clips;
   // Use the embedded tiny random models (demo_models.h) instead of files.
   bool demo = false;
@@ -128,7 +130,9 @@ struct JobProgress {
   int64_t step = 0;     // 1-based step within the stage
   int64_t total = 0;    // steps in the stage
   // Loss terms of the step by name: stage 1 "total", "contrastive", "target",
-  // "source"; stage 2 "loss".
+  // "source" (of the first CLIP model) and "clip<k>.total" for model k >= 1;
+  // stage 2 "loss" (the weighted sum) and, with several models, "clip<k>"
+  // (model k's unweighted directional loss).
   std::vector<std::pair<std::string, double>> losses;
   double images_per_second = 0;  // generator images of the stage so far / time
   double eta_seconds = 0;        // rest of this stage + later stages, estimated
@@ -151,6 +155,7 @@ struct JobResult {
   std::string out_dir;
   std::string delta_path;         // generator_delta.safetensors
   std::string mapper_path;        // mapper.safetensors ("" for NADA)
+  std::vector<std::string> mapper_paths;  // one per CLIP model (IPL)
   std::string samples_path;       // samples.png (source row over adapted row);
                                   // "" (and no previews) in a build without libpng
   std::string quality_path;       // quality.json

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,8 +18,24 @@
 namespace restyle::engine {
 namespace {
 
-constexpr char kMapperPrefix[] = "mapper.";
 constexpr char kRngPrefix[] = "rng.";
+
+// Tensor-name prefix of mapper `index`: "mapper." for the first (the only one
+// of a one-model job), "mapper<index>." for the others.
+std::string MapperPrefix(size_t index) {
+  return index == 0 ? std::string("mapper.") : "mapper" + std::to_string(index) + ".";
+}
+
+// The mapper index and parameter name of a "mapper<index?>.<name>" tensor.
+bool ParseMapperName(const std::string& tensor, size_t* index, std::string* name) {
+  if (tensor.compare(0, 6, "mapper") != 0) return false;
+  size_t i = 6;
+  while (i < tensor.size() && std::isdigit(static_cast<unsigned char>(tensor[i]))) ++i;
+  if (i >= tensor.size() || tensor[i] != '.' || i > 12) return false;
+  *index = i == 6 ? 0 : static_cast<size_t>(std::stoul(tensor.substr(6, i - 6)));
+  *name = tensor.substr(i + 1);
+  return true;
+}
 
 bool StartsWith(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
@@ -45,12 +62,15 @@ bool PngSupported() {
 
 void WriteStage1Checkpoint(const std::string& path, const Stage1Checkpoint& c) {
   TensorMap tensors;
-  for (const auto& [name, t] : c.mapper) tensors[kMapperPrefix + name] = t;
+  for (size_t k = 0; k < c.mappers.size(); ++k) {
+    for (const auto& [name, t] : c.mappers[k]) tensors[MapperPrefix(k) + name] = t;
+  }
   for (const auto& [name, t] : c.rng) tensors[kRngPrefix + name] = t;
   Metadata metadata;
   metadata["format"] = kStage1CheckpointFormat;
   metadata["fingerprint"] = c.fingerprint;
   metadata["n_ctx"] = std::to_string(c.n_ctx);
+  metadata["mappers"] = std::to_string(c.mappers.size());
   metadata["losses"] = nlohmann::json(c.losses).dump();
   metadata["seconds"] = nlohmann::json(c.seconds).dump();
   WriteSafetensors(path, tensors, metadata);
@@ -72,23 +92,35 @@ std::optional<Stage1Checkpoint> ReadStage1Checkpoint(const std::string& path) {
   }
   Stage1Checkpoint c;
   c.fingerprint = meta("fingerprint");
+  size_t n_mappers = 1;
   try {
     c.n_ctx = std::stoll(meta("n_ctx"));
+    if (contents.metadata.count("mappers")) n_mappers = std::stoul(meta("mappers"));
     c.losses = nlohmann::json::parse(meta("losses")).get<LossSeries>();
     c.seconds = nlohmann::json::parse(meta("seconds")).get<double>();
   } catch (const std::exception& e) {
     Fail(ErrorCode::kDataLoss, path + ": bad stage-1 checkpoint metadata: " + e.what());
   }
+  if (n_mappers < 1 || n_mappers > 64) {
+    Fail(ErrorCode::kDataLoss, path + ": bad mapper count " + std::to_string(n_mappers));
+  }
+  c.mappers.resize(n_mappers);
   for (auto& [name, t] : contents.tensors) {
-    if (StartsWith(name, kMapperPrefix)) {
-      c.mapper[name.substr(sizeof(kMapperPrefix) - 1)] = t;
+    size_t index = 0;
+    std::string param;
+    if (ParseMapperName(name, &index, &param) && index < n_mappers) {
+      c.mappers[index][param] = t;
     } else if (StartsWith(name, kRngPrefix)) {
       c.rng[name.substr(sizeof(kRngPrefix) - 1)] = t;
     } else {
       Fail(ErrorCode::kDataLoss, path + ": unexpected tensor \"" + name + "\"");
     }
   }
-  if (c.mapper.empty()) Fail(ErrorCode::kDataLoss, path + ": no mapper tensors");
+  for (size_t k = 0; k < c.mappers.size(); ++k) {
+    if (c.mappers[k].empty()) {
+      Fail(ErrorCode::kDataLoss, path + ": no tensors of mapper " + std::to_string(k));
+    }
+  }
   return c;
 }
 

@@ -2,12 +2,14 @@
 // result.json, and the source-vs-adapted sample grid. Used by job.cc; public
 // so tests and tools can read what a job wrote.
 //
-// Stage-1 checkpoint (<out>/stage1_checkpoint.safetensors): the mapper's
-// tensors as "mapper.<name>", the stage's RNG state(s) as "rng.<name>"
-// (uint8, at::Generator::get_state), and metadata
+// Stage-1 checkpoint (<out>/stage1_checkpoint.safetensors): the mappers'
+// tensors (one mapper per CLIP model of the job) as "mapper.<name>" for the
+// first and "mapper<k>.<name>" for mapper k >= 1, the stage's RNG state(s) as
+// "rng.<name>" (uint8, at::Generator::get_state), and metadata
 //   format       "restyle-ipl-stage1"
 //   fingerprint  the JSON text of every setting stage 1 depends on
-//   n_ctx        prompt vectors of the mapper
+//   n_ctx        prompt vectors of each mapper
+//   mappers      how many mappers (absent: 1)
 //   losses       JSON {term: [per-step values]} of the stage
 //   seconds      wall time the stage took
 // Written atomically (WriteSafetensors), so a job killed while writing leaves
@@ -35,7 +37,7 @@ inline constexpr char kStage1CheckpointFormat[] = "restyle-ipl-stage1";
 using LossSeries = std::map<std::string, std::vector<double>>;
 
 struct Stage1Checkpoint {
-  TensorMap mapper;                          // mapper state dict by name
+  std::vector<TensorMap> mappers;            // state dict by name, per CLIP model
   std::map<std::string, torch::Tensor> rng;  // RNG states by name
   std::string fingerprint;
   int64_t n_ctx = 0;

@@ -55,7 +55,8 @@ TEST(JobFiles, Stage1CheckpointRoundTrip) {
   std::filesystem::remove(path);
   EXPECT_FALSE(ReadStage1Checkpoint(path).has_value());
   Stage1Checkpoint c;
-  c.mapper["mapping.mapping.1.weight"] = at::arange(6, at::kFloat).reshape({2, 3});
+  c.mappers.resize(1);
+  c.mappers[0]["mapping.mapping.1.weight"] = at::arange(6, at::kFloat).reshape({2, 3});
   c.rng["stage1"] = at::detail::createCPUGenerator(5).get_state();
   c.fingerprint = "{\"a\":1}";
   c.n_ctx = 4;
@@ -68,9 +69,37 @@ TEST(JobFiles, Stage1CheckpointRoundTrip) {
   EXPECT_EQ(back->n_ctx, 4);
   EXPECT_EQ(back->losses, c.losses);
   EXPECT_DOUBLE_EQ(back->seconds, 1.25);
-  EXPECT_TRUE(at::equal(back->mapper.at("mapping.mapping.1.weight"),
-                        c.mapper.at("mapping.mapping.1.weight")));
+  ASSERT_EQ(back->mappers.size(), 1u);
+  EXPECT_TRUE(at::equal(back->mappers[0].at("mapping.mapping.1.weight"),
+                        c.mappers[0].at("mapping.mapping.1.weight")));
   EXPECT_TRUE(at::equal(back->rng.at("stage1"), c.rng.at("stage1")));
+}
+
+// One mapper per CLIP model: each comes back under its own index (11 of
+// them, so that "mapper1." and "mapper10." must not be confused).
+TEST(JobFiles, Stage1CheckpointWithSeveralMappers) {
+  const std::string dir = ::testing::TempDir() + "/adapt_job_ckpt_multi";
+  MakeDirectories(dir);
+  const std::string path = dir + "/c.safetensors";
+  Stage1Checkpoint c;
+  c.fingerprint = "{}";
+  c.n_ctx = 4;
+  for (int k = 0; k < 11; ++k) {
+    TensorMap m;
+    m["mapping.mapping.1.weight"] = at::full({2, 1 + k}, static_cast<float>(k));
+    m["mapping.mapping.1.bias"] = at::full({2}, static_cast<float>(-k));
+    c.mappers.push_back(m);
+  }
+  WriteStage1Checkpoint(path, c);
+  auto back = ReadStage1Checkpoint(path);
+  ASSERT_TRUE(back.has_value());
+  ASSERT_EQ(back->mappers.size(), c.mappers.size());
+  for (size_t k = 0; k < c.mappers.size(); ++k) {
+    ASSERT_EQ(back->mappers[k].size(), 2u) << k;
+    for (const auto& [name, t] : c.mappers[k]) {
+      EXPECT_TRUE(at::equal(back->mappers[k].at(name), t)) << k << " " << name;
+    }
+  }
 }
 
 }  // namespace
