@@ -238,7 +238,7 @@ int main(int argc, char** argv) {
         std::printf("  samples (top source, bottom adapted): %s\n", r.samples_path.c_str());
       }
       std::printf("  generator delta: %s\n", r.delta_path.c_str());
-      if (!r.mapper_path.empty()) std::printf("  mapper: %s\n", r.mapper_path.c_str());
+      for (const std::string& path : r.mapper_paths) std::printf("  mapper: %s\n", path.c_str());
       if (!r.preview_paths.empty()) {
         std::printf("  previews: %zu in %s/previews\n", r.preview_paths.size(), r.out_dir.c_str());
       }
