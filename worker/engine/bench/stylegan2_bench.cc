@@ -19,13 +19,31 @@ namespace {
 
 using engine::ConvMode;
 
-Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
+// sg2/<kind>/<size>/b<batch>/<formulation>, described as `what`.
+Benchmark Named(const std::string& kind, int64_t size, int batch, ConvMode mode,
+                const std::string& what) {
   const std::string mode_name = mode == ConvMode::kReference ? "reference" : "fused";
   Benchmark b;
-  b.name = "sg2/forward/" + std::to_string(size) + "/b" + std::to_string(batch) + "/" + mode_name;
-  b.shape = "StyleGAN2 config-f " + std::to_string(size) + "x" + std::to_string(size) +
-            ", w input, stored noise, " + mode_name;
+  b.name = "sg2/" + kind + "/" + std::to_string(size) + "/b" + std::to_string(batch) + "/" +
+           mode_name;
+  b.shape = "StyleGAN2 config-f " + std::to_string(size) + "x" + std::to_string(size) + ", " +
+            what + ", " + mode_name;
   b.batch = batch;
+  return b;
+}
+
+// A config-f generator of `size` with random weights, frozen, on ctx's device.
+engine::Generator FrozenGenerator(int64_t size, const Context& ctx) {
+  auto g = engine::RandomGenerator(engine::Sg2Config::Official(size), /*seed=*/1);
+  g->to(torch::Device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU));
+  g->eval();
+  g->SetAllTrainable(false);
+  if (ctx.extra != nullptr) (*ctx.extra)["params"] = std::to_string(g->parameters().size());
+  return g;
+}
+
+Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
+  Benchmark b = Named("forward", size, batch, mode, "w input, stored noise");
   b.warmup = 1;
   b.iters = size >= 1024 ? 2 : 3;
   if (batch > 4) {
@@ -33,12 +51,9 @@ Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
     b.iters = 5;
   }
   b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
-    auto g = engine::RandomGenerator(engine::Sg2Config::Official(size), /*seed=*/1);
-    const torch::Device device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU);
-    g->to(device);
-    g->eval();
+    auto g = FrozenGenerator(size, ctx);
+    const torch::Device device = g->input->input.device();
     auto w = torch::randn({batch, 512}).to(device);
-    if (ctx.extra != nullptr) (*ctx.extra)["params"] = std::to_string(g->parameters().size());
     return [g, w, mode, device]() mutable {
       torch::InferenceMode guard;
       engine::SynthesisOptions o;
@@ -53,23 +68,14 @@ Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
 
 // Forward + backward to the W+ codes (no weight gradients), as layer selection.
 Benchmark Sg2GradW(int64_t size, int batch, ConvMode mode) {
-  const std::string mode_name = mode == ConvMode::kReference ? "reference" : "fused";
-  Benchmark b;
-  b.name = "sg2/grad_w/" + std::to_string(size) + "/b" + std::to_string(batch) + "/" + mode_name;
-  b.shape = "StyleGAN2 config-f " + std::to_string(size) + "x" + std::to_string(size) +
-            ", W+ input with grad, random noise, backward to W+, " + mode_name;
-  b.batch = batch;
+  Benchmark b =
+      Named("grad_w", size, batch, mode, "W+ input with grad, random noise, backward to W+");
   b.cuda_only = true;
   b.warmup = 1;
   b.iters = 5;
   b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
-    auto g = engine::RandomGenerator(engine::Sg2Config::Official(size), /*seed=*/1);
-    const torch::Device device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU);
-    g->to(device);
-    g->eval();
-    g->SetAllTrainable(false);
-    const int64_t n_latent = g->config().n_latent();
-    auto w = torch::randn({batch, n_latent, 512}).to(device);
+    auto g = FrozenGenerator(size, ctx);
+    auto w = torch::randn({batch, g->config().n_latent(), 512}).to(g->input->input.device());
     return [g, w, mode]() mutable {
       torch::AutoGradMode grad_mode(true);
       torch::Tensor codes = w.clone().requires_grad_(true);
