@@ -66,6 +66,18 @@ std::string MapperFileName(size_t m) {
   return m == 0 ? "mapper.safetensors" : "mapper_clip" + std::to_string(m) + ".safetensors";
 }
 
+const char* CudaMathName(CudaMath math) { return math == CudaMath::kTf32 ? "tf32" : "fp32"; }
+
+// The process-wide LibTorch flags a CUDA job runs with (JobOptions).
+void ApplyCudaSettings(const JobOptions& o) {
+  if (o.device != JobDevice::kCuda) return;
+  at::Context& context = at::globalContext();
+  const bool tf32 = o.cuda_math == CudaMath::kTf32;
+  context.setAllowTF32CuBLAS(tf32);
+  context.setAllowTF32CuDNN(tf32);
+  context.setBenchmarkCuDNN(o.cudnn_autotune);
+}
+
 void ThrowIfCancelled(const JobCallbacks& callbacks, const std::string& where) {
   if (callbacks.is_cancelled && callbacks.is_cancelled()) {
     Fail(ErrorCode::kCancelled, "job cancelled " + where);
@@ -99,6 +111,10 @@ std::string Stage1Fingerprint(const JobOptions& o, const JobModels& m) {
   j["seed"] = s.seed;
   j["noise"] = static_cast<int>(o.adapt.noise);
   j["device"] = o.device == JobDevice::kCuda ? "cuda" : "cpu";
+  if (o.device == JobDevice::kCuda) {
+    j["cuda_math"] = CudaMathName(o.cuda_math);
+    j["cudnn_autotune"] = o.cudnn_autotune;
+  }
   j["threads"] = at::get_num_threads();
   return j.dump();
 }
@@ -141,6 +157,10 @@ Json OptionsJson(const JobOptions& o, const JobModels& m) {
   j["sample_truncation"] = a.sample_truncation;
   j["mean_latent_samples"] = a.mean_latent_samples;
   j["device"] = o.device == JobDevice::kCuda ? "cuda" : "cpu";
+  if (o.device == JobDevice::kCuda) {
+    j["cuda_math"] = CudaMathName(o.cuda_math);
+    j["cudnn_autotune"] = o.cudnn_autotune;
+  }
   j["threads"] = at::get_num_threads();
   j["preview_every"] = o.preview_every;
   j["preview_samples"] = o.preview_samples;
@@ -258,6 +278,7 @@ JobModels LoadJobModels(const JobOptions& options) {
 JobResult RunJob(const JobOptions& options, const JobModels& models,
                  const JobCallbacks& callbacks) {
   ValidateOptions(options, models);
+  ApplyCudaSettings(options);
   const auto job_start = Clock::now();
   const AdaptOptions& adapt = options.adapt;
   const bool ipl = adapt.method == AdaptMethod::kIpl;

@@ -30,7 +30,8 @@
 // Randomness comes only from explicit generators seeded from the options
 // (stage 1: adapt.stage1.seed, stage 2: adapt.stage2.seed, samples:
 // sample_seed), so the same job on the same build and thread count gives the
-// same generator bit for bit, resumed or not.
+// same generator bit for bit, resumed or not (on the CPU; on CUDA see
+// cudnn_autotune).
 //
 // Several CLIP models may be given with weights: every model guides training
 // (the stage-2 and layer-selection losses are the weighted sums over models,
@@ -64,6 +65,12 @@ enum class JobDevice {
   kCuda,
 };
 
+// Arithmetic of CUDA jobs (ignored on the CPU).
+enum class CudaMath {
+  kTf32,  // TF32 tensor cores in cuBLAS and cuDNN: the fastest measured setting
+  kFp32,  // plain float32 throughout
+};
+
 // One CLIP checkpoint and its weight in the combination.
 struct ClipSpec {
   std::string path;     // .safetensors (tools/convert_clip.py) or OpenAI .pt
@@ -80,6 +87,13 @@ struct JobOptions {
   // Use the embedded tiny random models (demo_models.h) instead of files.
   bool demo = false;
   JobDevice device = JobDevice::kCpu;
+  // CUDA only. These set process-wide LibTorch flags when the job starts (a
+  // worker runs one job at a time). cuDNN autotuning times the convolution
+  // algorithms once per shape and keeps the fastest; its choice may differ
+  // between runs, so a CUDA job is reproducible bit for bit only with it off
+  // (and even then only as far as cuDNN's kernels are deterministic).
+  CudaMath cuda_math = CudaMath::kTf32;
+  bool cudnn_autotune = true;
   // Output directory (created). Required.
   std::string out_dir;
   // Load a matching stage-1 checkpoint from out_dir instead of training.

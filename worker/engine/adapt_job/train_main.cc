@@ -40,9 +40,12 @@ constexpr char kUsage[] =
     "                     [--stage2-iters N] [--stage1-batch N] [--stage2-batch N]\n"
     "                     [--device cpu|cuda] [--threads N] [--preview-every N]\n"
     "                     [--quality-samples N] [--arithmetic fast|reference]\n"
+    "                     [--cuda-math tf32|fp32] [--no-cudnn-autotune]\n"
     "  --arithmetic reference runs every generator call in the reference's\n"
     "  per-sample grouped formulation (slower; for auditing the fast default,\n"
-    "  which is the same function up to float rounding).\n";
+    "  which is the same function up to float rounding).\n"
+    "  On CUDA, --cuda-math fp32 turns TF32 off and --no-cudnn-autotune keeps\n"
+    "  cuDNN's algorithm choice fixed (reproducible runs).\n";
 
 [[noreturn]] void Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "restyle-train: %s\n", error.c_str());
@@ -161,6 +164,13 @@ int main(int argc, char** argv) {
       else if (d == "cuda") options.device = JobDevice::kCuda;
       else Usage("--device must be cpu or cuda");
     }
+    else if (a == "--cuda-math") {
+      const std::string v = next();
+      if (v == "tf32") options.cuda_math = CudaMath::kTf32;
+      else if (v == "fp32") options.cuda_math = CudaMath::kFp32;
+      else Usage("--cuda-math must be tf32 or fp32");
+    }
+    else if (a == "--no-cudnn-autotune") options.cudnn_autotune = false;
     else if (a == "--threads") threads = static_cast<int>(ParseInt(a, next(), 1));
     else if (a == "--preview-every") preview_every = ParseInt(a, next(), 0);
     else if (a == "--quality-samples") quality_samples = ParseInt(a, next(), 2);
