@@ -10,7 +10,10 @@
 #   4. times, on CUDA, the generator forward (sg2/) and one stage-1 and one
 #      stage-2 IPL iteration at 1024 config-f + ViT-B/32 shapes, random
 #      weights, in fp32, tf32 and bf16 autocast; a full IPL adaptation is 300
-#      stage-1 + 300 stage-2 iterations, so the script prints that estimate.
+#      stage-1 + 300 stage-2 iterations, so the script prints that estimate;
+#   5. times bench/reference_baseline.py (the research code's formulation, CLIP
+#      in float16 as on a GPU) on the same 1024 steps, as run and in TF32, and
+#      prints the engine's full-run time as a ratio of it;
 # Output: JSON lines and logs under OUT_DIR (default $OUT, else gpu-out/).
 #
 #   bench/gpu_check.sh [OUT_DIR]
@@ -99,11 +102,22 @@ for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 bf16}; do
   done
   log "bench $precision done"
 done
-grep -h "failed:" "$out/bench.log" | sort | uniq -c | head -10
+# The research code's formulation in PyTorch on the same GPU (bench/reference_baseline.py:
+# CLIP in float16 as clip.load gives it there), as run (PyTorch's defaults) and with TF32 and
+# cuDNN autotuning like the engine's best setting. GPU_CHECK_BASELINE=0 skips it.
+if [[ ${GPU_CHECK_BASELINE:-1} == 1 ]]; then
+  names=adapt/stage1_step/1024/vit_b32/b32,adapt/stage2_step/1024/vit_b32/b2
+  for setting in "--precision default" "--precision tf32 --cudnn-benchmark"; do
+    python3 bench/reference_baseline.py --device cuda --names "$names" $setting \
+      >>"$out/baseline.jsonl" 2>>"$out/bench.log" || { log "baseline $setting failed"; status=1; }
+  done
+  log "baseline done"
+fi
+grep -h "failed:\|Error" "$out/bench.log" | sort | uniq -c | head -10
 python3 - "$out" <<'PY' | tee -a "$out/gpu_check.log"
 import json, sys, glob
 rows = {}
-for f in sorted(glob.glob(sys.argv[1] + "/bench_*.jsonl")):
+for f in sorted(glob.glob(sys.argv[1] + "/bench_*.jsonl") + glob.glob(sys.argv[1] + "/baseline.jsonl")):
     for line in open(f):
         if line.startswith("{"):
             d = json.loads(line)
@@ -123,5 +137,17 @@ for prec in ("fp32", "tf32", "bf16"):
                 total = 300 * (s1["median_ms"] + s2["median_ms"]) / 1000
                 print("full IPL adaptation at 1024, 300 + 300 iterations, %s, cuDNN autotune %s, "
                       "conv %s: %.1f s (goal <= 30 s)" % (prec, "on" if cb else "off", conv, total))
+def full(prefix, prec, cb, conv):
+    s1 = rows.get((prefix + "adapt/stage1_step/1024/vit_b32/b32", prec, cb, conv))
+    s2 = rows.get((prefix + "adapt/stage2_step/1024/vit_b32/b2", prec, cb, conv))
+    return 300 * (s1["median_ms"] + s2["median_ms"]) / 1000 if s1 and s2 else None
+ref_as_run = full("ref/", "default", False, "default")
+ref_best = full("ref/", "tf32", True, "default")
+ours = full("", "tf32", True, "default")
+for label, ref in (("as the research code runs (PyTorch defaults)", ref_as_run),
+                   ("in TF32 with cuDNN autotuning", ref_best)):
+    if ref:
+        print("research-code formulation, %s: %.1f s%s" % (
+            label, ref, "; engine (tf32, autotuned) / it = %.2f" % (ours / ref) if ours else ""))
 PY
 exit $status

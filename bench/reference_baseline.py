@@ -14,6 +14,12 @@ Output: one JSON line per benchmark, with the same names as restyle-bench plus
 the prefix "ref/", e.g. {"name": "ref/clip/encode_image/vit_b32/b8", ...}.
 
     /usr/bin/python3 bench/reference_baseline.py [--filter SUBSTRING] [--threads N]
+        [--device cpu|cuda] [--precision default|fp32|tf32] [--cudnn-benchmark]
+
+On CUDA it runs as the research code does there: CLIP in float16 with
+LayerNorm computed in float32 (what clip.load gives on a GPU), and PyTorch's
+default TF32 settings unless --precision says otherwise. The 1024 adaptation
+steps run on CUDA only.
 """
 import argparse
 import json
@@ -27,10 +33,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+DEVICE = "cpu"  # --device; on "cuda" every tensor is made there (torch default device)
+
 
 # --------------------------------------------------------------------------
 # CLIP (ViT), formulated like the reference: batch-second layout,
 # nn.MultiheadAttention with a float causal mask, fp32 LayerNorm, QuickGELU.
+
+class LayerNorm(nn.LayerNorm):
+    """Computes in float32 and returns the input's dtype (CLIP's own LayerNorm)."""
+
+    def forward(self, x):
+        return super().forward(x.float()).type(x.dtype)
+
 
 class QuickGELU(nn.Module):
     def forward(self, x):
@@ -41,13 +56,15 @@ class Block(nn.Module):
     def __init__(self, width, heads):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)
-        self.ln_1 = nn.LayerNorm(width)
+        self.ln_1 = LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, width * 4), QuickGELU(),
                                  nn.Linear(width * 4, width))
-        self.ln_2 = nn.LayerNorm(width)
+        self.ln_2 = LayerNorm(width)
 
     def forward(self, x, mask):
         h = self.ln_1(x)
+        if mask is not None:
+            mask = mask.to(h.dtype)  # as CLIP casts its mask to the block's dtype
         x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
         return x + self.mlp(self.ln_2(x))
 
@@ -71,27 +88,46 @@ class Clip(nn.Module):
         self.conv1 = nn.Conv2d(3, vwidth, patch, patch, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(vwidth) * 0.02)
         self.vpos = nn.Parameter(torch.randn(grid * grid + 1, vwidth) * 0.02)
-        self.ln_pre = nn.LayerNorm(vwidth)
+        self.ln_pre = LayerNorm(vwidth)
         self.visual = Transformer(vwidth, vlayers, vwidth // 64)
-        self.ln_post = nn.LayerNorm(vwidth)
+        self.ln_post = LayerNorm(vwidth)
         self.proj = nn.Parameter(torch.randn(vwidth, embed) * 0.02)
         self.token_embedding = nn.Embedding(vocab, twidth)
         self.tpos = nn.Parameter(torch.randn(ctx, twidth) * 0.01)
         self.text = Transformer(twidth, tlayers, twidth // 64)
-        self.ln_final = nn.LayerNorm(twidth)
+        self.ln_final = LayerNorm(twidth)
         self.text_projection = nn.Parameter(torch.randn(twidth, embed) * 0.02)
         mask = torch.full((ctx, ctx), float("-inf")).triu_(1)
         self.register_buffer("mask", mask)
+        if DEVICE == "cuda":  # clip.load on a GPU: float16 weights
+            self.to_fp16_like_clip()
+
+    def to_fp16_like_clip(self):
+        """clip.load's convert_weights: convolutions, linears, attention and the
+        two projections in float16; LayerNorms and embeddings stay float32."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.half()
+            elif isinstance(m, nn.MultiheadAttention):
+                m.in_proj_weight.data = m.in_proj_weight.data.half()
+                m.in_proj_bias.data = m.in_proj_bias.data.half()
+        self.proj.data = self.proj.data.half()
+        self.text_projection.data = self.text_projection.data.half()
+
+    @property
+    def dtype(self):
+        return self.conv1.weight.dtype
 
     def encode_image(self, x):
-        x = self.conv1(x).flatten(2).permute(0, 2, 1)
-        cls = self.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1])
-        x = self.ln_pre(torch.cat([cls, x], 1) + self.vpos)
+        x = self.conv1(x.type(self.dtype)).flatten(2).permute(0, 2, 1)
+        cls = self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1],
+                                                              dtype=x.dtype)
+        x = self.ln_pre(torch.cat([cls, x], 1) + self.vpos.to(x.dtype))
         x = self.visual(x.permute(1, 0, 2)).permute(1, 0, 2)
         return self.ln_post(x[:, 0, :]) @ self.proj
 
     def encode_text(self, tokens):
-        x = self.token_embedding(tokens) + self.tpos
+        x = self.token_embedding(tokens).type(self.dtype) + self.tpos.type(self.dtype)
         x = self.text(x.permute(1, 0, 2), self.mask).permute(1, 0, 2)
         x = self.ln_final(x)
         return x[torch.arange(x.shape[0]), tokens.argmax(-1)] @ self.text_projection
@@ -273,11 +309,12 @@ def clip_preprocess(x, n_px=224):
 
 def prompt_features(clip, prompts, tokens):
     # Per sample, 77 positions, as the reference's text_encoder loop does.
-    emb = clip.token_embedding(tokens)
+    emb = clip.token_embedding(tokens).type(clip.dtype)
     feats = []
     for j in range(prompts.shape[0]):
-        x = torch.cat([emb[:, :1], prompts[j:j + 1], emb[:, 1 + prompts.shape[1]:]], 1)
-        x = x + clip.tpos
+        x = torch.cat([emb[:, :1], prompts[j:j + 1].type(emb.dtype),
+                       emb[:, 1 + prompts.shape[1]:]], 1)
+        x = x + clip.tpos.type(clip.dtype)
         x = clip.text(x.permute(1, 0, 2), clip.mask).permute(1, 0, 2)
         x = clip.ln_final(x)
         feats.append(x[torch.arange(1), tokens.argmax(-1)] @ clip.text_projection)
@@ -295,9 +332,9 @@ def source_and_target_prompts(clip, prompts, ctx):
     return prompt_features(clip, prompts, ctx), prompt_features(clip, prompts, ctx)
 
 
-def stage1_iteration(batch):
+def stage1_iteration(batch, size=256):
     def prep():
-        clip, g, mapper = Clip(), Generator(256), Mapper()
+        clip, g, mapper = Clip(), Generator(size), Mapper()
         for p in g.parameters():
             p.requires_grad_(False)
         opt = torch.optim.Adam(mapper.parameters(), lr=0.05)
@@ -329,12 +366,14 @@ def stage1_iteration(batch):
     return prep
 
 
-def stage2_iteration(batch=2, k=9, select_batch=8):
+def stage2_iteration(batch=2, size=256, select_batch=8):
+    k = int(2 * (2 * math.log2(size) - 2) / 3)  # 9 at 256, 12 at 1024
+
     def prep():
-        clip, gs, mapper = Clip(), Generator(256), Mapper()
-        gt = Generator(256)
+        clip, gs, mapper = Clip(), Generator(size), Mapper()
+        gt = Generator(size)
         gt.load_state_dict(gs.state_dict())
-        ema = Generator(256)
+        ema = Generator(size)
         ema.load_state_dict(gs.state_dict())
         for m in (gs, mapper):
             for p in m.parameters():
@@ -424,7 +463,14 @@ def benchmarks():
          stage1_iteration(8), 1),
         ("adapt/stage2_step/256/vit_b32/b2", "IPL stage 2, SG2 256 + ViT-B/32", 2,
          stage2_iteration(), 1),
+        ("adapt/stage1_step/1024/vit_b32/b32", "IPL stage 1, SG2 1024 + ViT-B/32", 32,
+         stage1_iteration(32, 1024), 3),
+        ("adapt/stage2_step/1024/vit_b32/b2", "IPL stage 2, SG2 1024 + ViT-B/32", 2,
+         stage2_iteration(2, 1024), 3),
     ]
+
+
+CUDA_ONLY = ("/1024/vit_b32/",)
 
 
 def main():
@@ -433,7 +479,24 @@ def main():
     p.add_argument("--list", action="store_true", help="print the workload names as JSON lines")
     p.add_argument("--names", default="", help="comma-separated exact names (overrides --filter)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="default", choices=["default", "fp32", "tf32"],
+                   help="CUDA: PyTorch's TF32 defaults, TF32 off, or TF32 on")
+    p.add_argument("--cudnn-benchmark", action="store_true")
     args = p.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    cuda = DEVICE == "cuda"
+    if cuda:
+        torch.set_default_device("cuda")
+        if args.precision != "default":
+            torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
     if args.list:
         for name, shape, batch, _, _ in benchmarks():
             print(json.dumps({"name": name, "shape": shape, "batch": batch}))
@@ -446,18 +509,24 @@ def main():
                 continue
         elif args.filter not in name:
             continue
+        if not cuda and any(tag in name for tag in CUDA_ONLY):
+            continue
         with torch.set_grad_enabled(name.startswith("adapt/")):
             fn = prep()
             fn()  # warm-up
+            sync()
             times = []
             for _ in range(iters):
                 t0 = time.perf_counter()
                 fn()
+                sync()
                 times.append((time.perf_counter() - t0) * 1000)
         print(json.dumps({
             "name": "ref/" + name, "shape": shape, "batch": batch, "threads": args.threads,
             "iters": iters, "median_ms": statistics.median(times), "min_ms": min(times),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "device": DEVICE, "precision": args.precision,
+            "cudnn_benchmark": args.cudnn_benchmark,
             "torch": torch.__version__}), flush=True)
 
 
