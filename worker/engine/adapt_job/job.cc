@@ -57,6 +57,12 @@ torch::Tensor DrawLatents(int64_t n, int64_t style_dim, at::Generator& z_rng,
   return DrawZ(n, style_dim, z_rng).to(device);
 }
 
+// A stage-1 step's loss terms by name.
+std::vector<std::pair<std::string, double>> NamedTerms(const Stage1Losses& l) {
+  return {{"total", l.total}, {"contrastive", l.contrastive}, {"target", l.target},
+          {"source", l.source}};
+}
+
 // Loss-series names of CLIP model m: "total", ... for the first, "clip1.total",
 // ... for the others.
 std::string LossPrefix(size_t m) { return m == 0 ? "" : "clip" + std::to_string(m) + "."; }
@@ -373,14 +379,11 @@ JobResult RunJob(const JobOptions& options, const JobModels& models,
         const std::vector<Stage1Losses> per_clip = Stage1Step(ctx, slots, z, rng);
         std::vector<std::pair<std::string, double>> terms;
         for (size_t m = 0; m < n_clips; ++m) {
-          const Stage1Losses& l = per_clip[m];
-          const std::string prefix = LossPrefix(m);
-          for (const auto& [name, value] : {std::pair<const char*, double>{"total", l.total},
-                                            {"contrastive", l.contrastive},
-                                            {"target", l.target},
-                                            {"source", l.source}}) {
-            stage1_losses[prefix + name].push_back(value);
-            if (m == 0 || std::string(name) == "total") terms.emplace_back(prefix + name, value);
+          for (const auto& [name, value] : NamedTerms(per_clip[m])) {
+            const std::string key = LossPrefix(m) + name;
+            stage1_losses[key].push_back(value);
+            // Progress shows every term of the first model, the total of the others.
+            if (m == 0 || name == "total") terms.emplace_back(key, value);
           }
         }
         seconds_per_image = meter.seconds() / static_cast<double>(step * adapt.stage1.batch);
