@@ -4,8 +4,9 @@
 # bench/gpu_prepare.sh and carry .gpu-deps. It
 #   1. builds the engine (-DRESTYLE_ENGINE_ONLY=ON) against the LibTorch inside
 #      the machine's PyTorch: restyle-bench and the StyleGAN2 golden test;
-#   2. runs the StyleGAN2 golden cases on CUDA (RESTYLE_TEST_DEVICE=cuda, TF32
-#      off), both formulations, and the same on that machine's CPU;
+#   2. runs the StyleGAN2 and trainer (IPL stages 1 and 2, layer selection,
+#      NADA) golden cases on CUDA (RESTYLE_TEST_DEVICE=cuda, TF32 off), and the
+#      same on that machine's CPU;
 #   3. runs the demo job (restyle-train --demo, IPL and NADA) on CUDA;
 #   4. times, on CUDA, the generator forward (sg2/) and one stage-1 and one
 #      stage-2 IPL iteration at 1024 config-f + ViT-B/32 shapes, random
@@ -50,20 +51,24 @@ if ! configure; then
     log "configure failed"; tail -30 "$out/configure.log"; exit 1; }
 fi
 t0=$(date +%s)
-cmake --build "$build" -j"$(nproc)" --target restyle-bench restyle-train stylegan2_golden_test -- -k 0 \
+cmake --build "$build" -j"$(nproc)" --target restyle-bench restyle-train stylegan2_golden_test adapt_golden_test -- -k 0 \
   >"$out/build.log" 2>&1 || { log "build failed"; grep -m30 -A4 "error:" "$out/build.log"; exit 1; }
 log "built in $(( $(date +%s) - t0 )) s"
 
 export RESTYLE_GOLDEN_DIR="$deps/golden" CI=true
 status=0
 for device in cuda cpu; do
-  if RESTYLE_TEST_DEVICE=$device "$build/tests/worker/engine/stylegan2/stylegan2_golden_test" \
-      >"$out/golden_$device.log" 2>&1; then
-    log "golden sg2 on $device: pass"
-  else
-    log "golden sg2 on $device: FAIL"; status=1
-  fi
-  grep -A12 "Largest deviation" "$out/golden_$device.log" | tee -a "$out/gpu_check.log"
+  for test in stylegan2/stylegan2_golden_test adapt/adapt_golden_test; do
+    short=${test##*/}
+    if RESTYLE_TEST_DEVICE=$device "$build/tests/worker/engine/$test" \
+        >"$out/${short}_$device.log" 2>&1; then
+      log "$short on $device: pass"
+    else
+      log "$short on $device: FAIL"; status=1
+      grep -B2 -A6 "Failure" "$out/${short}_$device.log" | head -40
+    fi
+    grep -A16 "Largest deviation" "$out/${short}_$device.log" | grep -v "^--" | tee -a "$out/gpu_check.log"
+  done
 done
 
 # The whole job runner on CUDA: the demo job (tiny models), IPL and NADA.
@@ -150,4 +155,8 @@ for label, ref in (("as the research code runs (PyTorch defaults)", ref_as_run),
         print("research-code formulation, %s: %.1f s%s" % (
             label, ref, "; engine (tf32, autotuned) / it = %.2f" % (ours / ref) if ours else ""))
 PY
+# At most 8 files come back from a lent machine: keep the JSON lines and the
+# summary log, pack the other logs into one archive.
+( cd "$out" && packed=$(ls | grep -v -e '\.jsonl$' -e '^gpu_check\.log$') &&
+  tar -czf logs.tar.gz $packed && rm -f $packed )
 exit $status

@@ -64,6 +64,18 @@ inline engine::AdaptOptions OptionsFromCase(const GoldenCase& c) {
   return o;
 }
 
+// A model holder moved to the test device ($RESTYLE_TEST_DEVICE).
+template <typename Holder>
+Holder OnTestDevice(Holder model) {
+  model->to(TestDevice());
+  return model;
+}
+
+// Input tensor `name` of a case, on the test device.
+inline torch::Tensor Input(const GoldenCase& c, const std::string& name) {
+  return c.Tensor(name).to(TestDevice());
+}
+
 // A deep copy of a module's state_dict (StateDict() shares storage).
 inline engine::TensorMap StateCopy(const torch::nn::Module& m) {
   engine::TensorMap out = engine::StateDict(m);

@@ -49,10 +49,10 @@ TEST(AdaptGolden, Stage1) {
   for (const GoldenCase& c : CasesOfKind("ipl_stage1")) {
     SCOPED_TRACE(c.name);
     AdaptOptions options = OptionsFromCase(c);
-    engine::ClipModel clip = engine::LoadClip(c.ModelPath("clip"));
+    engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
     clip->Freeze();
     engine::Generator source =
-        engine::LoadGenerator(c.ModelPath("generator_source"));
+        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
     source->SetAllTrainable(false);
 
     const engine::JobTokens tokens =
@@ -90,14 +90,13 @@ TEST(AdaptGolden, Stage1) {
                   texts.target.template_mean,
                   c.Tensor("templates_target_features"));
 
-    engine::LatentMapper mapper = engine::LatentMapperFromTensors(
-        GoldenModel(c.ModelPath("mapper_init")), tokens.n_ctx,
-        c.ModelPath("mapper_init"));
+    engine::LatentMapper mapper = OnTestDevice(engine::LatentMapperFromTensors(
+        GoldenModel(c.ModelPath("mapper_init")), tokens.n_ctx, c.ModelPath("mapper_init")));
     engine::Adam adam = engine::MakeMapperAdam(*mapper, options);
     engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
     engine::Stage1Trace trace;
     const engine::Stage1Losses losses = engine::Stage1Step(
-        ctx, *mapper, adam, c.Tensor("z"), c10::nullopt, &trace);
+        ctx, *mapper, adam, Input(c, "z"), c10::nullopt, &trace);
 
     ExpectMatches(c.name, "w", trace.w, c.Tensor("w"));
     ExpectMatches(c.name, "prompts", trace.prompts, c.Tensor("prompts"));

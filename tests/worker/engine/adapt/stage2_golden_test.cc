@@ -51,13 +51,13 @@ TEST(AdaptGolden, LayerSelect) {
   for (const GoldenCase& c : CasesOfKind("layer_select")) {
     SCOPED_TRACE(c.name);
     AdaptOptions options = OptionsFromCase(c);
-    engine::ClipModel clip = engine::LoadClip(c.ModelPath("clip"));
+    engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
     clip->Freeze();
     engine::Generator source =
-        engine::LoadGenerator(c.ModelPath("generator_source"));
+        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
     source->SetAllTrainable(false);
     engine::Generator target =
-        engine::LoadGenerator(c.ModelPath("generator_target_init"));
+        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_target_init")));
     target->SetAllTrainable(true);  // as the reference's unfreeze_layers()
     const engine::JobTexts texts = engine::ComputeJobTexts(
         *clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
@@ -65,7 +65,7 @@ TEST(AdaptGolden, LayerSelect) {
     const int64_t iters = options.stage2.auto_layer_iters;
     engine::LayerSelectionTrace trace;
     const engine::LayerSelection sel = engine::SelectLayers(
-        ctx, *target, c.Tensor("z"), iters, c10::nullopt, &trace);
+        ctx, *target, Input(c, "z"), iters, c10::nullopt, &trace);
 
     ExpectMatches(c.name, "initial_w_codes", trace.initial_w_codes,
                   c.Tensor("initial_w_codes"));
@@ -104,13 +104,13 @@ TEST(AdaptGolden, LayerSelect) {
 void RunStage2Case(const GoldenCase& c) {
   SCOPED_TRACE(c.name);
   AdaptOptions options = OptionsFromCase(c);
-  engine::ClipModel clip = engine::LoadClip(c.ModelPath("clip"));
+  engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
   clip->Freeze();
   engine::Generator source =
-      engine::LoadGenerator(c.ModelPath("generator_source"));
+      OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
   source->SetAllTrainable(false);
   engine::Generator target =
-      engine::LoadGenerator(c.ModelPath("generator_target_init"));
+      OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_target_init")));
   target->SetAllTrainable(false);
   const engine::TensorMap target_init = StateCopy(*target);
   engine::Generator ema =
@@ -120,20 +120,20 @@ void RunStage2Case(const GoldenCase& c) {
       engine::TokenizeJobTexts(GoldenTokenizer(), options);
   const engine::JobTexts texts = engine::ComputeJobTexts(*clip, tokens);
   engine::LatentMapper mapper =
-      engine::LatentMapperFromTensors(GoldenModel(c.ModelPath("mapper_init")),
-                                      tokens.n_ctx, c.ModelPath("mapper_init"));
+      OnTestDevice(engine::LatentMapperFromTensors(
+        GoldenModel(c.ModelPath("mapper_init")), tokens.n_ctx, c.ModelPath("mapper_init")));
   engine::Adam adam = engine::MakeGeneratorAdam(*target, options);
   engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
   engine::Stage2Trace trace;
   torch::Tensor z_select =
-      c.Has("z_layer_select") ? c.Tensor("z_layer_select") : torch::Tensor();
+      c.Has("z_layer_select") ? Input(c, "z_layer_select") : torch::Tensor();
   // Cases give z, or only w (the NADA case).
   const engine::Stage2Result result =
       c.Has("z")
           ? engine::Stage2Step(ctx, mapper.get(), *target, *ema, adam,
-                               c.Tensor("z"), z_select, c10::nullopt, &trace)
+                               Input(c, "z"), z_select, c10::nullopt, &trace)
           : engine::Stage2StepFromW(ctx, mapper.get(), *target, *ema, adam,
-                                    c.Tensor("w"), z_select, c10::nullopt,
+                                    Input(c, "w"), z_select, c10::nullopt,
                                     &trace);
 
   ExpectLossNear(c.name, "loss", result.loss, c.Scalar("loss"));
