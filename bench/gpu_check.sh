@@ -82,13 +82,15 @@ fi
 bench="$build/worker/engine/bench/restyle-bench"
 # Narrowing, by environment (space-separated lists):
 #   GPU_CHECK_FILTERS     benchmark name substrings
-#   GPU_CHECK_PRECISIONS  fp32 tf32 bf16
+#   GPU_CHECK_PRECISIONS  fp32 tf32 bf16 (default: tf32 bf16)
 #   GPU_CHECK_CONVS       default fused reference (generator formulation of adapt/)
 #   GPU_CHECK_CUDNN       "off on" (cuDNN autotuning of adapt/; sg2/ runs with off)
-filters="${GPU_CHECK_FILTERS:-sg2/ adapt/stage1_step/1024 adapt/stage2_step/1024}"
+# The defaults fit one call (~6-7 minutes on an H200, build included); fp32 and
+# the 256 forwards were measured on 2026-11-27 (docs/benchmarks.md).
+filters="${GPU_CHECK_FILTERS:-sg2/forward/1024 sg2/grad_w sg2/blocks/1024 adapt/stage1_step/1024 adapt/stage2_step/1024}"
 read -r first_cudnn _ <<<"${GPU_CHECK_CUDNN:-off on}"
 read -r first_conv _ <<<"${GPU_CHECK_CONVS:-default}"
-for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 bf16}; do
+for precision in ${GPU_CHECK_PRECISIONS:-tf32 bf16}; do
   for cudnn in ${GPU_CHECK_CUDNN:-off on}; do
     for conv in ${GPU_CHECK_CONVS:-default}; do
       for filter in $filters; do
@@ -142,6 +144,12 @@ for prec in ("fp32", "tf32", "bf16"):
                 total = 300 * (s1["median_ms"] + s2["median_ms"]) / 1000
                 print("full IPL adaptation at 1024, 300 + 300 iterations, %s, cuDNN autotune %s, "
                       "conv %s: %.1f s (goal <= 30 s)" % (prec, "on" if cb else "off", conv, total))
+for (name, prec, cb, conv), d in sorted(rows.items()):
+    blocks = {int(k.split(".")[1]): float(v) for k, v in d.get("extra", {}).items()
+              if k.startswith("block_ms.")}
+    if blocks:
+        print("%s %s per block (ms): %s" % (name, prec, ", ".join(
+            "%d: %.2f" % (r, blocks[r]) for r in sorted(blocks))))
 def full(prefix, prec, cb, conv):
     s1 = rows.get((prefix + "adapt/stage1_step/1024/vit_b32/b32", prec, cb, conv))
     s2 = rows.get((prefix + "adapt/stage2_step/1024/vit_b32/b2", prec, cb, conv))

@@ -3,10 +3,18 @@
 // weights, stored noise, w input, no gradients; each formulation
 // (reference = grouped per-sample conv, fused = shared conv on modulated
 // activations). Names: sg2/forward/<size>/b<batch>/<formulation>.
+// sg2/blocks/...: the forward again, timed per resolution block (the device
+// synchronised after each block); the JSON line's extra holds
+// "block_ms.<resolution>", the mean over the timed calls.
 // CUDA only, the generator shapes of an IPL step at 1024: forward of 32 images
 // (stage 1's frozen-source batch) and forward + backward to W+ of 8 images
 // (layer selection; sg2/grad_w/...).
 #include <torch/autograd.h>
+#include <torch/cuda.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
 
 #include <memory>
 #include <string>
@@ -91,6 +99,54 @@ Benchmark Sg2GradW(int64_t size, int batch, ConvMode mode) {
   return b;
 }
 
+// Forward with the device synchronised after every resolution block, and the
+// mean milliseconds of each block in the JSON line (where the time goes).
+Benchmark Sg2Blocks(int64_t size, int batch, ConvMode mode, bool cuda_only) {
+  Benchmark b = Named("blocks", size, batch, mode, "w input, stored noise, timed per block");
+  b.cuda_only = cuda_only;
+  b.warmup = 1;
+  b.iters = cuda_only ? 5 : 2;
+  b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
+    auto g = FrozenGenerator(size, ctx);
+    const torch::Device device = g->input->input.device();
+    auto w = torch::randn({batch, 512}).to(device);
+    auto sums = std::make_shared<std::map<int64_t, double>>();
+    auto calls = std::make_shared<int>(-1);  // the warm-up call is not counted
+    std::map<std::string, std::string>* extra = ctx.extra;
+    return [g, w, mode, device, sums, calls, extra]() mutable {
+      using Clock = std::chrono::steady_clock;
+      torch::InferenceMode guard;
+      auto sync = [&] {
+        if (device.is_cuda()) torch::cuda::synchronize();
+      };
+      sync();
+      Clock::time_point last = Clock::now();
+      const bool counted = ++*calls > 0;
+      engine::SynthesisOptions o;
+      o.noise = engine::NoiseMode::kStored;
+      o.conv = mode;
+      o.after_block = [&](int64_t resolution) {
+        sync();
+        const Clock::time_point now = Clock::now();
+        if (counted) (*sums)[resolution] += std::chrono::duration<double, std::milli>(now - last).count();
+        last = now;
+      };
+      g->Generate({w}, o);
+      if (counted && extra != nullptr) {
+        for (const auto& [resolution, ms] : *sums) {
+          char value[32];
+          std::snprintf(value, sizeof(value), "%.3f", ms / *calls);
+          (*extra)["block_ms." + std::to_string(resolution)] = value;
+        }
+      }
+    };
+  };
+  return b;
+}
+
+const Registrar k256blocks(Sg2Blocks(256, 4, ConvMode::kFused, /*cuda_only=*/false));
+const Registrar k1024blocks32f(Sg2Blocks(1024, 32, ConvMode::kFused, /*cuda_only=*/true));
+const Registrar k1024blocks32r(Sg2Blocks(1024, 32, ConvMode::kReference, /*cuda_only=*/true));
 const Registrar k1024b32f(Sg2Forward(1024, 32, ConvMode::kFused));
 const Registrar k1024b32r(Sg2Forward(1024, 32, ConvMode::kReference));
 const Registrar k1024gw8f(Sg2GradW(1024, 8, ConvMode::kFused));

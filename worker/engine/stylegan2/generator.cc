@@ -280,6 +280,7 @@ SynthesisResult GeneratorImpl::Run(torch::Tensor latent, const SynthesisOptions&
     result.layers["out_conv1"] = out;
     result.layers["skip_to_rgb1"] = skip;
   }
+  if (options.after_block) options.after_block(4);
   int64_t row = 1;
   for (size_t k = 0; k < to_rgbs->size(); ++k) {
     for (size_t j = 0; j < 2; ++j) {
@@ -290,6 +291,7 @@ SynthesisResult GeneratorImpl::Run(torch::Tensor latent, const SynthesisOptions&
     }
     skip = to_rgbs->ptr<ToRgbImpl>(k)->forward(out, latent.select(1, row + 2), skip, mode);
     if (options.record_layers) result.layers["skip_to_rgbs." + std::to_string(k)] = skip;
+    if (options.after_block) options.after_block(int64_t{8} << k);
     row += 2;
   }
   result.image = skip;

@@ -19,6 +19,7 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -82,6 +83,10 @@ struct SynthesisOptions {
   // Record per-layer outputs in SynthesisResult::layers ("out_conv1",
   // "out_convs.N" after noise+bias+lrelu, "skip_to_rgb1", "skip_to_rgbs.N").
   bool record_layers = false;
+  // Called after each resolution block with its output resolution: 4 (the
+  // constant, conv1, to_rgb1), then 8, 16, ..., size (two convs and a ToRGB
+  // each). For per-block timing in benchmarks; empty: not called.
+  std::function<void(int64_t resolution)> after_block;
 };
 
 struct SynthesisResult {
