@@ -10,7 +10,7 @@
 #   3. runs the demo job (restyle-train --demo, IPL and NADA) on CUDA;
 #   4. times, on CUDA, the generator forward (sg2/) and one stage-1 and one
 #      stage-2 IPL iteration at 1024 config-f + ViT-B/32 shapes, random
-#      weights, in fp32, tf32 and bf16 autocast; a full IPL adaptation is 300
+#      weights, in tf32 and bf16 autocast (fp32 on request); a full IPL adaptation is 300
 #      stage-1 + 300 stage-2 iterations, so the script prints that estimate;
 #   5. times bench/reference_baseline.py (the research code's formulation, CLIP
 #      in float16 as on a GPU) on the same 1024 steps, as run and in TF32, and

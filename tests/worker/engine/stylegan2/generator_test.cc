@@ -255,6 +255,21 @@ TEST(Generator, NoiseModes) {
   EXPECT_THROW(g->Generate({w}, given), Error);
 }
 
+// after_block is called once per resolution block, in order, and does not
+// change the result.
+TEST(Generator, AfterBlockVisitsEveryResolution) {
+  torch::NoGradGuard no_grad;
+  auto g = RandomGenerator(TinyConfig(32), 7);
+  auto w = torch::randn({2, 16});
+  SynthesisOptions o;
+  o.noise = NoiseMode::kStored;
+  const torch::Tensor plain = g->Generate({w}, o).image;
+  std::vector<int64_t> seen;
+  o.after_block = [&](int64_t resolution) { seen.push_back(resolution); };
+  EXPECT_TRUE(torch::equal(g->Generate({w}, o).image, plain));
+  EXPECT_EQ(seen, (std::vector<int64_t>{4, 8, 16, 32}));
+}
+
 // The phase (polyphase) formulation of the stride-2 transposed convolution
 // against LibTorch's own, for odd and even kernels, with and without bias,
 // and its gradients.
