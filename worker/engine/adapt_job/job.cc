@@ -281,292 +281,340 @@ JobModels LoadJobModels(const JobOptions& options) {
   return m;
 }
 
-JobResult RunJob(const JobOptions& options, const JobModels& models,
-                 const JobCallbacks& callbacks) {
-  ValidateOptions(options, models);
-  ApplyCudaSettings(options);
-  const auto job_start = Clock::now();
-  const AdaptOptions& adapt = options.adapt;
-  const bool ipl = adapt.method == AdaptMethod::kIpl;
-  const JobDevice job_device = options.device;
-  const torch::Device device = ToTorchDevice(job_device);
-  GeneratorImpl& source = *models.source.ptr();
-  const int64_t style_dim = source.config().style_dim;
-  const size_t n_clips = models.clips.size();
+namespace {
 
-  JobResult result;
-  result.label = !options.label.empty() ? options.label : (ipl ? "IPL" : "NADA");
-  result.out_dir = options.out_dir;
-  MakeDirectories(options.out_dir);
-  ThrowIfCancelled(callbacks, "before it started");
+// One job's run: the state its stages share, one method per stage. Run() is
+// the whole job (see RunJob). Construct only with validated options and models.
+class JobRun {
+ public:
+  JobRun(const JobOptions& options, const JobModels& models, const JobCallbacks& callbacks)
+      : options_(options),
+        adapt_(options.adapt),
+        models_(models),
+        callbacks_(callbacks),
+        ipl_(adapt_.method == AdaptMethod::kIpl),
+        job_device_(options.device),
+        device_(ToTorchDevice(options.device)),
+        source_(*models.source.ptr()),
+        style_dim_(source_.config().style_dim),
+        n_clips_(models.clips.size()),
+        stage2_images_per_step_(2 * adapt_.stage2.batch +
+                                adapt_.stage2.auto_layer_batch * adapt_.stage2.auto_layer_iters) {}
 
+  JobResult Run() {
+    ApplyCudaSettings(options_);
+    const auto job_start = Clock::now();
+    result_.label = !options_.label.empty() ? options_.label : (ipl_ ? "IPL" : "NADA");
+    result_.out_dir = options_.out_dir;
+    MakeDirectories(options_.out_dir);
+    ThrowIfCancelled(callbacks_, "before it started");
+    PrepareTexts();
+    PrepareSampleLatents();
+    if (ipl_) TrainMappers();
+    ThrowIfCancelled(callbacks_, "after stage 1");
+    TrainGenerator();
+    ThrowIfCancelled(callbacks_, "after stage 2");
+    WriteResults(job_start);
+    return result_;
+  }
+
+ private:
   // Texts, once per job and CLIP model; every model guides training with its
   // weight (ClipGuide).
-  const JobTokens tokens = TokenizeJobTexts(*models.tokenizer, adapt);
-  std::vector<JobTexts> texts(n_clips);
-  AdaptContext ctx;
-  ctx.source = &source;
-  ctx.options = &adapt;
-  for (size_t m = 0; m < n_clips; ++m) {
-    ClipModel clip = models.clips[m];  // a holder: the models are frozen, not const
-    {
-      torch::NoGradGuard no_grad;
-      texts[m] = ComputeJobTexts(*clip, tokens);
+  void PrepareTexts() {
+    tokens_ = TokenizeJobTexts(*models_.tokenizer, adapt_);
+    texts_.resize(n_clips_);  // not resized again: ctx_ points into it
+    ctx_.source = &source_;
+    ctx_.options = &adapt_;
+    for (size_t m = 0; m < n_clips_; ++m) {
+      ClipModel clip = models_.clips[m];  // a holder: the models are frozen, not const
+      {
+        torch::NoGradGuard no_grad;
+        texts_[m] = ComputeJobTexts(*clip, tokens_);
+      }
+      ctx_.guides.push_back(ClipGuide{clip.get(), &texts_[m], models_.clip_weights[m]});
     }
-    ctx.guides.push_back(ClipGuide{clip.get(), &texts[m], models.clip_weights[m]});
   }
 
   // Fixed latents and the mean latent for previews, samples.png and quality.
-  at::Generator sample_rng = at::make_generator<at::CPUGeneratorImpl>(options.sample_seed);
-  const int64_t n_samples = std::max(options.quality_samples, options.grid_samples);
-  const torch::Tensor sample_z = DrawZ(n_samples, style_dim, sample_rng).to(device);
-  const torch::Tensor preview_z = DrawZ(options.preview_samples, style_dim, sample_rng).to(device);
-  const torch::Tensor mean_latent = [&] {
-    at::Generator mean_rng = MakeRng(job_device, options.sample_seed + 1);
-    return source.MeanLatent(adapt.mean_latent_samples, mean_rng);
-  }();
-  const uint64_t noise_seed = options.sample_seed + 2;
+  void PrepareSampleLatents() {
+    at::Generator sample_rng = at::make_generator<at::CPUGeneratorImpl>(options_.sample_seed);
+    const int64_t n_samples = std::max(options_.quality_samples, options_.grid_samples);
+    sample_z_ = DrawZ(n_samples, style_dim_, sample_rng).to(device_);
+    preview_z_ = DrawZ(options_.preview_samples, style_dim_, sample_rng).to(device_);
+    at::Generator mean_rng = MakeRng(job_device_, options_.sample_seed + 1);
+    mean_latent_ = source_.MeanLatent(adapt_.mean_latent_samples, mean_rng);
+  }
 
-  // Time estimates for stages not yet run: seconds per generator image.
-  double seconds_per_image = 0;
-  const int64_t stage2_images_per_step =
-      2 * adapt.stage2.batch + adapt.stage2.auto_layer_batch * adapt.stage2.auto_layer_iters;
-  auto stage2_estimate = [&] {
-    return seconds_per_image * stage2_images_per_step * adapt.stage2.iterations;
-  };
+  // Images of `generator` on `z` with the job's sample truncation and noise.
+  torch::Tensor SamplesOf(GeneratorImpl& generator, const torch::Tensor& z) const {
+    return Samples(ctx_, generator, z, mean_latent_, job_device_, options_.sample_seed + 2);
+  }
 
-  // ---------------------------------------------------------------- stage 1
-  std::vector<LatentMapper> mappers;  // one per CLIP model (IPL)
-  LossSeries stage1_losses;
-  if (ipl) {
-    const std::string checkpoint_path = Join(options.out_dir, kCheckpointName);
-    const std::string fingerprint = Stage1Fingerprint(options, models);
+  // Time estimate of stage 2 before it runs, from stage 1's time per image.
+  double Stage2Estimate() const {
+    return seconds_per_image_ * stage2_images_per_step_ * adapt_.stage2.iterations;
+  }
+
+  // Stage 1: one mapper per CLIP model, loaded from a matching checkpoint or
+  // trained and checkpointed.
+  void TrainMappers() {
+    const std::string checkpoint_path = Join(options_.out_dir, kCheckpointName);
+    const std::string fingerprint = Stage1Fingerprint(options_, models_);
     std::optional<Stage1Checkpoint> checkpoint;
-    if (options.resume) checkpoint = ReadStage1Checkpoint(checkpoint_path);
+    if (options_.resume) checkpoint = ReadStage1Checkpoint(checkpoint_path);
     if (checkpoint && (checkpoint->fingerprint != fingerprint ||
-                       checkpoint->mappers.size() != n_clips)) {
-      Log(callbacks, "stage-1 checkpoint in " + options.out_dir +
-                         " is for other settings; training stage 1 again");
+                       checkpoint->mappers.size() != n_clips_)) {
+      Log(callbacks_, "stage-1 checkpoint in " + options_.out_dir +
+                          " is for other settings; training stage 1 again");
       checkpoint.reset();
     }
     if (checkpoint) {
-      for (size_t m = 0; m < n_clips; ++m) {
-        mappers.push_back(
+      for (size_t m = 0; m < n_clips_; ++m) {
+        mappers_.push_back(
             LatentMapperFromTensors(checkpoint->mappers[m], checkpoint->n_ctx, checkpoint_path));
-        mappers.back()->to(device);
+        mappers_.back()->to(device_);
       }
-      stage1_losses = checkpoint->losses;
-      result.stage1_resumed = true;
-      Log(callbacks, "stage 1 loaded from " + checkpoint_path);
+      stage1_losses_ = checkpoint->losses;
+      result_.stage1_resumed = true;
+      Log(callbacks_, "stage 1 loaded from " + checkpoint_path);
     } else {
       std::vector<Adam> adams;
-      adams.reserve(n_clips);
-      std::vector<MapperSlot> slots;
-      for (size_t m = 0; m < n_clips; ++m) {
-        mappers.push_back(NewMapperForJob(source, *models.clips[m], adapt));
-        mappers.back()->to(device);
-        adams.push_back(MakeMapperAdam(*mappers.back(), adapt));
+      adams.reserve(n_clips_);
+      for (size_t m = 0; m < n_clips_; ++m) {
+        mappers_.push_back(NewMapperForJob(source_, *models_.clips[m], adapt_));
+        mappers_.back()->to(device_);
+        adams.push_back(MakeMapperAdam(*mappers_.back(), adapt_));
       }
-      for (size_t m = 0; m < n_clips; ++m) slots.push_back({mappers[m].get(), &adams[m]});
-      at::Generator rng = MakeRng(job_device, adapt.stage1.seed);
-      at::Generator z_rng =
-          job_device == JobDevice::kCpu ? rng : at::make_generator<at::CPUGeneratorImpl>(adapt.stage1.seed);
-      const int64_t total = adapt.stage1.iterations;
-      StageMeter meter(total, adapt.stage1.batch);
+      std::vector<MapperSlot> slots;
+      for (size_t m = 0; m < n_clips_; ++m) slots.push_back({mappers_[m].get(), &adams[m]});
+      at::Generator rng = MakeRng(job_device_, adapt_.stage1.seed);
+      at::Generator z_rng = job_device_ == JobDevice::kCpu
+                                ? rng
+                                : at::make_generator<at::CPUGeneratorImpl>(adapt_.stage1.seed);
+      const int64_t total = adapt_.stage1.iterations;
+      StageMeter meter(total, adapt_.stage1.batch);
       for (int64_t step = 1; step <= total; ++step) {
-        ThrowIfCancelled(callbacks, "in stage 1 before step " + std::to_string(step));
-        const torch::Tensor z = DrawLatents(adapt.stage1.batch, style_dim, z_rng, device);
-        const std::vector<Stage1Losses> per_clip = Stage1Step(ctx, slots, z, rng);
+        ThrowIfCancelled(callbacks_, "in stage 1 before step " + std::to_string(step));
+        const torch::Tensor z = DrawLatents(adapt_.stage1.batch, style_dim_, z_rng, device_);
+        const std::vector<Stage1Losses> per_clip = Stage1Step(ctx_, slots, z, rng);
         std::vector<std::pair<std::string, double>> terms;
-        for (size_t m = 0; m < n_clips; ++m) {
+        for (size_t m = 0; m < n_clips_; ++m) {
           for (const auto& [name, value] : NamedTerms(per_clip[m])) {
             const std::string key = LossPrefix(m) + name;
-            stage1_losses[key].push_back(value);
+            stage1_losses_[key].push_back(value);
             // Progress shows every term of the first model, the total of the others.
             if (m == 0 || name == "total") terms.emplace_back(key, value);
           }
         }
-        seconds_per_image = meter.seconds() / static_cast<double>(step * adapt.stage1.batch);
-        if (callbacks.on_progress) {
+        seconds_per_image_ = meter.seconds() / static_cast<double>(step * adapt_.stage1.batch);
+        if (callbacks_.on_progress) {
           JobProgress p;
-          p.label = result.label;
+          p.label = result_.label;
           p.stage = 1;
           p.step = step;
           p.total = total;
           p.losses = std::move(terms);
           p.images_per_second = meter.images_per_second(step);
-          p.eta_seconds = meter.remaining_seconds(step) + stage2_estimate();
-          callbacks.on_progress(p);
+          p.eta_seconds = meter.remaining_seconds(step) + Stage2Estimate();
+          callbacks_.on_progress(p);
         }
       }
-      result.stage1 = {total, meter.seconds()};
+      result_.stage1 = {total, meter.seconds()};
       Stage1Checkpoint c;
-      for (const LatentMapper& mapper : mappers) c.mappers.push_back(StateDict(*mapper));
+      for (const LatentMapper& mapper : mappers_) c.mappers.push_back(StateDict(*mapper));
       c.rng["stage1"] = rng.get_state();
-      if (job_device != JobDevice::kCpu) c.rng["stage1_z"] = z_rng.get_state();
+      if (job_device_ != JobDevice::kCpu) c.rng["stage1_z"] = z_rng.get_state();
       c.fingerprint = fingerprint;
-      c.n_ctx = tokens.n_ctx;
-      c.losses = stage1_losses;
-      c.seconds = result.stage1.seconds;
+      c.n_ctx = tokens_.n_ctx;
+      c.losses = stage1_losses_;
+      c.seconds = result_.stage1.seconds;
       WriteStage1Checkpoint(checkpoint_path, c);
     }
-    for (LatentMapper& mapper : mappers) {
+    for (LatentMapper& mapper : mappers_) {
       mapper->eval();
       for (auto& p : mapper->parameters()) p.set_requires_grad(false);
     }
   }
-  ThrowIfCancelled(callbacks, "after stage 1");
 
-  // ---------------------------------------------------------------- stage 2
-  Generator target = CloneForTraining(source);
-  Generator ema = CloneForTraining(source);
-  Adam adam = MakeGeneratorAdam(*target, adapt);
-  LossSeries stage2_losses;
-  {
-    at::Generator rng = MakeRng(job_device, adapt.stage2.seed);
-    at::Generator z_rng = job_device == JobDevice::kCpu
+  // Stage 2: G_t trained, G_ema (the result) updated, previews written.
+  void TrainGenerator() {
+    Generator target = CloneForTraining(source_);
+    ema_ = CloneForTraining(source_);
+    Adam adam = MakeGeneratorAdam(*target, adapt_);
+    std::vector<LatentMapperImpl*> step_mappers;
+    for (LatentMapper& mapper : mappers_) step_mappers.push_back(mapper.get());
+    at::Generator rng = MakeRng(job_device_, adapt_.stage2.seed);
+    at::Generator z_rng = job_device_ == JobDevice::kCpu
                               ? rng
-                              : at::make_generator<at::CPUGeneratorImpl>(adapt.stage2.seed);
-    const int64_t total = adapt.stage2.iterations;
-    StageMeter meter(total, stage2_images_per_step);
-    const std::string preview_dir = Join(options.out_dir, "previews");
-    const bool previews = options.preview_every > 0 && PngSupported();
+                              : at::make_generator<at::CPUGeneratorImpl>(adapt_.stage2.seed);
+    const int64_t total = adapt_.stage2.iterations;
+    StageMeter meter(total, stage2_images_per_step_);
+    const std::string preview_dir = Join(options_.out_dir, "previews");
+    const bool previews = options_.preview_every > 0 && PngSupported();
     if (previews) MakeDirectories(preview_dir);
     for (int64_t step = 1; step <= total; ++step) {
-      ThrowIfCancelled(callbacks, "in stage 2 before step " + std::to_string(step));
-      const torch::Tensor z = DrawLatents(adapt.stage2.batch, style_dim, z_rng, device);
+      ThrowIfCancelled(callbacks_, "in stage 2 before step " + std::to_string(step));
+      const torch::Tensor z = DrawLatents(adapt_.stage2.batch, style_dim_, z_rng, device_);
       torch::Tensor z_select;
-      if (adapt.stage2.auto_layer_iters > 0) {
-        z_select = DrawLatents(adapt.stage2.auto_layer_batch, style_dim, z_rng, device);
+      if (adapt_.stage2.auto_layer_iters > 0) {
+        z_select = DrawLatents(adapt_.stage2.auto_layer_batch, style_dim_, z_rng, device_);
       }
-      std::vector<LatentMapperImpl*> step_mappers;
-      for (LatentMapper& mapper : mappers) step_mappers.push_back(mapper.get());
       const Stage2Result r =
-          Stage2Step(ctx, step_mappers, *target, *ema, adam, z, z_select, rng);
-      stage2_losses["loss"].push_back(r.loss);
+          Stage2Step(ctx_, step_mappers, *target, *ema_, adam, z, z_select, rng);
+      stage2_losses_["loss"].push_back(r.loss);
       std::vector<std::pair<std::string, double>> terms = {{"loss", r.loss}};
-      if (n_clips > 1) {
-        for (size_t m = 0; m < n_clips; ++m) {
-          stage2_losses["clip" + std::to_string(m)].push_back(r.guide_losses[m]);
+      if (n_clips_ > 1) {
+        for (size_t m = 0; m < n_clips_; ++m) {
+          stage2_losses_["clip" + std::to_string(m)].push_back(r.guide_losses[m]);
           terms.emplace_back("clip" + std::to_string(m), r.guide_losses[m]);
         }
       }
       JobProgress p;
-      if (previews && (step % options.preview_every == 0 || step == total)) {
+      if (previews && (step % options_.preview_every == 0 || step == total)) {
         char name[64];
         std::snprintf(name, sizeof(name), "step_%06lld.png", static_cast<long long>(step));
         p.preview_path = Join(preview_dir, name);
-        WriteImageRow(p.preview_path,
-                      Samples(ctx, *ema, preview_z, mean_latent, job_device, noise_seed));
-        result.preview_paths.push_back(p.preview_path);
+        WriteImageRow(p.preview_path, SamplesOf(*ema_, preview_z_));
+        result_.preview_paths.push_back(p.preview_path);
       }
-      if (callbacks.on_progress) {
-        p.label = result.label;
+      if (callbacks_.on_progress) {
+        p.label = result_.label;
         p.stage = 2;
         p.step = step;
         p.total = total;
         p.losses = std::move(terms);
         p.images_per_second = meter.images_per_second(step);
         p.eta_seconds = meter.remaining_seconds(step);
-        callbacks.on_progress(p);
+        callbacks_.on_progress(p);
       }
     }
-    result.stage2 = {total, meter.seconds()};
+    result_.stage2 = {total, meter.seconds()};
   }
-  ThrowIfCancelled(callbacks, "after stage 2");
 
-  // ---------------------------------------------------------------- results
-  result.delta_path = Join(options.out_dir, "generator_delta.safetensors");
-  ema->SaveDelta(result.delta_path, source);
-  for (size_t m = 0; m < mappers.size(); ++m) {
-    const std::string path = Join(options.out_dir, MapperFileName(m));
-    WriteSafetensors(path, StateDict(*mappers[m]),
-                     {{"format", "restyle-ipl-mapper"},
-                      {"n_ctx", std::to_string(tokens.n_ctx)},
-                      {"ctx_init", adapt.stage1.ctx_init},
-                      {"source_class", adapt.source_class},
-                      {"target_class", adapt.target_class},
-                      {"clip", models.clip_names[m]}});
-    result.mapper_paths.push_back(path);
-  }
-  if (!result.mapper_paths.empty()) result.mapper_path = result.mapper_paths.front();
-
-  // Quality report and samples.png on the same latents and noise.
-  const torch::Tensor source_images =
-      Samples(ctx, source, sample_z, mean_latent, job_device, noise_seed);
-  const torch::Tensor adapted_images =
-      Samples(ctx, *ema, sample_z, mean_latent, job_device, noise_seed);
-  if (PngSupported()) {
-    result.samples_path = Join(options.out_dir, "samples.png");
-    WriteComparisonGrid(result.samples_path, source_images.slice(0, 0, options.grid_samples),
-                        adapted_images.slice(0, 0, options.grid_samples));
-  } else {
-    Log(callbacks, "built without libpng: no samples.png or previews");
-  }
-  const std::string target_prompt = "a photo of a " + adapt.target_class;
-  std::vector<QualityModel> quality_models;
-  {
-    torch::NoGradGuard no_grad;
-    const std::vector<int64_t> ids = models.tokenizer->Tokenize(target_prompt);
-    const torch::Tensor prompt_tokens =
-        torch::tensor(ids, torch::kLong).reshape({1, -1}).to(device);
-    for (size_t i = 0; i < models.clips.size(); ++i) {
-      QualityModel q;
-      q.name = models.clip_names[i];
-      q.clip = models.clips[i];
-      q.weight = models.clip_weights[i];
-      q.target_text_feature = q.clip->EncodeText(prompt_tokens);
-      quality_models.push_back(q);
+  // The generator delta, the mappers, samples.png, quality.json, result.json.
+  void WriteResults(Clock::time_point job_start) {
+    result_.delta_path = Join(options_.out_dir, "generator_delta.safetensors");
+    ema_->SaveDelta(result_.delta_path, source_);
+    for (size_t m = 0; m < mappers_.size(); ++m) {
+      const std::string path = Join(options_.out_dir, MapperFileName(m));
+      WriteSafetensors(path, StateDict(*mappers_[m]),
+                       {{"format", "restyle-ipl-mapper"},
+                        {"n_ctx", std::to_string(tokens_.n_ctx)},
+                        {"ctx_init", adapt_.stage1.ctx_init},
+                        {"source_class", adapt_.source_class},
+                        {"target_class", adapt_.target_class},
+                        {"clip", models_.clip_names[m]}});
+      result_.mapper_paths.push_back(path);
     }
-  }
-  const int64_t nq = options.quality_samples;
-  result.quality =
-      MeasureQuality(quality_models, source_images.slice(0, 0, nq).to(device),
-                     adapted_images.slice(0, 0, nq).to(device), result.label, target_prompt,
-                     adapt.sample_truncation);
-  result.quality_path = Join(options.out_dir, "quality.json");
-  WriteTextFile(result.quality_path, Json::parse(result.quality.ToJson()).dump(2) + "\n");
+    if (!result_.mapper_paths.empty()) result_.mapper_path = result_.mapper_paths.front();
 
-  result.stage1_losses = stage1_losses.count("total") ? stage1_losses["total"] : std::vector<double>{};
-  result.stage2_losses = stage2_losses["loss"];
-  result.total_seconds = SecondsSince(job_start);
-  result.adapted = ema;
+    // Quality report and samples.png on the same latents and noise.
+    const torch::Tensor source_images = SamplesOf(source_, sample_z_);
+    const torch::Tensor adapted_images = SamplesOf(*ema_, sample_z_);
+    if (PngSupported()) {
+      result_.samples_path = Join(options_.out_dir, "samples.png");
+      WriteComparisonGrid(result_.samples_path,
+                          source_images.slice(0, 0, options_.grid_samples),
+                          adapted_images.slice(0, 0, options_.grid_samples));
+    } else {
+      Log(callbacks_, "built without libpng: no samples.png or previews");
+    }
+    const std::string target_prompt = "a photo of a " + adapt_.target_class;
+    std::vector<QualityModel> quality_models;
+    {
+      torch::NoGradGuard no_grad;
+      const std::vector<int64_t> ids = models_.tokenizer->Tokenize(target_prompt);
+      const torch::Tensor prompt_tokens =
+          torch::tensor(ids, torch::kLong).reshape({1, -1}).to(device_);
+      for (size_t i = 0; i < n_clips_; ++i) {
+        QualityModel q;
+        q.name = models_.clip_names[i];
+        q.clip = models_.clips[i];
+        q.weight = models_.clip_weights[i];
+        q.target_text_feature = q.clip->EncodeText(prompt_tokens);
+        quality_models.push_back(q);
+      }
+    }
+    const int64_t nq = options_.quality_samples;
+    result_.quality =
+        MeasureQuality(quality_models, source_images.slice(0, 0, nq).to(device_),
+                       adapted_images.slice(0, 0, nq).to(device_), result_.label, target_prompt,
+                       adapt_.sample_truncation);
+    result_.quality_path = Join(options_.out_dir, "quality.json");
+    WriteTextFile(result_.quality_path, Json::parse(result_.quality.ToJson()).dump(2) + "\n");
 
-  Json j;
-  j["format"] = "restyle-adapt-result";
-  j["label"] = result.label;
-  j["options"] = OptionsJson(options, models);
-  j["seeds"] = {{"stage1", adapt.stage1.seed},
-                {"stage2", adapt.stage2.seed},
-                {"samples", options.sample_seed}};
-  j["source"] = {{"name", models.source_name},
-                 {"digest", models.source_digest},
-                 {"config", source.config().ToString()}};
-  j["clip"] = Json::array();
-  for (size_t i = 0; i < models.clips.size(); ++i) {
-    j["clip"].push_back({{"name", models.clip_names[i]},
-                         {"weight", models.clip_weights[i]},
-                         {"config", models.clips[i]->config().DebugString()},
-                         {"mapper", ipl ? Json(MapperFileName(i)) : Json(nullptr)}});
+    result_.stage1_losses =
+        stage1_losses_.count("total") ? stage1_losses_["total"] : std::vector<double>{};
+    result_.stage2_losses = stage2_losses_["loss"];
+    result_.total_seconds = SecondsSince(job_start);
+    result_.adapted = ema_;
+
+    Json j;
+    j["format"] = "restyle-adapt-result";
+    j["label"] = result_.label;
+    j["options"] = OptionsJson(options_, models_);
+    j["seeds"] = {{"stage1", adapt_.stage1.seed},
+                  {"stage2", adapt_.stage2.seed},
+                  {"samples", options_.sample_seed}};
+    j["source"] = {{"name", models_.source_name},
+                   {"digest", models_.source_digest},
+                   {"config", source_.config().ToString()}};
+    j["clip"] = Json::array();
+    for (size_t i = 0; i < n_clips_; ++i) {
+      j["clip"].push_back({{"name", models_.clip_names[i]},
+                           {"weight", models_.clip_weights[i]},
+                           {"config", models_.clips[i]->config().DebugString()},
+                           {"mapper", ipl_ ? Json(MapperFileName(i)) : Json(nullptr)}});
+    }
+    j["adapted_digest"] = GeneratorImpl::Digest(*ema_);
+    j["stage1_resumed"] = result_.stage1_resumed;
+    j["timings"] = {{"stage1_seconds", result_.stage1.seconds},
+                    {"stage1_steps", result_.stage1.steps},
+                    {"stage2_seconds", result_.stage2.seconds},
+                    {"stage2_steps", result_.stage2.steps},
+                    {"total_seconds", result_.total_seconds}};
+    j["losses"] = {{"stage1", LossesJson(stage1_losses_, options_.max_loss_points)},
+                   {"stage2", LossesJson(stage2_losses_, options_.max_loss_points)}};
+    j["quality"] = Json::parse(result_.quality.ToJson());
+    j["files"] = {{"generator_delta", "generator_delta.safetensors"},
+                  {"mapper", ipl_ ? Json(MapperFileName(0)) : Json(nullptr)},
+                  {"samples", PngSupported() ? Json("samples.png") : Json(nullptr)},
+                  {"quality", "quality.json"},
+                  {"stage1_checkpoint", ipl_ ? Json(kCheckpointName) : Json(nullptr)}};
+    result_.result_path = Join(options_.out_dir, "result.json");
+    WriteTextFile(result_.result_path, j.dump(2) + "\n");
   }
-  j["adapted_digest"] = GeneratorImpl::Digest(*ema);
-  j["stage1_resumed"] = result.stage1_resumed;
-  j["timings"] = {{"stage1_seconds", result.stage1.seconds},
-                  {"stage1_steps", result.stage1.steps},
-                  {"stage2_seconds", result.stage2.seconds},
-                  {"stage2_steps", result.stage2.steps},
-                  {"total_seconds", result.total_seconds}};
-  j["losses"] = {{"stage1", LossesJson(stage1_losses, options.max_loss_points)},
-                 {"stage2", LossesJson(stage2_losses, options.max_loss_points)}};
-  j["quality"] = Json::parse(result.quality.ToJson());
-  j["files"] = {{"generator_delta", "generator_delta.safetensors"},
-                {"mapper", ipl ? Json(MapperFileName(0)) : Json(nullptr)},
-                {"samples", PngSupported() ? Json("samples.png") : Json(nullptr)},
-                {"quality", "quality.json"},
-                {"stage1_checkpoint", ipl ? Json(kCheckpointName) : Json(nullptr)}};
-  result.result_path = Join(options.out_dir, "result.json");
-  WriteTextFile(result.result_path, j.dump(2) + "\n");
-  return result;
+
+  const JobOptions& options_;
+  const AdaptOptions& adapt_;
+  const JobModels& models_;
+  const JobCallbacks& callbacks_;
+  const bool ipl_;
+  const JobDevice job_device_;
+  const torch::Device device_;
+  GeneratorImpl& source_;
+  const int64_t style_dim_;
+  const size_t n_clips_;
+  const int64_t stage2_images_per_step_;
+
+  JobResult result_;
+  JobTokens tokens_;
+  std::vector<JobTexts> texts_;  // one per CLIP model; ctx_.guides point into it
+  AdaptContext ctx_;
+  torch::Tensor sample_z_, preview_z_, mean_latent_;
+  double seconds_per_image_ = 0;        // of stage 1, for stage 2's first estimate
+  std::vector<LatentMapper> mappers_;  // one per CLIP model (IPL)
+  Generator ema_{nullptr};             // G_ema, the result
+  LossSeries stage1_losses_, stage2_losses_;
+};
+
+}  // namespace
+
+JobResult RunJob(const JobOptions& options, const JobModels& models,
+                 const JobCallbacks& callbacks) {
+  ValidateOptions(options, models);
+  return JobRun(options, models, callbacks).Run();
 }
 
 std::vector<JobResult> RunMethods(const JobOptions& options, const JobModels& models,
