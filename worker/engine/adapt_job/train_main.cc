@@ -187,6 +187,9 @@ int main(int argc, char** argv) {
     else Usage("unknown flag " + a);
   }
   if (options.demo) {
+    if (!options.source_generator.empty() || !options.clips.empty()) {
+      Usage("--demo runs on the embedded tiny models: drop --source and --clip");
+    }
     // Small enough for a couple of minutes on 2 CPU cores.
     if (!target_given) options.adapt.target_class = "disney";
     if (!method_given) method = "both";
