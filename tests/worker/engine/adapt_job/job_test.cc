@@ -10,6 +10,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "tests/worker/engine/adapt_job/job_test_util.h"
 #include "worker/engine/adapt_job/job.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/common/threads.h"
@@ -18,30 +19,6 @@ namespace restyle::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string FreshDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/adapt_job_test_" + name;
-  fs::remove_all(dir);
-  return dir;
-}
-
-JobOptions SmallJob(const std::string& out_dir, AdaptMethod method, int64_t iters) {
-  JobOptions o;
-  o.demo = true;
-  o.out_dir = out_dir;
-  o.adapt.method = method;
-  o.adapt.target_class = "disney";
-  o.adapt.stage1.iterations = iters;
-  o.adapt.stage1.batch = 8;
-  o.adapt.stage2.iterations = iters;
-  o.adapt.stage2.batch = 2;
-  o.adapt.mean_latent_samples = 256;
-  o.preview_every = 0;
-  o.quality_samples = 8;
-  o.grid_samples = 4;
-  SetJobSeed(o, 7);
-  return o;
-}
 
 const JobModels& DemoModels() {
   static const JobModels* models = [] {

@@ -15,6 +15,7 @@
 
 #include "worker/engine/adapt/ipl.h"
 #include "worker/engine/adapt_job/demo_models.h"
+#include "tests/worker/engine/adapt_job/job_test_util.h"
 #include "worker/engine/adapt_job/job.h"
 #include "worker/engine/clip/checkpoint.h"
 #include "worker/engine/clip/random_weights.h"
@@ -251,21 +252,9 @@ nlohmann::json ReadJson(const std::string& path) {
 // written and listed; progress reports the second model's loss; a second run
 // resumes stage 1 with both mappers and ends with the same generator.
 TEST(MultiClip, JobTrainsCheckpointsAndResumesEveryMapper) {
-  JobOptions o;
-  o.demo = true;  // options only; the models are given below
-  o.out_dir = ::testing::TempDir() + "/multi_clip_job";
-  fs::remove_all(o.out_dir);
-  o.adapt.target_class = "disney";
-  o.adapt.stage1.iterations = 3;
-  o.adapt.stage1.batch = 4;
-  o.adapt.stage2.iterations = 3;
+  JobOptions o = SmallJob(FreshDir("multi_clip"), AdaptMethod::kIpl, 3);
   o.adapt.stage2.auto_layer_batch = 4;
-  o.adapt.mean_latent_samples = 64;
-  o.preview_every = 0;
-  o.quality_samples = 4;
-  o.grid_samples = 2;
-  SetJobSeed(o, 3);
-  JobModels models = LoadJobModels(o);
+  JobModels models = LoadJobModels(o);  // the demo models, and a second CLIP below
   models.clips.push_back(OtherClip());
   models.clip_names.push_back("clip-b");
   models.clip_weights.push_back(0.5);

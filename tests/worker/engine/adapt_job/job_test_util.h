@@ -1,0 +1,43 @@
+// Shared helpers of the job runner tests.
+#ifndef RESTYLE_TESTS_WORKER_ENGINE_ADAPT_JOB_JOB_TEST_UTIL_H_
+#define RESTYLE_TESTS_WORKER_ENGINE_ADAPT_JOB_JOB_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "worker/engine/adapt_job/job.h"
+
+namespace restyle::engine {
+
+// An empty directory <test temp dir>/adapt_job_test_<name>.
+inline std::string FreshDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/adapt_job_test_" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+// A demo job of `iters` steps per stage, small batches and sample sets.
+inline JobOptions SmallJob(const std::string& out_dir, AdaptMethod method, int64_t iters) {
+  JobOptions o;
+  o.demo = true;
+  o.out_dir = out_dir;
+  o.adapt.method = method;
+  o.adapt.target_class = "disney";
+  o.adapt.stage1.iterations = iters;
+  o.adapt.stage1.batch = 8;
+  o.adapt.stage2.iterations = iters;
+  o.adapt.stage2.batch = 2;
+  o.adapt.mean_latent_samples = 256;
+  o.preview_every = 0;
+  o.quality_samples = 8;
+  o.grid_samples = 4;
+  SetJobSeed(o, 7);
+  return o;
+}
+
+}  // namespace restyle::engine
+
+#endif  // RESTYLE_TESTS_WORKER_ENGINE_ADAPT_JOB_JOB_TEST_UTIL_H_
