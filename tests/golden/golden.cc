@@ -1,6 +1,6 @@
-#include <ATen/Context.h>
 #include "tests/golden/golden.h"
 
+#include <ATen/Context.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 
@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "tests/golden/deviation_report.h"
+#include "worker/engine/common/cuda_math.h"
 
 namespace restyle::testing {
 namespace {
@@ -132,8 +133,7 @@ torch::Device TestDevice() {
     if (!at::hasCUDA()) {
       throw std::runtime_error("RESTYLE_TEST_DEVICE=cuda but this LibTorch sees no GPU");
     }
-    at::globalContext().setAllowTF32CuDNN(false);
-    at::globalContext().setAllowTF32CuBLAS(false);
+    engine::SetCudaMath(/*allow_tf32=*/false, /*cudnn_autotune=*/false);
     return torch::Device(torch::kCUDA);
   }();
   return device;

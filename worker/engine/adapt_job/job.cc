@@ -18,6 +18,7 @@
 #include "worker/engine/adapt_job/job_files.h"
 #include "worker/engine/clip/checkpoint.h"
 #include "worker/engine/clip/tokenizer.h"
+#include "worker/engine/common/cuda_math.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/common/threads.h"
 
@@ -77,11 +78,7 @@ const char* CudaMathName(CudaMath math) { return math == CudaMath::kTf32 ? "tf32
 // The process-wide LibTorch flags a CUDA job runs with (JobOptions).
 void ApplyCudaSettings(const JobOptions& o) {
   if (o.device != JobDevice::kCuda) return;
-  at::Context& context = at::globalContext();
-  const bool tf32 = o.cuda_math == CudaMath::kTf32;
-  context.setAllowTF32CuBLAS(tf32);
-  context.setAllowTF32CuDNN(tf32);
-  context.setBenchmarkCuDNN(o.cudnn_autotune);
+  SetCudaMath(o.cuda_math == CudaMath::kTf32, o.cudnn_autotune);
 }
 
 void ThrowIfCancelled(const JobCallbacks& callbacks, const std::string& where) {
@@ -92,6 +89,17 @@ void ThrowIfCancelled(const JobCallbacks& callbacks, const std::string& where) {
 
 void Log(const JobCallbacks& callbacks, const std::string& line) {
   if (callbacks.on_log) callbacks.on_log(line);
+}
+
+// Where and how a job computes (device, CUDA arithmetic, threads): part of
+// both the stage-1 fingerprint and result.json.
+void AddComputeSettings(const JobOptions& o, Json& j) {
+  j["device"] = o.device == JobDevice::kCuda ? "cuda" : "cpu";
+  if (o.device == JobDevice::kCuda) {
+    j["cuda_math"] = CudaMathName(o.cuda_math);
+    j["cudnn_autotune"] = o.cudnn_autotune;
+  }
+  j["threads"] = at::get_num_threads();
 }
 
 // Everything stage 1's result depends on, as JSON text: a checkpoint is only
@@ -116,12 +124,7 @@ std::string Stage1Fingerprint(const JobOptions& o, const JobModels& m) {
   j["lambda_src"] = s.lambda_src;
   j["seed"] = s.seed;
   j["noise"] = static_cast<int>(o.adapt.noise);
-  j["device"] = o.device == JobDevice::kCuda ? "cuda" : "cpu";
-  if (o.device == JobDevice::kCuda) {
-    j["cuda_math"] = CudaMathName(o.cuda_math);
-    j["cudnn_autotune"] = o.cudnn_autotune;
-  }
-  j["threads"] = at::get_num_threads();
+  AddComputeSettings(o, j);
   return j.dump();
 }
 
@@ -162,12 +165,7 @@ Json OptionsJson(const JobOptions& o, const JobModels& m) {
   j["reproduce_torch1_zero_grad"] = a.reproduce_torch1_zero_grad;
   j["sample_truncation"] = a.sample_truncation;
   j["mean_latent_samples"] = a.mean_latent_samples;
-  j["device"] = o.device == JobDevice::kCuda ? "cuda" : "cpu";
-  if (o.device == JobDevice::kCuda) {
-    j["cuda_math"] = CudaMathName(o.cuda_math);
-    j["cudnn_autotune"] = o.cudnn_autotune;
-  }
-  j["threads"] = at::get_num_threads();
+  AddComputeSettings(o, j);
   j["preview_every"] = o.preview_every;
   j["preview_samples"] = o.preview_samples;
   j["grid_samples"] = o.grid_samples;

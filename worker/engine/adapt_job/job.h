@@ -11,8 +11,7 @@
 // What a job does:
 //   * stage 1 (IPL only): trains the prompt mapper (one per CLIP model);
 //     afterwards writes <out>/stage1_checkpoint.safetensors (mappers + the
-//     stage's RNG state +
-//     a fingerprint of every setting stage 1 depends on). A job started again
+//     stage's RNG state + a fingerprint of every setting stage 1 depends on). A job started again
 //     with the same output dir and the same settings loads it and skips
 //     stage 1 (no stage-1 progress is reported);
 //   * stage 2: trains G_t (EMA copy G_ema is the result);
@@ -24,8 +23,8 @@
 //     (truncation toward MeanLatent) in <out>/previews/;
 //   * at the end: <out>/generator_delta.safetensors (G_ema as a delta
 //     against the source, GeneratorImpl::SaveDelta), <out>/mapper.safetensors
-//     (IPL; mapper_clip<k>.safetensors for CLIP model k >= 1), <out>/samples.png (top row source, bottom row adapted, same
-//     latents), <out>/quality.json and <out>/result.json (settings, seeds,
+//     (IPL; mapper_clip<k>.safetensors for CLIP model k >= 1),
+//     <out>/samples.png (top row source, bottom row adapted, same latents), <out>/quality.json and <out>/result.json (settings, seeds,
 //     per-step losses (downsampled), timings, source digest, quality).
 // Randomness comes only from explicit generators seeded from the options
 // (stage 1: adapt.stage1.seed, stage 2: adapt.stage2.seed, samples:

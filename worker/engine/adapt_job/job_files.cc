@@ -26,7 +26,8 @@ std::string MapperPrefix(size_t index) {
   return index == 0 ? std::string("mapper.") : "mapper" + std::to_string(index) + ".";
 }
 
-// The mapper index and parameter name of a "mapper<index?>.<name>" tensor.
+// The mapper index and parameter name of a "mapper<index?>.<name>" tensor
+// (at most 6 digits, so the index always fits).
 bool ParseMapperName(const std::string& tensor, size_t* index, std::string* name) {
   if (tensor.compare(0, 6, "mapper") != 0) return false;
   size_t i = 6;

@@ -33,13 +33,13 @@
 #include <string>
 #include <vector>
 
-#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/version.h>
 
 #include "worker/engine/bench/bench.h"
 #include "worker/engine/common/cpu_allocator.h"
+#include "worker/engine/common/cuda_math.h"
 #include "worker/engine/common/threads.h"
 
 namespace restyle::bench {
@@ -142,10 +142,7 @@ int64_t PeakRssBytes() {
 bool ApplyPrecision(const Flags& flags) {
   const bool cuda = flags.device == "cuda";
   if (!cuda) return flags.precision == "fp32";
-  const bool tf32 = flags.precision == "tf32";
-  at::globalContext().setBenchmarkCuDNN(flags.cudnn_benchmark);
-  at::globalContext().setAllowTF32CuBLAS(tf32);
-  at::globalContext().setAllowTF32CuDNN(tf32);
+  engine::SetCudaMath(flags.precision == "tf32", flags.cudnn_benchmark);
   if (flags.precision == "bf16") {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
     at::autocast::set_autocast_enabled(at::kCUDA, true);
