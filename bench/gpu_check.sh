@@ -3,18 +3,22 @@
 # CUDA, CMake, a C++ compiler; nothing fetched). Prepare here first with
 # bench/gpu_prepare.sh and carry .gpu-deps. It
 #   1. builds the engine (-DRESTYLE_ENGINE_ONLY=ON) against the LibTorch inside
-#      the machine's PyTorch: restyle-bench and the StyleGAN2 golden test;
+#      the machine's PyTorch;
 #   2. runs the StyleGAN2 and trainer (IPL stages 1 and 2, layer selection,
-#      NADA) golden cases on CUDA (RESTYLE_TEST_DEVICE=cuda, TF32 off), and the
-#      same on that machine's CPU;
-#   3. runs the demo job (restyle-train --demo, IPL and NADA) on CUDA;
-#   4. times, on CUDA, the generator forward (sg2/) and one stage-1 and one
-#      stage-2 IPL iteration at 1024 config-f + ViT-B/32 shapes, random
-#      weights, in tf32 and bf16 autocast (fp32 on request); a full IPL adaptation is 300
-#      stage-1 + 300 stage-2 iterations, so the script prints that estimate;
-#   5. times bench/reference_baseline.py (the research code's formulation, CLIP
-#      in float16 as on a GPU) on the same 1024 steps, as run and in TF32, and
-#      prints the engine's full-run time as a ratio of it;
+#      NADA) golden cases on CUDA (RESTYLE_TEST_DEVICE=cuda, TF32 off), and
+#      the channels-last and bfloat16 generator unit tests there;
+#   3. times, on CUDA, one stage-1 and one stage-2 IPL iteration at 1024
+#      config-f + ViT-B/32 shapes (random weights) and the per-block generator
+#      forward of stage 1's 32 images, in the job's default (TF32, cuDNN
+#      autotuning) and the candidate fast paths (channels-last activations, a
+#      bfloat16 frozen source, bf16 autocast); a full IPL adaptation is 300
+#      stage-1 + 300 stage-2 iterations, so the summary prints that estimate;
+#      Among them it times bench/reference_baseline.py (the research code's
+#      formulation, CLIP in float16 as on a GPU) on the same 1024 steps, in
+#      TF32 and as run, and prints the engine's full-run time as a ratio of it;
+#   4. runs the demo job (restyle-train --demo, IPL and NADA) on CUDA.
+# Steps after the build run under a time budget (GPU_CHECK_BUDGET_S, default
+# 480 s) so that the script always ends and packs its logs in one call.
 # Output: JSON lines and logs under OUT_DIR (default $OUT, else gpu-out/).
 #
 #   bench/gpu_check.sh [OUT_DIR]
@@ -51,114 +55,149 @@ if ! configure; then
     log "configure failed"; tail -30 "$out/configure.log"; exit 1; }
 fi
 t0=$(date +%s)
-cmake --build "$build" -j"$(nproc)" --target restyle-bench restyle-train stylegan2_golden_test adapt_golden_test -- -k 0 \
+cmake --build "$build" -j"$(nproc)" --target restyle-bench restyle-train stylegan2_golden_test stylegan2_test adapt_golden_test -- -k 0 \
   >"$out/build.log" 2>&1 || { log "build failed"; grep -m30 -A4 "error:" "$out/build.log"; exit 1; }
 log "built in $(( $(date +%s) - t0 )) s"
 
 export RESTYLE_GOLDEN_DIR="$deps/golden" CI=true
 status=0
-for device in cuda cpu; do
-  for test in stylegan2/stylegan2_golden_test adapt/adapt_golden_test; do
-    short=${test##*/}
-    if RESTYLE_TEST_DEVICE=$device "$build/tests/worker/engine/$test" \
-        >"$out/${short}_$device.log" 2>&1; then
-      log "$short on $device: pass"
-    else
-      log "$short on $device: FAIL"; status=1
-      grep -B2 -A6 "Failure" "$out/${short}_$device.log" | head -40
-    fi
-    grep -A16 "Largest deviation" "$out/${short}_$device.log" | grep -v "^--" | tee -a "$out/gpu_check.log"
-  done
+# Everything after the build runs in priority order under a time budget, so
+# the script ends (and packs its logs) before the lent machine's limit even
+# when a step is slower than planned: a step that would start after
+# GPU_CHECK_BUDGET_S seconds (default 480, counted from the script's start)
+# is skipped and logged as skipped.
+budget=${GPU_CHECK_BUDGET_S:-480}
+in_budget() {
+  if (( SECONDS >= budget )); then log "skipped (budget ${budget} s spent): $*"; return 1; fi
+}
+
+# 1. Correctness on CUDA: golden StyleGAN2 and trainer cases (TF32 off), and
+#    the channels-last / bfloat16 generator unit tests (does every layer keep
+#    NHWC under cuDNN?). GPU_CHECK_CPU_GOLDEN=1 repeats the golden cases on
+#    this machine's CPU (CI covers the CPU on every commit).
+devices="cuda"
+[[ ${GPU_CHECK_CPU_GOLDEN:-0} == 1 ]] && devices="cuda cpu"
+run_test() {  # run_test DEVICE TEST [gtest filter]
+  local device=$1 test=$2 filter=${3:-*} short=${2##*/}
+  in_budget "$short on $device" || return 0
+  if RESTYLE_TEST_DEVICE=$device "$build/tests/worker/engine/$test" --gtest_filter="$filter" \
+      >"$out/${short}_$device.log" 2>&1; then
+    log "$short ($filter) on $device: pass"
+  else
+    log "$short ($filter) on $device: FAIL"; status=1
+    grep -B2 -A6 "Failure" "$out/${short}_$device.log" | head -40
+  fi
+  grep -A16 "Largest deviation" "$out/${short}_$device.log" | grep -v "^--" | tee -a "$out/gpu_check.log"
+}
+for device in $devices; do
+  run_test "$device" stylegan2/stylegan2_golden_test
+  run_test "$device" adapt/adapt_golden_test
 done
+run_test cuda stylegan2/stylegan2_test '*ChannelsLast*:*Bfloat16*'
 
-# The whole job runner on CUDA: the demo job (tiny models), IPL and NADA.
-if "$build/worker/engine/adapt_job/restyle-train" --demo --device cuda --method both \
-    --out "$PWD/gpu-demo-out" --stage1-iters 20 --stage2-iters 20 >"$out/demo_cuda.log" 2>&1; then
-  log "restyle-train --demo --device cuda: pass"
-else
-  log "restyle-train --demo --device cuda: FAIL"; tail -5 "$out/demo_cuda.log"; status=1
-fi
-
+# 2. Speed: each line is "benchmark filter | flags", most informative first.
+#    The first of each pair is the in-session baseline (TF32 + cuDNN
+#    autotuning, the job's CUDA default: 182 / 214 ms per step on an H200 on
+#    2026-11-27); then channels-last activations, a bfloat16 frozen source
+#    (stage-1 images), both, and bf16 autocast. sg2/blocks times each
+#    resolution block of a 32-image forward (stage 1's generator work).
+#    "baseline" lines time the research code's formulation in PyTorch on the
+#    same GPU (bench/reference_baseline.py: CLIP in float16 as clip.load gives
+#    it there) with those flags: TF32 and cuDNN autotuning like the engine's
+#    default, and as the research code runs (PyTorch's defaults).
+#    GPU_CHECK_VARIANTS replaces the list (same format, one per line).
 bench="$build/worker/engine/bench/restyle-bench"
-# Narrowing, by environment (space-separated lists):
-#   GPU_CHECK_FILTERS     benchmark name substrings
-#   GPU_CHECK_PRECISIONS  fp32 tf32 bf16 (default: tf32 bf16)
-#   GPU_CHECK_CONVS       default fused reference (generator formulation of adapt/)
-#   GPU_CHECK_CUDNN       "off on" (cuDNN autotuning of adapt/; sg2/ runs with off)
-# The defaults fit one call (~6-7 minutes on an H200, build included); fp32 and
-# the 256 forwards were measured on 2026-11-27 (docs/benchmarks.md).
-filters="${GPU_CHECK_FILTERS:-sg2/forward/1024 sg2/grad_w sg2/blocks/1024 adapt/stage1_step/1024 adapt/stage2_step/1024}"
-read -r first_cudnn _ <<<"${GPU_CHECK_CUDNN:-off on}"
-read -r first_conv _ <<<"${GPU_CHECK_CONVS:-default}"
-for precision in ${GPU_CHECK_PRECISIONS:-tf32 bf16}; do
-  for cudnn in ${GPU_CHECK_CUDNN:-off on}; do
-    for conv in ${GPU_CHECK_CONVS:-default}; do
-      for filter in $filters; do
-        flags=()
-        if [[ $filter == adapt/* ]]; then
-          [[ $cudnn == on ]] && flags+=(--cudnn-benchmark)
-          [[ $conv != default ]] && flags+=(--conv "$conv")
-        else  # sg2/ names carry their formulation: once per precision
-          [[ $cudnn != "$first_cudnn" || $conv != "$first_conv" ]] && continue
-        fi
-        "$bench" --device cuda --precision "$precision" "${flags[@]}" --filter "$filter" \
-          >>"$out/bench_$precision.jsonl" 2>>"$out/bench.log" ||
-          { log "bench $filter $precision ${flags[*]} failed"; status=1; }
-      done
-    done
-  done
-  log "bench $precision done"
-done
-# The research code's formulation in PyTorch on the same GPU (bench/reference_baseline.py:
-# CLIP in float16 as clip.load gives it there), as run (PyTorch's defaults) and with TF32 and
-# cuDNN autotuning like the engine's best setting. GPU_CHECK_BASELINE=0 skips it.
-if [[ ${GPU_CHECK_BASELINE:-1} == 1 ]]; then
-  names=adapt/stage1_step/1024/vit_b32/b32,adapt/stage2_step/1024/vit_b32/b2
-  for setting in "--precision default" "--precision tf32 --cudnn-benchmark"; do
-    python3 bench/reference_baseline.py --device cuda --names "$names" $setting \
-      >>"$out/baseline.jsonl" 2>>"$out/bench.log" || { log "baseline $setting failed"; status=1; }
-  done
-  log "baseline done"
+default_variants="
+adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark
+adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last
+sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark
+sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
+baseline | --precision tf32 --cudnn-benchmark
+sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark --channels-last
+sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark --source-precision bf16
+adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --source-precision bf16
+adapt/stage2_step/1024 | --precision bf16 --cudnn-benchmark --channels-last
+baseline | --precision default
+adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last
+"
+baseline_names=adapt/stage1_step/1024/vit_b32/b32,adapt/stage2_step/1024/vit_b32/b2
+while IFS='|' read -r filter flags; do
+  filter=$(echo $filter)
+  [[ -z $filter ]] && continue
+  in_budget "$filter $flags" || continue
+  if [[ $filter == baseline ]]; then
+    # shellcheck disable=SC2086  # flags are words
+    python3 bench/reference_baseline.py --device cuda --names "$baseline_names" $flags \
+      >>"$out/baseline.jsonl" 2>>"$out/bench.log" || { log "baseline $flags failed"; status=1; }
+    log "baseline $flags: $(tail -2 "$out/baseline.jsonl" | python3 -c 'import json,sys; print(", ".join("%s %.1f ms" % (d["name"].split("/")[2], d["median_ms"]) for d in map(json.loads, sys.stdin)))' 2>/dev/null)"
+    continue
+  fi
+  # shellcheck disable=SC2086
+  "$bench" --device cuda $flags --filter "$filter" >>"$out/bench.jsonl" 2>>"$out/bench.log" ||
+    { log "bench $filter $flags failed"; status=1; }
+  log "bench $filter $flags: $(tail -1 "$out/bench.jsonl" | python3 -c 'import json,sys; print("%.1f ms" % json.loads(sys.stdin.read())["median_ms"])' 2>/dev/null)"
+done <<<"${GPU_CHECK_VARIANTS:-$default_variants}"
+
+# 3. The whole job runner on CUDA: the demo job (tiny models), IPL and NADA,
+#    with the fast paths on (bf16 source, channels-last).
+if in_budget "demo job on CUDA"; then
+  if "$build/worker/engine/adapt_job/restyle-train" --demo --device cuda --method both \
+      --source-precision bf16 --channels-last \
+      --out "$PWD/gpu-demo-out" --stage1-iters 20 --stage2-iters 20 >"$out/demo_cuda.log" 2>&1; then
+    log "restyle-train --demo --device cuda --source-precision bf16 --channels-last: pass"
+  else
+    log "restyle-train --demo --device cuda: FAIL"; tail -5 "$out/demo_cuda.log"; status=1
+  fi
 fi
 grep -h "failed:\|Error" "$out/bench.log" | sort | uniq -c | head -10
 python3 - "$out" <<'PY' | tee -a "$out/gpu_check.log"
 import json, sys, glob
+def key(d):
+    return (d["name"], d.get("precision", "fp32"), bool(d.get("cudnn_benchmark")),
+            d.get("conv", "default"), bool(d.get("channels_last")), d.get("source_precision", "fp32"))
 rows = {}
-for f in sorted(glob.glob(sys.argv[1] + "/bench_*.jsonl") + glob.glob(sys.argv[1] + "/baseline.jsonl")):
+for f in sorted(glob.glob(sys.argv[1] + "/*.jsonl")):
     for line in open(f):
         if line.startswith("{"):
             d = json.loads(line)
-            rows[(d["name"], d.get("precision", "fp32"), d.get("cudnn_benchmark", False),
-                  d.get("conv", "default"))] = d
-print("%-38s %5s %6s %9s %10s %10s %6s" % ("benchmark", "prec", "cudnnB", "conv", "median ms",
-                                          "min ms", "iters"))
-for (name, prec, cb, conv), d in sorted(rows.items()):
-    print("%-38s %5s %6s %9s %10.1f %10.1f %6d" % (name, prec, "yes" if cb else "no", conv,
-                                                  d["median_ms"], d["min_ms"], d["iters"]))
-for prec in ("fp32", "tf32", "bf16"):
-    for cb in (False, True):
-        for conv in ("default", "fused", "reference"):
-            s1 = rows.get(("adapt/stage1_step/1024/vit_b32/b32", prec, cb, conv))
-            s2 = rows.get(("adapt/stage2_step/1024/vit_b32/b2", prec, cb, conv))
-            if s1 and s2:
-                total = 300 * (s1["median_ms"] + s2["median_ms"]) / 1000
-                print("full IPL adaptation at 1024, 300 + 300 iterations, %s, cuDNN autotune %s, "
-                      "conv %s: %.1f s (goal <= 30 s)" % (prec, "on" if cb else "off", conv, total))
-for (name, prec, cb, conv), d in sorted(rows.items()):
-    blocks = {int(k.split(".")[1]): float(v) for k, v in d.get("extra", {}).items()
-              if k.startswith("block_ms.")}
+            rows[key(d)] = d
+print("%-38s %7s %6s %4s %6s %10s %10s %5s" % ("benchmark", "prec", "cudnnB", "NHWC", "source",
+                                               "median ms", "min ms", "iters"))
+for k, d in sorted(rows.items()):
+    name, prec, cb, conv, cl, src = k
+    print("%-38s %7s %6s %4s %6s %10.1f %10.1f %5d" % (name, prec, "yes" if cb else "no",
+          "yes" if cl else "no", src, d["median_ms"], d["min_ms"], d["iters"]))
+    blocks = {int(b.split(".")[1]): float(v) for b, v in d.get("extra", {}).items()
+              if b.startswith("block_ms.")}
     if blocks:
-        print("%s %s per block (ms): %s" % (name, prec, ", ".join(
-            "%d: %.2f" % (r, blocks[r]) for r in sorted(blocks))))
-def full(prefix, prec, cb, conv):
-    s1 = rows.get((prefix + "adapt/stage1_step/1024/vit_b32/b32", prec, cb, conv))
-    s2 = rows.get((prefix + "adapt/stage2_step/1024/vit_b32/b2", prec, cb, conv))
+        print("    per block (ms): " + ", ".join("%d: %.2f" % (r, blocks[r]) for r in sorted(blocks)))
+def full(prefix, rest):
+    s1 = rows.get((prefix + "adapt/stage1_step/1024/vit_b32/b32",) + rest)
+    s2 = rows.get((prefix + "adapt/stage2_step/1024/vit_b32/b2",) + rest)
     return 300 * (s1["median_ms"] + s2["median_ms"]) / 1000 if s1 and s2 else None
-ref_as_run = full("ref/", "default", False, "default")
-ref_best = full("ref/", "tf32", True, "default")
-ours = full("", "tf32", True, "default")
-for label, ref in (("as the research code runs (PyTorch defaults)", ref_as_run),
-                   ("in TF32 with cuDNN autotuning", ref_best)):
+# Full run (300 + 300) for every setting both steps ran with, and the best
+# stage-1 and stage-2 settings combined.
+best = {}
+for k, d in rows.items():
+    for stage in ("stage1", "stage2"):
+        if k[0] == "adapt/%s_step/1024/vit_b32/%s" % (stage, "b32" if stage == "stage1" else "b2"):
+            if stage not in best or d["median_ms"] < best[stage][1]["median_ms"]:
+                best[stage] = (k, d)
+for k in sorted(rows):
+    if k[0] == "adapt/stage1_step/1024/vit_b32/b32":
+        total = full("", k[1:])
+        if total:
+            print("full IPL run at 1024 (300 + 300), %s: %.1f s (goal <= 30 s)" % (k[1:], total))
+if len(best) == 2:
+    t = 300 * (best["stage1"][1]["median_ms"] + best["stage2"][1]["median_ms"]) / 1000
+    print("full IPL run, best stage 1 %s + best stage 2 %s: %.1f s" % (best["stage1"][0][1:],
+          best["stage2"][0][1:], t))
+ours = full("", ("tf32", True, "default", False, "fp32"))
+for label, rest in (("as the research code runs (PyTorch defaults)", ("default", False, "default", False, "fp32")),
+                    ("in TF32 with cuDNN autotuning", ("tf32", True, "default", False, "fp32"))):
+    ref = full("ref/", rest)
     if ref:
         print("research-code formulation, %s: %.1f s%s" % (
             label, ref, "; engine (tf32, autotuned) / it = %.2f" % (ours / ref) if ours else ""))

@@ -18,6 +18,9 @@ void CheckContext(const AdaptContext& ctx) {
   CheckArgument(ctx.source != nullptr && ctx.options != nullptr,
                 "AdaptContext: source and options are required");
   CheckArgument(!ctx.guides.empty(), "AdaptContext: at least one CLIP guide is required");
+  CheckArgument(ctx.source_lowp == nullptr ||
+                    ctx.source_lowp->config().ToString() == ctx.source->config().ToString(),
+                "AdaptContext: source_lowp must be a copy of source (LowPrecisionCopy)");
   for (const ClipGuide& g : ctx.guides) {
     CheckArgument(g.clip != nullptr && g.texts != nullptr,
                   "AdaptContext: every guide needs a CLIP model and its texts");
@@ -43,6 +46,7 @@ SynthesisOptions NoiseOptions(const AdaptOptions& options,
   so.input_is_latent = true;
   so.noise = options.noise;
   so.conv = options.conv_mode;
+  so.channels_last = options.channels_last;
   so.rng = std::move(rng);
   return so;
 }
@@ -53,6 +57,16 @@ SynthesisOptions FrozenNoiseOptions(const AdaptOptions& options,
   SynthesisOptions so = NoiseOptions(options, std::move(rng));
   so.conv = options.frozen_conv_mode;
   return so;
+}
+
+// G_s's images of w for calls without grad: from the reduced-precision copy
+// when the context has one (returned in w's dtype).
+torch::Tensor FrozenSourceImages(const AdaptContext& ctx, const torch::Tensor& w,
+                                 c10::optional<at::Generator> rng) {
+  const SynthesisOptions so = FrozenNoiseOptions(*ctx.options, std::move(rng));
+  if (ctx.source_lowp == nullptr) return ctx.source->Generate({w}, so).image;
+  const auto dtype = ctx.source_lowp->input->input.scalar_type();
+  return ctx.source_lowp->Generate({w.to(dtype)}, so).image.to(w.scalar_type());
 }
 
 // CLIP inputs of generator images, made once per input resolution (models
@@ -149,6 +163,13 @@ Generator CloneForTraining(const GeneratorImpl& source) {
   return g;
 }
 
+Generator LowPrecisionCopy(const GeneratorImpl& source, torch::Dtype dtype) {
+  Generator g = CloneForTraining(source);
+  g->to(dtype);
+  g->eval();
+  return g;
+}
+
 // ------------------------------------------------------------------ stage 1
 
 std::vector<Stage1Losses> Stage1Step(const AdaptContext& ctx,
@@ -185,7 +206,7 @@ std::vector<Stage1Losses> Stage1StepFromW(const AdaptContext& ctx,
   torch::Tensor images;
   {
     torch::NoGradGuard no_grad;
-    images = ctx.source->Generate({w}, FrozenNoiseOptions(options, rng)).image;
+    images = FrozenSourceImages(ctx, w, rng);
   }
   ClipInputs inputs(images);
   std::vector<Stage1Losses> out;
@@ -413,7 +434,7 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx,
         g.text_directions = texts.nada_direction;
       }
     }
-    src_images = ctx.source->Generate({w}, FrozenNoiseOptions(options, rng)).image;
+    src_images = FrozenSourceImages(ctx, w, rng);
     ClipInputs src_inputs(src_images);
     for (size_t m = 0; m < ctx.guides.size(); ++m) {
       per_guide[m].src_features = ImageFeatures(*ctx.guides[m].clip, src_inputs);

@@ -89,6 +89,12 @@ struct AdaptContext {
   std::vector<ClipGuide> guides;    // one or more
   GeneratorImpl* source = nullptr;  // G_s, frozen
   const AdaptOptions* options = nullptr;
+  // Optional: a copy of G_s in a narrower dtype (LowPrecisionCopy, e.g.
+  // bfloat16) that makes the images no gradient flows through: stage 1's
+  // images and stage 2's source images (the larger part of stage 1's work).
+  // Their CLIP features then differ from float32 ones by the dtype's
+  // rounding. Null: G_s itself (the reference's arithmetic).
+  GeneratorImpl* source_lowp = nullptr;
 };
 
 // z ~ N(0, I) of shape (n, style_dim) drawn from `rng` (global when unset), on
@@ -110,6 +116,10 @@ Adam MakeGeneratorAdam(GeneratorImpl& target, const AdaptOptions& options);
 // Deep copy of `source` with every parameter's requires_grad false (G_t and
 // G_ema start like this; steps set requires_grad themselves).
 Generator CloneForTraining(const GeneratorImpl& source);
+
+// Frozen deep copy of `source` with every floating tensor in `dtype`, for
+// AdaptContext::source_lowp.
+Generator LowPrecisionCopy(const GeneratorImpl& source, torch::Dtype dtype);
 
 // ------------------------------------------------------------------ stage 1
 

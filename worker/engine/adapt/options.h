@@ -87,6 +87,11 @@ struct AdaptOptions {
   // fused path's rounding (<= 2e-6 of max on every golden case) cannot reach a
   // gradient, and it is 1.3-1.9x faster.
   ConvMode frozen_conv_mode = ConvMode::kAuto;
+  // Every generator call with its activations in channels-last (NHWC) order
+  // (SynthesisOptions::channels_last; kFused only). The same function summed
+  // in another order, for cuDNN's tensor-core convolutions; on the CPU
+  // oneDNN's NCHW convolutions are faster, so it is off by default.
+  bool channels_last = false;
   // torch < 2.0 zero_grad(): a parameter that once received a gradient keeps
   // a zero-filled .grad, and Adam keeps stepping it (step count and
   // exp_avg_sq advance). Layer selection touches every synthesis layer and

@@ -99,6 +99,8 @@ void AddComputeSettings(const JobOptions& o, Json& j) {
     j["cuda_math"] = CudaMathName(o.cuda_math);
     j["cudnn_autotune"] = o.cudnn_autotune;
   }
+  j["source_precision"] = o.source_precision == SourcePrecision::kBf16 ? "bf16" : "fp32";
+  j["channels_last"] = o.adapt.channels_last;
   j["threads"] = at::get_num_threads();
 }
 
@@ -324,6 +326,16 @@ class JobRun {
     texts_.resize(n_clips_);  // not resized again: ctx_ points into it
     ctx_.source = &source_;
     ctx_.options = &adapt_;
+    if (options_.source_precision == SourcePrecision::kBf16) {
+      source_lowp_ = LowPrecisionCopy(source_, torch::kBFloat16);
+      ctx_.source_lowp = source_lowp_.get();
+    }
+    if (job_device_ == JobDevice::kCpu &&
+        (options_.source_precision == SourcePrecision::kBf16 || adapt_.channels_last)) {
+      Log(callbacks_,
+          "note: a bfloat16 source and channels-last activations are meant for CUDA; on the "
+          "CPU they are slower (docs/benchmarks.md)");
+    }
     for (size_t m = 0; m < n_clips_; ++m) {
       ClipModel clip = models_.clips[m];  // a holder: the models are frozen, not const
       {
@@ -600,6 +612,7 @@ class JobRun {
   JobTokens tokens_;
   std::vector<JobTexts> texts_;  // one per CLIP model; ctx_.guides point into it
   AdaptContext ctx_;
+  Generator source_lowp_{nullptr};  // SourcePrecision::kBf16: ctx_.source_lowp
   torch::Tensor sample_z_, preview_z_, mean_latent_;
   double seconds_per_image_ = 0;        // of stage 1, for stage 2's first estimate
   std::vector<LatentMapper> mappers_;  // one per CLIP model (IPL)

@@ -70,6 +70,13 @@ enum class CudaMath {
   kFp32,  // plain float32 throughout
 };
 
+// Dtype of the frozen source generator's images made without gradients
+// (stage 1's batches, stage 2's source images; AdaptContext::source_lowp).
+enum class SourcePrecision {
+  kFp32,  // the reference's arithmetic
+  kBf16,  // a bfloat16 copy of the source: half the memory traffic (meant for CUDA)
+};
+
 // One CLIP checkpoint and its weight in the combination.
 struct ClipSpec {
   std::string path;     // .safetensors (tools/convert_clip.py) or OpenAI .pt
@@ -93,6 +100,9 @@ struct JobOptions {
   // (and even then only as far as cuDNN's kernels are deterministic).
   CudaMath cuda_math = CudaMath::kTf32;
   bool cudnn_autotune = true;
+  // Any device; see SourcePrecision and AdaptOptions::channels_last (set
+  // through `adapt`). Both are recorded with the compute settings.
+  SourcePrecision source_precision = SourcePrecision::kFp32;
   // Output directory (created). Required.
   std::string out_dir;
   // Load a matching stage-1 checkpoint from out_dir instead of training.

@@ -41,11 +41,16 @@ constexpr char kUsage[] =
     "                     [--device cpu|cuda] [--threads N] [--preview-every N]\n"
     "                     [--quality-samples N] [--arithmetic fast|reference]\n"
     "                     [--cuda-math tf32|fp32] [--no-cudnn-autotune]\n"
+    "                     [--source-precision fp32|bf16] [--channels-last]\n"
     "  --arithmetic reference runs every generator call in the reference's\n"
     "  per-sample grouped formulation (slower; for auditing the fast default,\n"
     "  which is the same function up to float rounding).\n"
     "  On CUDA, --cuda-math fp32 turns TF32 off and --no-cudnn-autotune keeps\n"
-    "  cuDNN's algorithm choice fixed (reproducible runs).\n";
+    "  cuDNN's algorithm choice fixed (reproducible runs).\n"
+    "  --source-precision bf16 makes the frozen source's images (stage 1's\n"
+    "  batches, stage 2's source images) with a bfloat16 copy of it, and\n"
+    "  --channels-last keeps generator activations in NHWC order; both are\n"
+    "  meant for CUDA (see docs/benchmarks.md) and change results by rounding.\n";
 
 [[noreturn]] void Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "restyle-train: %s\n", error.c_str());
@@ -171,6 +176,13 @@ int main(int argc, char** argv) {
       else Usage("--cuda-math must be tf32 or fp32");
     }
     else if (a == "--no-cudnn-autotune") options.cudnn_autotune = false;
+    else if (a == "--source-precision") {
+      const std::string v = next();
+      if (v == "fp32") options.source_precision = SourcePrecision::kFp32;
+      else if (v == "bf16") options.source_precision = SourcePrecision::kBf16;
+      else Usage("--source-precision must be fp32 or bf16");
+    }
+    else if (a == "--channels-last") options.adapt.channels_last = true;
     else if (a == "--threads") threads = static_cast<int>(ParseInt(a, next(), 1));
     else if (a == "--preview-every") preview_every = ParseInt(a, next(), 0);
     else if (a == "--quality-samples") quality_samples = ParseInt(a, next(), 2);

@@ -31,11 +31,16 @@ struct StepFixture {
   AdaptOptions options;
   ClipModel clip{nullptr};
   Generator source{nullptr};
+  Generator source_lowp{nullptr};  // --source-precision bf16
   JobTexts texts;
   torch::Device device{torch::kCPU};
   at::Generator rng;
 
-  AdaptContext context() { return AdaptContext{clip.get(), source.get(), &texts, &options}; }
+  AdaptContext context() {
+    AdaptContext ctx{clip.get(), source.get(), &texts, &options};
+    ctx.source_lowp = source_lowp.is_empty() ? nullptr : source_lowp.get();
+    return ctx;
+  }
 };
 
 std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method,
@@ -54,6 +59,8 @@ std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method,
   f->source = RandomGenerator(Sg2Config::Official(size), /*seed=*/2);
   f->source->SetAllTrainable(false);
   f->source->to(f->device);
+  if (ctx.source_bf16) f->source_lowp = LowPrecisionCopy(*f->source, torch::kBFloat16);
+  f->options.channels_last = ctx.channels_last;
   auto tokenizer = Tokenizer::FromFile(DefaultVocabPath());
   {
     torch::NoGradGuard no_grad;

@@ -2,7 +2,7 @@
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
-//                 [--conv fused|reference]
+//                 [--conv fused|reference] [--channels-last] [--source-precision fp32|bf16]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -16,6 +16,11 @@
 // shape and keep the fastest (the first, warm-up call pays for the search).
 // --conv: the generator formulation of the adaptation steps (adapt/), instead
 // of the trainer's default.
+// --channels-last: generator activations in NHWC order (sg2/ and adapt/;
+// SynthesisOptions::channels_last).
+// --source-precision bf16: generator calls without gradients run on a bfloat16
+// copy (sg2/forward and sg2/blocks: the whole generator; adapt/: the frozen
+// source's images, AdaptContext::source_lowp). sg2/grad_w refuses it.
 // Benchmarks marked cuda_only are skipped on the CPU.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -53,6 +58,8 @@ namespace {
 
 struct Flags {
   bool cudnn_benchmark = false;
+  bool channels_last = false;
+  std::string source_precision = "fp32";
   std::string conv;
   std::string filter;
   std::string run_one;
@@ -67,7 +74,8 @@ struct Flags {
   std::fprintf(stderr,
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
                "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n"
-               "          [--conv fused|reference]\n",
+               "          [--conv fused|reference] [--channels-last]\n"
+               "          [--source-precision fp32|bf16]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -112,6 +120,13 @@ Flags ParseFlags(int argc, char** argv) {
       }
     } else if (arg == "--cudnn-benchmark") {
       flags.cudnn_benchmark = true;
+    } else if (arg == "--channels-last") {
+      flags.channels_last = true;
+    } else if (is("--source-precision")) {
+      flags.source_precision = value("--source-precision");
+      if (flags.source_precision != "fp32" && flags.source_precision != "bf16") {
+        Usage(argv[0], "bad --source-precision " + flags.source_precision + " (fp32 or bf16)");
+      }
     } else if (arg == "--list") {
       flags.list = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -162,7 +177,8 @@ int RunOne(const Benchmark& b, const Flags& flags) {
   // RESTYLE_CPU_CACHE_MB=0 (which benchmarks the plain allocator).
   const bool cache = engine::InstallCachingCpuAllocator();
   std::map<std::string, std::string> extra;
-  Context ctx{threads, flags.device, flags.precision, flags.conv, &extra};
+  Context ctx{threads, flags.device, flags.precision, flags.conv, flags.channels_last,
+              flags.source_precision == "bf16", &extra};
   if (!ApplyPrecision(flags)) {
     std::fprintf(stderr, "--precision %s needs --device cuda\n", flags.precision.c_str());
     return 2;
@@ -203,6 +219,8 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"precision", flags.precision},
                          {"cudnn_benchmark", flags.cudnn_benchmark},
                          {"conv", flags.conv.empty() ? "default" : flags.conv},
+                         {"channels_last", flags.channels_last},
+                         {"source_precision", flags.source_precision},
                          {"iters", n},
                          {"median_ms", median},
                          {"min_ms", sorted.front()},
@@ -279,6 +297,9 @@ int main(int argc, char** argv) {
         args.push_back(flags.profile_dir);
       }
       if (flags.cudnn_benchmark) args.push_back("--cudnn-benchmark");
+      if (flags.channels_last) args.push_back("--channels-last");
+      args.push_back("--source-precision");
+      args.push_back(flags.source_precision);
       if (!flags.conv.empty()) {
         args.push_back("--conv");
         args.push_back(flags.conv);

@@ -17,6 +17,7 @@
 #include <map>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "worker/engine/bench/bench.h"
@@ -40,10 +41,12 @@ Benchmark Named(const std::string& kind, int64_t size, int batch, ConvMode mode,
   return b;
 }
 
-// A config-f generator of `size` with random weights, frozen, on ctx's device.
+// A config-f generator of `size` with random weights, frozen, on ctx's device
+// (in bfloat16 with --source-precision bf16).
 engine::Generator FrozenGenerator(int64_t size, const Context& ctx) {
   auto g = engine::RandomGenerator(engine::Sg2Config::Official(size), /*seed=*/1);
   g->to(torch::Device(ctx.device == "cuda" ? torch::kCUDA : torch::kCPU));
+  if (ctx.source_bf16) g->to(torch::kBFloat16);
   g->eval();
   g->SetAllTrainable(false);
   if (ctx.extra != nullptr) (*ctx.extra)["params"] = std::to_string(g->parameters().size());
@@ -61,12 +64,14 @@ Benchmark Sg2Forward(int64_t size, int batch, ConvMode mode) {
   b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
     auto g = FrozenGenerator(size, ctx);
     const torch::Device device = g->input->input.device();
-    auto w = torch::randn({batch, 512}).to(device);
-    return [g, w, mode, device]() mutable {
+    auto w = torch::randn({batch, 512}).to(device, g->input->input.scalar_type());
+    const bool channels_last = ctx.channels_last;
+    return [g, w, mode, device, channels_last]() mutable {
       torch::InferenceMode guard;
       engine::SynthesisOptions o;
       o.noise = engine::NoiseMode::kStored;
       o.conv = mode;
+      o.channels_last = channels_last;
       auto img = g->Generate({w}, o).image;
       if (device.is_cuda()) img.sum().item<float>();  // synchronise
     };
@@ -82,15 +87,18 @@ Benchmark Sg2GradW(int64_t size, int batch, ConvMode mode) {
   b.warmup = 1;
   b.iters = 5;
   b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
+    if (ctx.source_bf16) throw std::invalid_argument("grad_w runs in float32 only");
     auto g = FrozenGenerator(size, ctx);
     auto w = torch::randn({batch, g->config().n_latent(), 512}).to(g->input->input.device());
-    return [g, w, mode]() mutable {
+    const bool channels_last = ctx.channels_last;
+    return [g, w, mode, channels_last]() mutable {
       torch::AutoGradMode grad_mode(true);
       torch::Tensor codes = w.clone().requires_grad_(true);
       engine::SynthesisOptions o;
       o.input_is_latent = true;
       o.noise = engine::NoiseMode::kRandom;
       o.conv = mode;
+      o.channels_last = channels_last;
       auto img = g->Synthesize(codes, o).image;
       auto grad = torch::autograd::grad({img.square().mean()}, {codes})[0];
       grad.sum().item<float>();  // synchronise
@@ -109,11 +117,12 @@ Benchmark Sg2Blocks(int64_t size, int batch, ConvMode mode, bool cuda_only) {
   b.prepare = [size, batch, mode](const Context& ctx) -> std::function<void()> {
     auto g = FrozenGenerator(size, ctx);
     const torch::Device device = g->input->input.device();
-    auto w = torch::randn({batch, 512}).to(device);
+    auto w = torch::randn({batch, 512}).to(device, g->input->input.scalar_type());
+    const bool channels_last = ctx.channels_last;
     auto sums = std::make_shared<std::map<int64_t, double>>();
     auto calls = std::make_shared<int>(-1);  // the warm-up call is not counted
     std::map<std::string, std::string>* extra = ctx.extra;
-    return [g, w, mode, device, sums, calls, extra]() mutable {
+    return [g, w, mode, device, channels_last, sums, calls, extra]() mutable {
       using Clock = std::chrono::steady_clock;
       torch::InferenceMode guard;
       auto sync = [&] {
@@ -125,6 +134,7 @@ Benchmark Sg2Blocks(int64_t size, int batch, ConvMode mode, bool cuda_only) {
       engine::SynthesisOptions o;
       o.noise = engine::NoiseMode::kStored;
       o.conv = mode;
+      o.channels_last = channels_last;
       o.after_block = [&](int64_t resolution) {
         sync();
         const Clock::time_point now = Clock::now();

@@ -274,6 +274,10 @@ SynthesisResult GeneratorImpl::Run(torch::Tensor latent, const SynthesisOptions&
   result.latent = latent;
   const int64_t batch = latent.size(0);
   auto out = input->forward(batch);
+  // Channels-last only where it can stay so: the reference formulation
+  // reshapes the batch into groups, which would copy every activation back.
+  const bool channels_last = options.channels_last && mode == ConvMode::kFused;
+  if (channels_last) out = out.contiguous(at::MemoryFormat::ChannelsLast);
   out = conv1->forward(out, latent.select(1, 0), noise[0], mode, options.rng);
   auto skip = to_rgb1->forward(out, latent.select(1, 1), {}, mode);
   if (options.record_layers) {
@@ -294,7 +298,7 @@ SynthesisResult GeneratorImpl::Run(torch::Tensor latent, const SynthesisOptions&
     if (options.after_block) options.after_block(int64_t{8} << k);
     row += 2;
   }
-  result.image = skip;
+  result.image = channels_last ? skip.contiguous() : skip;
   return result;
 }
 

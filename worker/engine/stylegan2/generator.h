@@ -80,6 +80,11 @@ struct SynthesisOptions {
   // Random source for kRandom noise and a random inject_index; global when unset.
   c10::optional<at::Generator> rng;
   ConvMode conv = ConvMode::kAuto;
+  // Activations in channels-last (NHWC) memory order (kFused only; ignored by
+  // kReference). The same function, summed in another order; cuDNN's
+  // tensor-core convolutions read NHWC without transposing it. The image is
+  // returned contiguous (NCHW) either way.
+  bool channels_last = false;
   // Record per-layer outputs in SynthesisResult::layers ("out_conv1",
   // "out_convs.N" after noise+bias+lrelu, "skip_to_rgb1", "skip_to_rgbs.N").
   bool record_layers = false;

@@ -57,7 +57,7 @@ torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& 
   const int64_t out = weight.size(0), k = weight.size(2);
   CheckArgument(weight.size(3) == k && k >= 2, "ConvTransposeStride2: square kernel >= 2 expected");
   const int64_t oh = 2 * (h - 1) + k, ow = 2 * (w - 1) + k;
-  auto y = at::empty({n, out, oh, ow}, x.options());
+  auto y = at::empty({n, out, oh, ow}, x.options().memory_format(x.suggest_memory_format()));
   using torch::indexing::Slice;
   const auto flipped = weight.flip({2, 3});
   for (int64_t a = 0; a < 2; ++a) {
@@ -95,7 +95,7 @@ torch::Tensor FusedUpsample(const torch::Tensor& x, const torch::Tensor& kernel)
   }
   auto k = at::stack(phases).view({1, 4, 2, 2}).expand({c, 4, 2, 2}).reshape({4 * c, 1, 2, 2});
   auto all = at::conv2d(x, k, {}, 1, 1, 1, /*groups=*/c).view({n, c, 2, 2, h + 1, w + 1});
-  auto y = at::empty({n, c, 2 * h, 2 * w}, x.options());
+  auto y = at::empty({n, c, 2 * h, 2 * w}, x.options().memory_format(x.suggest_memory_format()));
   for (int64_t a = 0; a < 2; ++a) {
     for (int64_t b = 0; b < 2; ++b) {
       PhaseOf(y, a, b).copy_(all.index({Slice(), Slice(), a, b, Slice(a, a + h), Slice(b, b + w)}));

@@ -193,6 +193,31 @@ TEST(AdaptJob, ReproducibleAndResumable) {
   EXPECT_FALSE(RunJob(changed, DemoModels()).stage1_resumed);
 }
 
+// The GPU fast paths run anywhere: a bfloat16 source and channels-last
+// activations train the same job to nearly the same losses (rounding, not
+// another computation), are recorded in result.json, and a stage-1
+// checkpoint made from float32 source images is not reused with bfloat16 ones.
+TEST(AdaptJob, Bf16SourceAndChannelsLast) {
+  const std::string dir_a = FreshDir("fast_a"), dir_b = FreshDir("fast_b");
+  const JobResult plain = RunJob(SmallJob(dir_a, AdaptMethod::kIpl, 4), DemoModels());
+  JobOptions fast = SmallJob(dir_b, AdaptMethod::kIpl, 4);
+  fast.source_precision = SourcePrecision::kBf16;
+  fast.adapt.channels_last = true;
+  const JobResult r = RunJob(fast, DemoModels());
+  ASSERT_EQ(r.stage1_losses.size(), plain.stage1_losses.size());
+  // First step: the same mapper and latents; the images differ by rounding.
+  EXPECT_NE(r.stage1_losses[0], plain.stage1_losses[0]);
+  EXPECT_NEAR(r.stage1_losses[0], plain.stage1_losses[0],
+              2e-2 * std::abs(plain.stage1_losses[0]));
+  for (double l : r.stage2_losses) EXPECT_TRUE(std::isfinite(l));
+  const nlohmann::json j = ReadJson(r.result_path);
+  EXPECT_EQ(j["options"]["source_precision"], "bf16");
+  EXPECT_EQ(j["options"]["channels_last"], true);
+  EXPECT_EQ(ReadJson(plain.result_path)["options"]["source_precision"], "fp32");
+  fast.out_dir = dir_a;
+  EXPECT_FALSE(RunJob(fast, DemoModels()).stage1_resumed);
+}
+
 TEST(AdaptJob, RejectsBadOptions) {
   JobOptions o = SmallJob(FreshDir("bad"), AdaptMethod::kIpl, 2);
   o.adapt.target_class.clear();

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "tests/golden/golden.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/stylegan2/generator.h"
 #include "worker/engine/stylegan2/layers.h"
@@ -330,6 +331,86 @@ TEST(Generator, FormulationsAgreeAtBatch) {
   auto fused = g->Generate({w}, o).image;
   const double scale = ref.abs().max().item<double>();
   EXPECT_LE((ref - fused).abs().max().item<double>(), 1e-5 * scale);
+}
+
+// Channels-last activations: the same function up to float rounding, with
+// and without autograd (W+ and weight gradients), at batch 1 (weights folded)
+// and above (shared convolution); every recorded activation really is NHWC
+// (a layer that silently fell back to NCHW would fail), and the image comes
+// back contiguous. On $RESTYLE_TEST_DEVICE (bench/gpu_check.sh runs it on CUDA,
+// where each convolution's layout is cuDNN's choice).
+TEST(Generator, ChannelsLastIsTheSameFunctionInNhwc) {
+  auto g = RandomGenerator(TinyConfig(32), 9);
+  g->to(::restyle::testing::TestDevice());
+  for (int64_t batch : {1, 3}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    auto wplus = torch::randn({batch, g->config().n_latent(), 16}).to(::restyle::testing::TestDevice());
+    SynthesisOptions o;
+    o.noise = NoiseMode::kStored;
+    o.conv = ConvMode::kFused;
+    o.record_layers = true;
+    auto run = [&](bool channels_last, bool grad) {
+      o.channels_last = channels_last;
+      torch::AutoGradMode mode(grad);
+      return g->Synthesize(grad ? wplus.clone().requires_grad_(true) : wplus, o);
+    };
+    {
+      const SynthesisResult nchw = run(false, false);
+      const SynthesisResult nhwc = run(true, false);
+      EXPECT_TRUE(nhwc.image.is_contiguous());
+      const double scale = nchw.image.abs().max().item<double>();
+      EXPECT_LE((nhwc.image - nchw.image).abs().max().item<double>(), 1e-5 * scale);
+      int checked = 0;
+      for (const auto& [name, t] : nhwc.layers) {
+        if (name.rfind("out_", 0) != 0) continue;
+        EXPECT_TRUE(t.is_contiguous(at::MemoryFormat::ChannelsLast)) << name;
+        EXPECT_FALSE(t.is_contiguous()) << name;
+        ++checked;
+      }
+      EXPECT_EQ(checked, g->config().num_noise_layers());
+    }
+    auto& conv_weight = g->convs->ptr<StyledConvImpl>(2)->conv->weight;
+    conv_weight.set_requires_grad(true);
+    std::vector<torch::Tensor> grads[2];
+    for (bool channels_last : {false, true}) {
+      const SynthesisResult r = run(channels_last, true);
+      torch::manual_seed(4);
+      auto probe = torch::randn_like(r.image);
+      grads[channels_last] =
+          torch::autograd::grad({(r.image * probe).sum()}, {r.latent, conv_weight});
+    }
+    conv_weight.set_requires_grad(false);
+    for (int i = 0; i < 2; ++i) {
+      const double scale = grads[0][i].abs().max().item<double>();
+      ASSERT_GT(scale, 0) << "gradient " << i;
+      EXPECT_LE((grads[1][i] - grads[0][i]).abs().max().item<double>(), 1e-4 * scale)
+          << "gradient " << i;
+    }
+  }
+}
+
+// A bfloat16 copy runs the whole generator in bfloat16: close to float32
+// (bfloat16 keeps 8 significant bits) but not equal to it. On
+// $RESTYLE_TEST_DEVICE.
+TEST(Generator, Bfloat16CopyIsCloseToFloat32) {
+  torch::NoGradGuard no_grad;
+  auto g = RandomGenerator(TinyConfig(32), 10);
+  g->to(::restyle::testing::TestDevice());
+  Generator low(g->Clone());
+  low->to(torch::kBFloat16);
+  auto w = torch::randn({2, 16}).to(::restyle::testing::TestDevice());
+  SynthesisOptions o;
+  o.noise = NoiseMode::kStored;
+  for (bool channels_last : {false, true}) {
+    o.channels_last = channels_last;
+    const torch::Tensor ref = g->Generate({w}, o).image;
+    const torch::Tensor got = low->Generate({w.to(torch::kBFloat16)}, o).image;
+    ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+    const double scale = ref.abs().max().item<double>();
+    const double diff = (got.to(torch::kFloat32) - ref).abs().max().item<double>();
+    EXPECT_LE(diff, 5e-2 * scale) << "channels_last " << channels_last;
+    EXPECT_GT(diff, 1e-4 * scale) << "channels_last " << channels_last;
+  }
 }
 
 TEST(Generator, LayersAndTrainability) {
