@@ -105,13 +105,16 @@ run_test cuda stylegan2/stylegan2_test '*ChannelsLast*:*Bfloat16*'
 #    same GPU (bench/reference_baseline.py: CLIP in float16 as clip.load gives
 #    it there) with those flags: TF32 and cuDNN autotuning like the engine's
 #    default, and as the research code runs (PyTorch's defaults).
+#    "--profile DIR" adds one profiled iteration (Kineto: CPU and CUDA); its
+#    GPU time by launching operator and by kernel goes to gpu_check.log.
 #    GPU_CHECK_VARIANTS replaces the list (same format, one per line).
 bench="$build/worker/engine/bench/restyle-bench"
+prof="$out/profiles"
 default_variants="
-adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark
-adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
-adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark
-adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last
+adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
+adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --profile $prof/fast
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --profile $prof/fast
 sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark
 sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
 baseline | --precision tf32 --cudnn-benchmark
@@ -134,11 +137,19 @@ while IFS='|' read -r filter flags; do
     log "baseline $flags: $(tail -2 "$out/baseline.jsonl" | python3 -c 'import json,sys; print(", ".join("%s %.1f ms" % (d["name"].split("/")[2], d["median_ms"]) for d in map(json.loads, sys.stdin)))' 2>/dev/null)"
     continue
   fi
+  if [[ $flags =~ --profile\ ([^ ]+) ]]; then mkdir -p "${BASH_REMATCH[1]}"; fi
   # shellcheck disable=SC2086
   "$bench" --device cuda $flags --filter "$filter" >>"$out/bench.jsonl" 2>>"$out/bench.log" ||
     { log "bench $filter $flags failed"; status=1; }
   log "bench $filter $flags: $(tail -1 "$out/bench.jsonl" | python3 -c 'import json,sys; print("%.1f ms" % json.loads(sys.stdin.read())["median_ms"])' 2>/dev/null)"
 done <<<"${GPU_CHECK_VARIANTS:-$default_variants}"
+# Profiles: the summaries come back in the log; the traces (large) do not.
+for trace in "$prof"/*/*.json; do
+  [[ -f $trace ]] || continue
+  { echo "== profile ${trace#"$prof"/}"; python3 bench/profile_summary.py "$trace" --top 20; } \
+    >>"$out/gpu_check.log" 2>&1
+done
+rm -rf "$prof"
 
 # 3. The whole job runner on CUDA: the demo job (tiny models), IPL and NADA,
 #    with the fast paths on (bf16 source, channels-last).

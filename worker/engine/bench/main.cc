@@ -9,7 +9,10 @@
 // the child's single JSON line on stdout. Progress goes to stderr.
 // --profile DIR: after the timed iterations, one more iteration runs under
 // LibTorch's profiler and its trace is written to DIR/<name with / as _>.json
-// (Chrome trace format; bench/profile_summary.py ranks the operators).
+// (Chrome trace format; bench/profile_summary.py ranks the operators). On
+// CUDA the profiler is Kineto's with CPU and CUDA activities, so the trace
+// also holds every GPU kernel (profile_summary.py ranks GPU time by the
+// operator that launched it).
 // --precision (CUDA): fp32 (default; TF32 off), tf32 (TF32 matmuls and
 // convolutions) or bf16 (autocast to bfloat16 around each timed call).
 // --cudnn-benchmark (CUDA): let cuDNN time its algorithms per convolution
@@ -35,11 +38,14 @@
 #include <map>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include "worker/engine/bench/bench.h"
@@ -235,7 +241,17 @@ int RunOne(const Benchmark& b, const Flags& flags) {
     std::string file = b.name;
     std::replace(file.begin(), file.end(), '/', '_');
     file = flags.profile_dir + "/" + file + ".json";
-    {
+    if (flags.device == "cuda") {
+      namespace prof = torch::profiler::impl;
+      const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+      const std::set<prof::ActivityType> activities = {prof::ActivityType::CPU,
+                                                       prof::ActivityType::CUDA};
+      torch::autograd::profiler::prepareProfiler(config, activities);
+      torch::autograd::profiler::enableProfiler(config, activities);
+      fn();
+      torch::cuda::synchronize();
+      torch::autograd::profiler::disableProfiler()->save(file);
+    } else {
       torch::autograd::profiler::RecordProfile profile(file);
       fn();
     }
