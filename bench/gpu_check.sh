@@ -99,7 +99,9 @@ run_test cuda stylegan2/stylegan2_test '*ChannelsLast*:*Bfloat16*'
 #    The first of each pair is the in-session baseline (TF32 + cuDNN
 #    autotuning, the job's CUDA default: 182 / 214 ms per step on an H200 on
 #    2026-11-27); then channels-last activations, a bfloat16 frozen source
-#    (stage-1 images), both, and bf16 autocast. sg2/blocks times each
+#    (stage-1 images), both, bf16 autocast, and the fused formulation with
+#    LibTorch's transposed convolution for upsampling (--conv
+#    fused-transposed; on the CPU the phase split is faster). sg2/blocks times each
 #    resolution block of a 32-image forward (stage 1's generator work).
 #    "baseline" lines time the research code's formulation in PyTorch on the
 #    same GPU (bench/reference_baseline.py: CLIP in float16 as clip.load gives
@@ -115,13 +117,16 @@ adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
 adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --profile $prof/fast
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --profile $prof/fast
-sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark
-sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
+sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark
+sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
+sg2/blocks/1024/b32/fused-transposed | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
 baseline | --precision tf32 --cudnn-benchmark
-sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark --channels-last
-sg2/blocks/1024/b32/fused | --precision tf32 --cudnn-benchmark --source-precision bf16
+sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last
+sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --source-precision bf16
 adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --source-precision bf16
 adapt/stage2_step/1024 | --precision bf16 --cudnn-benchmark --channels-last
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --conv fused-transposed
+sg2/blocks/1024/b32/fused-transposed | --precision tf32 --cudnn-benchmark
 baseline | --precision default
 adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last
 "
@@ -174,11 +179,11 @@ for f in sorted(glob.glob(sys.argv[1] + "/*.jsonl")):
         if line.startswith("{"):
             d = json.loads(line)
             rows[key(d)] = d
-print("%-38s %7s %6s %4s %6s %10s %10s %5s" % ("benchmark", "prec", "cudnnB", "NHWC", "source",
-                                               "median ms", "min ms", "iters"))
+print("%-38s %7s %6s %16s %4s %6s %10s %10s %5s" % ("benchmark", "prec", "cudnnB", "conv", "NHWC",
+                                                    "source", "median ms", "min ms", "iters"))
 for k, d in sorted(rows.items()):
     name, prec, cb, conv, cl, src = k
-    print("%-38s %7s %6s %4s %6s %10.1f %10.1f %5d" % (name, prec, "yes" if cb else "no",
+    print("%-38s %7s %6s %16s %4s %6s %10.1f %10.1f %5d" % (name, prec, "yes" if cb else "no", conv,
           "yes" if cl else "no", src, d["median_ms"], d["min_ms"], d["iters"]))
     blocks = {int(b.split(".")[1]): float(v) for b, v in d.get("extra", {}).items()
               if b.startswith("block_ms.")}

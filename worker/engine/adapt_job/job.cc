@@ -99,6 +99,8 @@ void AddComputeSettings(const JobOptions& o, Json& j) {
     j["cuda_math"] = CudaMathName(o.cuda_math);
     j["cudnn_autotune"] = o.cudnn_autotune;
   }
+  j["conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.conv_mode));
+  j["frozen_conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.frozen_conv_mode));
   j["source_precision"] = o.source_precision == SourcePrecision::kBf16 ? "bf16" : "fp32";
   j["channels_last"] = o.adapt.channels_last;
   j["threads"] = at::get_num_threads();

@@ -7,7 +7,7 @@
 //                 --out DIR [--seed N] [--stage1-iters N] [--stage2-iters N]
 //                 [--stage1-batch N] [--stage2-batch N] [--device cpu|cuda]
 //                 [--threads N] [--preview-every N] [--quality-samples N]
-//                 [--arithmetic fast|reference]
+//                 [--arithmetic fast|fast-transposed|reference]
 //   restyle-train --demo --out demo-out     (embedded tiny models, IPL and NADA)
 //
 // Ctrl-C cancels the job after the current step.
@@ -19,6 +19,8 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+#include <c10/util/Exception.h>
 
 #include "worker/engine/adapt_job/job.h"
 #include "worker/engine/common/cpu_allocator.h"
@@ -39,12 +41,14 @@ constexpr char kUsage[] =
     "                     [--method ipl|nada|both] [--seed N] [--stage1-iters N]\n"
     "                     [--stage2-iters N] [--stage1-batch N] [--stage2-batch N]\n"
     "                     [--device cpu|cuda] [--threads N] [--preview-every N]\n"
-    "                     [--quality-samples N] [--arithmetic fast|reference]\n"
+    "                     [--quality-samples N]\n"
+    "                     [--arithmetic fast|fast-transposed|reference]\n"
     "                     [--cuda-math tf32|fp32] [--no-cudnn-autotune]\n"
     "                     [--source-precision fp32|bf16] [--channels-last]\n"
     "  --arithmetic reference runs every generator call in the reference's\n"
     "  per-sample grouped formulation (slower; for auditing the fast default,\n"
-    "  which is the same function up to float rounding).\n"
+    "  which is the same function up to float rounding); fast-transposed is the\n"
+    "  fast one with LibTorch's transposed convolution for upsampling (for CUDA).\n"
     "  On CUDA, --cuda-math fp32 turns TF32 off and --no-cudnn-autotune keeps\n"
     "  cuDNN's algorithm choice fixed (reproducible runs).\n"
     "  --source-precision bf16 makes the frozen source's images (stage 1's\n"
@@ -191,8 +195,10 @@ int main(int argc, char** argv) {
       const std::string v = next();
       if (v == "reference") {
         options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kReference;
+      } else if (v == "fast-transposed") {
+        options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kFusedTransposed;
       } else if (v != "fast") {
-        Usage("--arithmetic must be fast or reference");
+        Usage("--arithmetic must be fast, fast-transposed or reference");
       }
     }
     else if (a == "--help" || a == "-h") Usage("");
@@ -280,6 +286,10 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     std::fprintf(stderr, "\nrestyle-train: %s: %s\n", ErrorCodeName(e.code()), e.what());
     return e.code() == ErrorCode::kCancelled ? 130 : 1;
+  } catch (const c10::Error& e) {
+    // LibTorch's own message, without its C++ backtrace.
+    std::fprintf(stderr, "\nrestyle-train: %s\n", e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nrestyle-train: %s\n", e.what());
     return 1;

@@ -49,7 +49,9 @@ std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method,
   f->options.method = method;
   f->options.target_class = "disney";
   if (!ctx.conv.empty()) {
-    const ConvMode mode = ctx.conv == "reference" ? ConvMode::kReference : ConvMode::kFused;
+    const ConvMode mode = ctx.conv == "reference"          ? ConvMode::kReference
+                          : ctx.conv == "fused-transposed" ? ConvMode::kFusedTransposed
+                                                           : ConvMode::kFused;
     f->options.conv_mode = mode;
     f->options.frozen_conv_mode = mode;
   }

@@ -1,8 +1,9 @@
 // restyle-bench: runs the registered engine benchmarks.
+// (--filter: a name substring; a trailing '$' anchors it at the end.)
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
-//                 [--conv fused|reference] [--channels-last] [--source-precision fp32|bf16]
+//                 [--conv fused|fused-transposed|reference] [--channels-last] [--source-precision fp32|bf16]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -80,7 +81,7 @@ struct Flags {
   std::fprintf(stderr,
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
                "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n"
-               "          [--conv fused|reference] [--channels-last]\n"
+               "          [--conv fused|fused-transposed|reference] [--channels-last]\n"
                "          [--source-precision fp32|bf16]\n",
                error.c_str(), argv0);
   std::exit(2);
@@ -121,8 +122,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.run_one = value("--run-one");
     } else if (is("--conv")) {
       flags.conv = value("--conv");
-      if (flags.conv != "fused" && flags.conv != "reference") {
-        Usage(argv[0], "bad --conv " + flags.conv + " (fused or reference)");
+      if (flags.conv != "fused" && flags.conv != "reference" && flags.conv != "fused-transposed") {
+        Usage(argv[0], "bad --conv " + flags.conv + " (fused, fused-transposed or reference)");
       }
     } else if (arg == "--cudnn-benchmark") {
       flags.cudnn_benchmark = true;
@@ -142,6 +143,18 @@ Flags ParseFlags(int argc, char** argv) {
     }
   }
   return flags;
+}
+
+// --filter: a substring of the name; a trailing '$' anchors it at the end
+// ("sg2/blocks/1024/b32/fused$" is not "...fused-transposed").
+bool MatchesFilter(const std::string& name, const std::string& filter) {
+  if (filter.empty()) return true;
+  if (filter.back() == '$') {
+    const std::string tail = filter.substr(0, filter.size() - 1);
+    return name.size() >= tail.size() &&
+           name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  }
+  return name.find(filter) != std::string::npos;
 }
 
 // Resident set size now, in bytes (from /proc/self/statm).
@@ -291,7 +304,7 @@ int main(int argc, char** argv) {
   }
   int failures = 0, ran = 0, skipped = 0;
   for (const auto& b : registry) {
-    if (!flags.filter.empty() && b.name.find(flags.filter) == std::string::npos) continue;
+    if (!MatchesFilter(b.name, flags.filter)) continue;
     if (flags.list) {
       std::printf("%s\t%s\tbatch %d%s\n", b.name.c_str(), b.shape.c_str(), b.batch,
                   b.cuda_only ? "\tcuda only" : "");

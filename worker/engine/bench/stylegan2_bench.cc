@@ -2,7 +2,8 @@
 // n_mlp 8, channel multiplier 2) at 256 and 1024, batch 1 and 4, random
 // weights, stored noise, w input, no gradients; each formulation
 // (reference = grouped per-sample conv, fused = shared conv on modulated
-// activations). Names: sg2/forward/<size>/b<batch>/<formulation>.
+// activations, fused-transposed = fused with LibTorch's transposed conv for
+// upsampling; sg2/blocks/1024 only). Names: sg2/forward/<size>/b<batch>/<formulation>.
 // sg2/blocks/...: the forward again, timed per resolution block (the device
 // synchronised after each block); the JSON line's extra holds
 // "block_ms.<resolution>", the mean over the timed calls.
@@ -31,7 +32,7 @@ using engine::ConvMode;
 // sg2/<kind>/<size>/b<batch>/<formulation>, described as `what`.
 Benchmark Named(const std::string& kind, int64_t size, int batch, ConvMode mode,
                 const std::string& what) {
-  const std::string mode_name = mode == ConvMode::kReference ? "reference" : "fused";
+  const std::string mode_name = engine::ConvModeName(mode);
   Benchmark b;
   b.name = "sg2/" + kind + "/" + std::to_string(size) + "/b" + std::to_string(batch) + "/" +
            mode_name;
@@ -157,6 +158,8 @@ Benchmark Sg2Blocks(int64_t size, int batch, ConvMode mode, bool cuda_only) {
 const Registrar k256blocks(Sg2Blocks(256, 4, ConvMode::kFused, /*cuda_only=*/false));
 const Registrar k1024blocks32f(Sg2Blocks(1024, 32, ConvMode::kFused, /*cuda_only=*/true));
 const Registrar k1024blocks32r(Sg2Blocks(1024, 32, ConvMode::kReference, /*cuda_only=*/true));
+const Registrar k1024blocks32t(Sg2Blocks(1024, 32, ConvMode::kFusedTransposed,
+                                         /*cuda_only=*/true));
 const Registrar k1024b32f(Sg2Forward(1024, 32, ConvMode::kFused));
 const Registrar k1024b32r(Sg2Forward(1024, 32, ConvMode::kReference));
 const Registrar k1024gw8f(Sg2GradW(1024, 8, ConvMode::kFused));

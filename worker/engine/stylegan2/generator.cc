@@ -276,7 +276,7 @@ SynthesisResult GeneratorImpl::Run(torch::Tensor latent, const SynthesisOptions&
   auto out = input->forward(batch);
   // Channels-last only where it can stay so: the reference formulation
   // reshapes the batch into groups, which would copy every activation back.
-  const bool channels_last = options.channels_last && mode == ConvMode::kFused;
+  const bool channels_last = options.channels_last && IsFused(mode);
   if (channels_last) out = out.contiguous(at::MemoryFormat::ChannelsLast);
   out = conv1->forward(out, latent.select(1, 0), noise[0], mode, options.rng);
   auto skip = to_rgb1->forward(out, latent.select(1, 1), {}, mode);

@@ -80,8 +80,8 @@ struct SynthesisOptions {
   // Random source for kRandom noise and a random inject_index; global when unset.
   c10::optional<at::Generator> rng;
   ConvMode conv = ConvMode::kAuto;
-  // Activations in channels-last (NHWC) memory order (kFused only; ignored by
-  // kReference). The same function, summed in another order; cuDNN's
+  // Activations in channels-last (NHWC) memory order (the fused formulations
+  // only; ignored by kReference). The same function, summed in another order; cuDNN's
   // tensor-core convolutions read NHWC without transposing it. The image is
   // returned contiguous (NCHW) either way.
   bool channels_last = false;

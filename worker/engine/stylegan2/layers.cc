@@ -110,6 +110,16 @@ ConvMode ResolveConvMode(ConvMode mode) {
   return mode == ConvMode::kAuto ? ConvMode::kFused : mode;
 }
 
+const char* ConvModeName(ConvMode mode) {
+  switch (mode) {
+    case ConvMode::kAuto: return "auto";
+    case ConvMode::kReference: return "reference";
+    case ConvMode::kFused: return "fused";
+    case ConvMode::kFusedTransposed: return "fused-transposed";
+  }
+  return "?";
+}
+
 torch::Tensor MakeBlurKernel(const std::vector<double>& kernel_1d, double scale) {
   auto k = torch::tensor(kernel_1d, torch::kFloat32);
   auto k2 = k.view({-1, 1}) * k.view({1, -1});
@@ -215,15 +225,28 @@ torch::Tensor ModulatedConv2dImpl::ReferenceForward(const torch::Tensor& x,
   return y.view({b, out, y.size(2), y.size(3)});
 }
 
+torch::Tensor ModulatedConv2dImpl::UpsampleConv(const torch::Tensor& x, const torch::Tensor& wt,
+                                                ConvMode mode) {
+  // LibTorch's CPU transposed convolution has no bfloat16 kernel: phases there.
+  if (mode == ConvMode::kFusedTransposed &&
+      !(x.is_cpu() && x.scalar_type() == at::kBFloat16)) {
+    // Keeps x's layout: cuDNN returns channels-last for channels-last input,
+    // LibTorch 1.13's CPU kernel always NCHW.
+    return at::conv_transpose2d(x, wt.transpose(0, 1), {}, /*stride=*/2)
+        .contiguous(x.suggest_memory_format());
+  }
+  return ConvTransposeStride2(x, wt);
+}
+
 std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
-    const torch::Tensor& x, const torch::Tensor& style) {
+    const torch::Tensor& x, const torch::Tensor& style, ConvMode mode) {
   const int64_t b = x.size(0), in = options.in, k = options.kernel_size;
   auto s = modulation->forward(style);  // (b, in)
   auto wt = weight.squeeze(0) * scale;  // (out, in, k, k)
   auto xs = x * s.view({b, in, 1, 1});
   torch::Tensor y;
   if (options.upsample) {
-    y = DepthwiseBlur(ConvTransposeStride2(xs, wt), blur_kernel, 1);
+    y = DepthwiseBlur(UpsampleConv(xs, wt, mode), blur_kernel, 1);
   } else {
     y = at::conv2d(xs, wt, {}, 1, k / 2);
   }
@@ -238,7 +261,7 @@ std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
 
 torch::Tensor ModulatedConv2dImpl::FoldedForward(const torch::Tensor& x,
                                                  const torch::Tensor& style, double gain,
-                                                 const torch::Tensor& bias) {
+                                                 const torch::Tensor& bias, ConvMode mode) {
   const int64_t in = options.in, out = options.out, k = options.kernel_size;
   auto s = modulation->forward(style);  // (1, in)
   auto wt = weight.squeeze(0) * scale * s.view({1, in, 1, 1});  // (out, in, k, k)
@@ -248,7 +271,7 @@ torch::Tensor ModulatedConv2dImpl::FoldedForward(const torch::Tensor& x,
     wt = wt * gain;
   }
   if (options.upsample) {
-    return DepthwiseBlur(ConvTransposeStride2(x, wt), blur_kernel, 1, bias);
+    return DepthwiseBlur(UpsampleConv(x, wt, mode), blur_kernel, 1, bias);
   }
   return at::conv2d(x, wt, bias, 1, k / 2);
 }
@@ -258,8 +281,9 @@ torch::Tensor ModulatedConv2dImpl::forward(const torch::Tensor& x, const torch::
   CheckArgument(x.dim() == 4 && x.size(1) == options.in,
                 "ModulatedConv2d: expected input (N," + std::to_string(options.in) +
                     ",H,W), got " + c10::str(x.sizes()));
-  if (ResolveConvMode(mode) == ConvMode::kReference) return ReferenceForward(x, style);
-  auto [y, demod] = FusedParts(x, style);
+  mode = ResolveConvMode(mode);
+  if (mode == ConvMode::kReference) return ReferenceForward(x, style);
+  auto [y, demod] = FusedParts(x, style, mode);
   if (demod.defined()) y = y * demod.view({x.size(0), options.out, 1, 1});
   return y;
 }
@@ -310,9 +334,9 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
   torch::Tensor y;
   if (x.size(0) == 1) {
     // sqrt(2) folded into weight, bias and noise weight: lrelu(a)*c == lrelu(a*c).
-    y = conv->FoldedForward(x, style, kSqrt2, activate_bias * kSqrt2);
+    y = conv->FoldedForward(x, style, kSqrt2, activate_bias * kSqrt2, mode);
   } else {
-    auto [conv_out, demod] = conv->FusedParts(x, style);
+    auto [conv_out, demod] = conv->FusedParts(x, style, mode);
     const int64_t b = conv_out.size(0), c = conv_out.size(1);
     auto gain = demod.defined() ? demod * kSqrt2
                                 : torch::full({b, c}, kSqrt2, conv_out.options());
@@ -353,7 +377,7 @@ torch::Tensor ToRgbImpl::forward(const torch::Tensor& x, const torch::Tensor& st
                                  const torch::Tensor& skip, ConvMode mode) {
   mode = ResolveConvMode(mode);
   torch::Tensor y;
-  if (mode == ConvMode::kFused && x.size(0) == 1) {
+  if (IsFused(mode) && x.size(0) == 1) {
     y = conv->FoldedForward(x, style, 1.0, bias.view({3}));
   } else {
     y = conv->forward(x, style, mode) + bias;

@@ -26,6 +26,10 @@
 //    ToRGB upsample, upfirdn2d(up 2, pad (2,1)), is one depthwise 2x2 conv
 //    giving its four output phases, interleaved.
 //    Upsampling convs run as four phase convolutions (ConvTransposeStride2).
+//  * kFusedTransposed: kFused with LibTorch's own stride-2 transposed
+//    convolution for the upsampling convs instead of the four phase
+//    convolutions (on CUDA, cuDNN's data-gradient kernels; on the CPU the
+//    phases are 2-3x faster, and bfloat16 has no CPU kernel: phases there).
 //    Without grad mode the elementwise steps run in place, folded as above;
 //    under grad mode (training) they run in the reference's order and
 //    rounding (demodulate, add noise, add bias, leaky ReLU, * sqrt(2)), which
@@ -50,10 +54,19 @@ enum class ConvMode {
   kAuto,       // kFused (faster at every batch size measured on CPU)
   kReference,  // the reference's grouped per-sample convolution
   kFused,      // modulate activations; one shared convolution per batch
+  kFusedTransposed,  // kFused, upsampling by LibTorch's transposed convolution
 };
+
+// kFused or kFusedTransposed (after ResolveConvMode).
+inline bool IsFused(ConvMode mode) {
+  return mode == ConvMode::kFused || mode == ConvMode::kFusedTransposed;
+}
 
 // Resolves kAuto.
 ConvMode ResolveConvMode(ConvMode mode);
+
+// "auto", "reference", "fused", "fused-transposed".
+const char* ConvModeName(ConvMode mode);
 
 // 2-D blur kernel from a 1-D one: outer product normalised to sum 1 (times
 // `scale`, e.g. factor^2 for upsampling).
@@ -128,14 +141,16 @@ class ModulatedConv2dImpl : public torch::nn::Module {
                         ConvMode mode = ConvMode::kAuto);
   // kFused building block: the convolution WITHOUT the demodulation factor,
   // plus the (N,out) demodulation coefficients (undefined when demodulate is
-  // false). forward(kFused) == conv * demod[:, :, None, None].
+  // false). forward(kFused) == conv * demod[:, :, None, None]. `mode`
+  // (kFused or kFusedTransposed) picks the upsampling convolution.
   std::pair<torch::Tensor, torch::Tensor> FusedParts(const torch::Tensor& x,
-                                                     const torch::Tensor& style);
+                                                     const torch::Tensor& style,
+                                                     ConvMode mode = ConvMode::kFused);
   // kFused at batch 1: conv with the weight modulated by style (1,style_dim),
   // demodulated, and multiplied by `gain`; `bias` (out) is added by the conv
   // (or by the blur when upsampling). Undefined bias: none.
   torch::Tensor FoldedForward(const torch::Tensor& x, const torch::Tensor& style, double gain,
-                              const torch::Tensor& bias);
+                              const torch::Tensor& bias, ConvMode mode = ConvMode::kFused);
   void ResetParameters(at::Generator& rng);
 
   ModulatedConv2dOptions options;
@@ -147,6 +162,10 @@ class ModulatedConv2dImpl : public torch::nn::Module {
 
  private:
   torch::Tensor ReferenceForward(const torch::Tensor& x, const torch::Tensor& style);
+  // The stride-2 transposed convolution of x by wt (out,in,k,k): phases for
+  // kFused, LibTorch's for kFusedTransposed.
+  static torch::Tensor UpsampleConv(const torch::Tensor& x, const torch::Tensor& wt,
+                                    ConvMode mode);
 };
 TORCH_MODULE(ModulatedConv2d);
 

@@ -214,6 +214,7 @@ TEST(AdaptJob, Bf16SourceAndChannelsLast) {
   EXPECT_EQ(j["options"]["source_precision"], "bf16");
   EXPECT_EQ(j["options"]["channels_last"], true);
   EXPECT_EQ(ReadJson(plain.result_path)["options"]["source_precision"], "fp32");
+  EXPECT_EQ(j["options"]["conv_mode"], "fused");
   fast.out_dir = dir_a;
   EXPECT_FALSE(RunJob(fast, DemoModels()).stage1_resumed);
 }

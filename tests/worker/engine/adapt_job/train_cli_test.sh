@@ -34,6 +34,8 @@ expect 2 "--clip weight must be > 0" --source g.safetensors --clip "c.safetensor
 expect 2 "--method must be ipl, nada or both" --demo --method gan --out "$tmp/a"
 expect 2 "--stage1-iters needs an integer >= 1" --demo --stage1-iters 0 --out "$tmp/a"
 expect 2 "--out is required" --demo
+expect 2 "--arithmetic must be fast, fast-transposed or reference" --demo --arithmetic x --out "$tmp/a"
+expect 2 "--source-precision must be fp32 or bf16" --demo --source-precision fp16 --out "$tmp/a"
 expect 1 "missing.safetensors" --source "$tmp/missing.safetensors" --clip "$tmp/clip.safetensors" \
   --target x --out "$tmp/a"
 expect 0 "quality report" --demo --method nada --stage2-iters 3 --quality-samples 4 \
@@ -41,6 +43,16 @@ expect 0 "quality report" --demo --method nada --stage2-iters 3 --quality-sample
 for f in generator_delta.safetensors quality.json result.json; do
   if [[ ! -s $tmp/demo/$f ]]; then
     echo "FAIL: the demo job wrote no $f"
+    failures=$((failures + 1))
+  fi
+done
+# The arithmetic flags reach the job and its record (result.json).
+expect 0 "quality report" --demo --method ipl --stage1-iters 2 --stage2-iters 2 --quality-samples 4 \
+  --preview-every 0 --arithmetic fast-transposed --channels-last --source-precision bf16 \
+  --out "$tmp/fast"
+for field in '"conv_mode": "fused-transposed"' '"channels_last": true' '"source_precision": "bf16"'; do
+  if ! grep -qF -- "$field" "$tmp/fast/result.json"; then
+    echo "FAIL: result.json of the fast-path job lacks $field"
     failures=$((failures + 1))
   fi
 done

@@ -30,10 +30,8 @@ torch::Tensor In(const GoldenCase& c, const std::string& name) {
   return c.Tensor(name).to(testing::TestDevice());
 }
 
-bool g_per_sample = false;  // label for the printed deviations
-const char* ModeName(ConvMode m) {
-  return m == ConvMode::kReference ? "reference" : g_per_sample ? "fused/b1" : "fused";
-}
+std::string g_label = "";  // suffix of the printed mode: "/b1", "/nhwc"
+std::string ModeName(ConvMode m) { return ConvModeName(m) + g_label; }
 
 // Compares with the manifest rule and prints the relative deviation per mode.
 void Check(const GoldenCase& c, ConvMode mode, const std::string& name,
@@ -44,7 +42,7 @@ void Check(const GoldenCase& c, ConvMode mode, const std::string& name,
   testing::ExpectMatches(c.name, name, host, expected);
   const double scale = expected.abs().max().item<double>();
   const double dev = (host - expected).abs().max().item<double>();
-  std::printf("[sg2 %-9s] %-28s %-16s max|a-b| %.3g  rel %.3g\n", ModeName(mode), c.name.c_str(),
+  std::printf("[sg2 %-21s] %-28s %-16s max|a-b| %.3g  rel %.3g\n", ModeName(mode).c_str(), c.name.c_str(),
               name.c_str(), dev, scale > 0 ? dev / scale : dev);
 }
 
@@ -88,9 +86,9 @@ TEST(Stylegan2Golden, Mapping) {
 
 // Runs every sg2_synthesis case with `mode`. With per_sample, each sample of
 // the batch runs alone (batch 1 takes its own fused path) and is compared with
-// its slice of the golden tensors.
-void RunSynthesisCases(ConvMode mode, bool per_sample = false) {
-  g_per_sample = per_sample;
+// its slice of the golden tensors. With channels_last, activations are NHWC.
+void RunSynthesisCases(ConvMode mode, bool per_sample = false, bool channels_last = false) {
+  g_label = std::string(per_sample ? "/b1" : "") + (channels_last ? "/nhwc" : "");
   torch::NoGradGuard no_grad;
   for (const auto& c : testing::CasesOfKind("sg2_synthesis")) {
     SCOPED_TRACE(c.name + std::string(" ") + ModeName(mode));
@@ -102,6 +100,7 @@ void RunSynthesisCases(ConvMode mode, bool per_sample = false) {
 
     SynthesisOptions o;
     o.conv = mode;
+    o.channels_last = channels_last;
     o.record_layers = true;
     if (const Json* v = Option(c, "input_is_latent")) {
       o.input_is_latent = v->get<bool>();
@@ -164,8 +163,22 @@ TEST(Stylegan2Golden, SynthesisFusedBatch1) {
   RunSynthesisCases(ConvMode::kFused, /*per_sample=*/true);
 }
 
-// Gradients flow through the fused formulation (training uses it) and agree
-// with the reference formulation's.
+TEST(Stylegan2Golden, SynthesisFusedTransposed) {
+  RESTYLE_REQUIRE_GOLDEN();
+  RunSynthesisCases(ConvMode::kFusedTransposed);
+  RunSynthesisCases(ConvMode::kFusedTransposed, /*per_sample=*/true);
+}
+
+TEST(Stylegan2Golden, SynthesisChannelsLast) {
+  RESTYLE_REQUIRE_GOLDEN();
+  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed}) {
+    RunSynthesisCases(mode, /*per_sample=*/false, /*channels_last=*/true);
+    RunSynthesisCases(mode, /*per_sample=*/true, /*channels_last=*/true);
+  }
+}
+
+// Gradients flow through the fused formulations (training uses them) and
+// agree with the reference formulation's, NCHW and NHWC.
 TEST(Stylegan2Golden, GradientsMatchBetweenFormulations) {
   RESTYLE_REQUIRE_GOLDEN();
   auto cases = testing::CasesOfKind("sg2_synthesis");
@@ -174,13 +187,18 @@ TEST(Stylegan2Golden, GradientsMatchBetweenFormulations) {
   for (int64_t batch : {2, 1}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
     auto w = (torch::randn({batch, g->config().style_dim}) * 0.5).to(testing::TestDevice());
-    std::map<std::string, torch::Tensor> grads[2];
+    const std::vector<std::pair<ConvMode, bool>> arrangements = {
+        {ConvMode::kReference, false}, {ConvMode::kFused, false},
+        {ConvMode::kFusedTransposed, false}, {ConvMode::kFused, true},
+        {ConvMode::kFusedTransposed, true}};
+    std::vector<std::map<std::string, torch::Tensor>> grads(arrangements.size());
     int k = 0;
-    for (ConvMode mode : {ConvMode::kReference, ConvMode::kFused}) {
+    for (const auto& [mode, channels_last] : arrangements) {
       g->zero_grad();
       SynthesisOptions o;
       o.noise = NoiseMode::kStored;
       o.conv = mode;
+      o.channels_last = channels_last;
       auto wl = w.clone().requires_grad_(true);
       auto img = g->Generate({wl}, o).image;
       (img * img).mean().backward();
@@ -190,12 +208,16 @@ TEST(Stylegan2Golden, GradientsMatchBetweenFormulations) {
       grads[k]["w"] = wl.grad().clone();
       ++k;
     }
-    ASSERT_EQ(grads[0].size(), grads[1].size());
-    for (auto& [name, gr] : grads[0]) {
-      const double scale = gr.abs().max().item<double>();
-      const double dev = (gr - grads[1].at(name)).abs().max().item<double>();
-      // The manifest allows 5e-4 x max for golden gradients.
-      EXPECT_LE(dev, 5e-4 * scale + 1e-12) << name << " max|grad| " << scale;
+    for (size_t a = 1; a < arrangements.size(); ++a) {
+      SCOPED_TRACE(std::string(ConvModeName(arrangements[a].first)) +
+                   (arrangements[a].second ? " nhwc" : ""));
+      ASSERT_EQ(grads[0].size(), grads[a].size());
+      for (auto& [name, gr] : grads[0]) {
+        const double scale = gr.abs().max().item<double>();
+        const double dev = (gr - grads[a].at(name)).abs().max().item<double>();
+        // The manifest allows 5e-4 x max for golden gradients.
+        EXPECT_LE(dev, 5e-4 * scale + 1e-12) << name << " max|grad| " << scale;
+      }
     }
   }
 }

@@ -327,10 +327,12 @@ TEST(Generator, FormulationsAgreeAtBatch) {
   o.noise = NoiseMode::kStored;
   o.conv = ConvMode::kReference;
   auto ref = g->Generate({w}, o).image;
-  o.conv = ConvMode::kFused;
-  auto fused = g->Generate({w}, o).image;
   const double scale = ref.abs().max().item<double>();
-  EXPECT_LE((ref - fused).abs().max().item<double>(), 1e-5 * scale);
+  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed}) {
+    o.conv = mode;
+    auto fused = g->Generate({w}, o).image;
+    EXPECT_LE((ref - fused).abs().max().item<double>(), 1e-5 * scale) << ConvModeName(mode);
+  }
 }
 
 // Channels-last activations: the same function up to float rounding, with
@@ -342,12 +344,13 @@ TEST(Generator, FormulationsAgreeAtBatch) {
 TEST(Generator, ChannelsLastIsTheSameFunctionInNhwc) {
   auto g = RandomGenerator(TinyConfig(32), 9);
   g->to(::restyle::testing::TestDevice());
-  for (int64_t batch : {1, 3}) {
-    SCOPED_TRACE("batch " + std::to_string(batch));
+  for (auto [mode, batch] : {std::pair{ConvMode::kFused, 1}, std::pair{ConvMode::kFused, 3},
+                             std::pair{ConvMode::kFusedTransposed, 3}}) {
+    SCOPED_TRACE(std::string(ConvModeName(mode)) + " batch " + std::to_string(batch));
     auto wplus = torch::randn({batch, g->config().n_latent(), 16}).to(::restyle::testing::TestDevice());
     SynthesisOptions o;
     o.noise = NoiseMode::kStored;
-    o.conv = ConvMode::kFused;
+    o.conv = mode;
     o.record_layers = true;
     auto run = [&](bool channels_last, bool grad) {
       o.channels_last = channels_last;
@@ -401,15 +404,19 @@ TEST(Generator, Bfloat16CopyIsCloseToFloat32) {
   auto w = torch::randn({2, 16}).to(::restyle::testing::TestDevice());
   SynthesisOptions o;
   o.noise = NoiseMode::kStored;
-  for (bool channels_last : {false, true}) {
-    o.channels_last = channels_last;
-    const torch::Tensor ref = g->Generate({w}, o).image;
-    const torch::Tensor got = low->Generate({w.to(torch::kBFloat16)}, o).image;
-    ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
-    const double scale = ref.abs().max().item<double>();
-    const double diff = (got.to(torch::kFloat32) - ref).abs().max().item<double>();
-    EXPECT_LE(diff, 5e-2 * scale) << "channels_last " << channels_last;
-    EXPECT_GT(diff, 1e-4 * scale) << "channels_last " << channels_last;
+  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed}) {
+    for (bool channels_last : {false, true}) {
+      SCOPED_TRACE(std::string(ConvModeName(mode)) + (channels_last ? " nhwc" : ""));
+      o.conv = mode;
+      o.channels_last = channels_last;
+      const torch::Tensor ref = g->Generate({w}, o).image;
+      const torch::Tensor got = low->Generate({w.to(torch::kBFloat16)}, o).image;
+      ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+      const double scale = ref.abs().max().item<double>();
+      const double diff = (got.to(torch::kFloat32) - ref).abs().max().item<double>();
+      EXPECT_LE(diff, 5e-2 * scale);
+      EXPECT_GT(diff, 1e-4 * scale);
+    }
   }
 }
 
