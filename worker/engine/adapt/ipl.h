@@ -91,7 +91,7 @@ struct AdaptContext {
   const AdaptOptions* options = nullptr;
   // Optional: a copy of G_s in a narrower dtype (LowPrecisionCopy, e.g.
   // bfloat16) that makes the images no gradient flows through: stage 1's
-  // images and stage 2's source images (the larger part of stage 1's work).
+  // images (nearly all of stage 1's work) and stage 2's source images.
   // Their CLIP features then differ from float32 ones by the dtype's
   // rounding. Null: G_s itself (the reference's arithmetic).
   GeneratorImpl* source_lowp = nullptr;

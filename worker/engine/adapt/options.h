@@ -88,7 +88,7 @@ struct AdaptOptions {
   // gradient, and it is 1.3-1.9x faster.
   ConvMode frozen_conv_mode = ConvMode::kAuto;
   // Every generator call with its activations in channels-last (NHWC) order
-  // (SynthesisOptions::channels_last; kFused only). The same function summed
+  // (SynthesisOptions::channels_last; the fused formulations only). The same function summed
   // in another order, for cuDNN's tensor-core convolutions; on the CPU
   // oneDNN's NCHW convolutions are faster, so it is off by default.
   bool channels_last = false;

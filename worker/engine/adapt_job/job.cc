@@ -310,6 +310,7 @@ class JobRun {
     result_.out_dir = options_.out_dir;
     MakeDirectories(options_.out_dir);
     ThrowIfCancelled(callbacks_, "before it started");
+    PrepareSource();
     PrepareTexts();
     PrepareSampleLatents();
     if (ipl_) TrainMappers();
@@ -321,11 +322,9 @@ class JobRun {
   }
 
  private:
-  // Texts, once per job and CLIP model; every model guides training with its
-  // weight (ClipGuide).
-  void PrepareTexts() {
-    tokens_ = TokenizeJobTexts(*models_.tokenizer, adapt_);
-    texts_.resize(n_clips_);  // not resized again: ctx_ points into it
+  // The frozen source every step reads, and its bfloat16 copy when asked for
+  // (SourcePrecision::kBf16).
+  void PrepareSource() {
     ctx_.source = &source_;
     ctx_.options = &adapt_;
     if (options_.source_precision == SourcePrecision::kBf16) {
@@ -338,6 +337,13 @@ class JobRun {
           "note: a bfloat16 source and channels-last activations are meant for CUDA; on the "
           "CPU they are slower (docs/benchmarks.md)");
     }
+  }
+
+  // Texts, once per job and CLIP model; every model guides training with its
+  // weight (ClipGuide).
+  void PrepareTexts() {
+    tokens_ = TokenizeJobTexts(*models_.tokenizer, adapt_);
+    texts_.resize(n_clips_);  // not resized again: ctx_ points into it
     for (size_t m = 0; m < n_clips_; ++m) {
       ClipModel clip = models_.clips[m];  // a holder: the models are frozen, not const
       {
