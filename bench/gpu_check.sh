@@ -7,16 +7,18 @@
 #   2. runs the StyleGAN2 and trainer (IPL stages 1 and 2, layer selection,
 #      NADA) golden cases on CUDA (RESTYLE_TEST_DEVICE=cuda, TF32 off), and
 #      the channels-last and bfloat16 generator unit tests there;
-#   3. times, on CUDA, one stage-1 and one stage-2 IPL iteration at 1024
+#   3. runs the demo job (restyle-train --demo, IPL and NADA) on CUDA with the
+#      fast paths on;
+#   4. times, on CUDA, one stage-1 and one stage-2 IPL iteration at 1024
 #      config-f + ViT-B/32 shapes (random weights) and the per-block generator
 #      forward of stage 1's 32 images, in the job's default (TF32, cuDNN
 #      autotuning) and the candidate fast paths (channels-last activations, a
 #      bfloat16 frozen source, bf16 autocast); a full IPL adaptation is 300
-#      stage-1 + 300 stage-2 iterations, so the summary prints that estimate;
+#      stage-1 + 300 stage-2 iterations, so the summary prints that estimate.
 #      Among them it times bench/reference_baseline.py (the research code's
 #      formulation, CLIP in float16 as on a GPU) on the same 1024 steps, in
-#      TF32 and as run, and prints the engine's full-run time as a ratio of it;
-#   4. runs the demo job (restyle-train --demo, IPL and NADA) on CUDA.
+#      TF32 and as run, and prints the engine's full-run time as a ratio of it,
+#      and profiles the steps (GPU time by operator and by kernel).
 # Steps after the build run under a time budget (GPU_CHECK_BUDGET_S, default
 # 480 s) so that the script always ends and packs its logs in one call.
 # Output: JSON lines and logs under OUT_DIR (default $OUT, else gpu-out/).
@@ -95,7 +97,18 @@ for device in $devices; do
 done
 run_test cuda stylegan2/stylegan2_test '*ChannelsLast*:*Bfloat16*'
 
-# 2. Speed: each line is "benchmark filter | flags", most informative first.
+# 2. The whole job runner on CUDA: the demo job (tiny models), IPL and NADA,
+#    with the fast paths on (bf16 source, channels-last).
+if in_budget "demo job on CUDA"; then
+  if "$build/worker/engine/adapt_job/restyle-train" --demo --device cuda --method both \
+      --source-precision bf16 --channels-last \
+      --out "$PWD/gpu-demo-out" --stage1-iters 20 --stage2-iters 20 >"$out/demo_cuda.log" 2>&1; then
+    log "restyle-train --demo --device cuda --source-precision bf16 --channels-last: pass"
+  else
+    log "restyle-train --demo --device cuda: FAIL"; tail -5 "$out/demo_cuda.log"; status=1
+  fi
+fi
+# 3. Speed: each line is "benchmark filter | flags", most informative first.
 #    The first of each pair is the in-session baseline (TF32 + cuDNN
 #    autotuning, the job's CUDA default: 182 / 214 ms per step on an H200 on
 #    2026-11-27); then channels-last activations, a bfloat16 frozen source
@@ -156,17 +169,6 @@ for trace in "$prof"/*/*.json; do
 done
 rm -rf "$prof"
 
-# 3. The whole job runner on CUDA: the demo job (tiny models), IPL and NADA,
-#    with the fast paths on (bf16 source, channels-last).
-if in_budget "demo job on CUDA"; then
-  if "$build/worker/engine/adapt_job/restyle-train" --demo --device cuda --method both \
-      --source-precision bf16 --channels-last \
-      --out "$PWD/gpu-demo-out" --stage1-iters 20 --stage2-iters 20 >"$out/demo_cuda.log" 2>&1; then
-    log "restyle-train --demo --device cuda --source-precision bf16 --channels-last: pass"
-  else
-    log "restyle-train --demo --device cuda: FAIL"; tail -5 "$out/demo_cuda.log"; status=1
-  fi
-fi
 grep -h "failed:\|Error" "$out/bench.log" | sort | uniq -c | head -10
 python3 - "$out" <<'PY' | tee -a "$out/gpu_check.log"
 import json, sys, glob
