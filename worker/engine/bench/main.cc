@@ -4,6 +4,7 @@
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
 //                 [--conv fused|fused-transposed|reference] [--channels-last] [--source-precision fp32|bf16]
+//                 [--no-cuda-kernels]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -25,6 +26,9 @@
 // --source-precision bf16: generator calls without gradients run on a bfloat16
 // copy (sg2/forward and sg2/blocks: the whole generator; adapt/: the frozen
 // source's images, AdaptContext::source_lowp). sg2/grad_w refuses it.
+// --no-cuda-kernels: LibTorch's ops where the engine's own CUDA kernels would
+// run (builds with -DRESTYLE_CUDA_KERNELS=ON; the JSON line's "cuda_kernels"
+// says whether they ran).
 // Benchmarks marked cuda_only are skipped on the CPU.
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -53,6 +57,7 @@
 #include "worker/engine/common/cpu_allocator.h"
 #include "worker/engine/common/cuda_math.h"
 #include "worker/engine/common/threads.h"
+#include "worker/engine/stylegan2/fused_tail.h"
 
 namespace restyle::bench {
 
@@ -66,6 +71,7 @@ namespace {
 struct Flags {
   bool cudnn_benchmark = false;
   bool channels_last = false;
+  bool no_cuda_kernels = false;
   std::string source_precision = "fp32";
   std::string conv;
   std::string filter;
@@ -82,7 +88,7 @@ struct Flags {
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
                "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n"
                "          [--conv fused|fused-transposed|reference] [--channels-last]\n"
-               "          [--source-precision fp32|bf16]\n",
+               "          [--source-precision fp32|bf16] [--no-cuda-kernels]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -129,6 +135,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.cudnn_benchmark = true;
     } else if (arg == "--channels-last") {
       flags.channels_last = true;
+    } else if (arg == "--no-cuda-kernels") {
+      flags.no_cuda_kernels = true;
     } else if (is("--source-precision")) {
       flags.source_precision = value("--source-precision");
       if (flags.source_precision != "fp32" && flags.source_precision != "bf16") {
@@ -192,6 +200,7 @@ bool ApplyPrecision(const Flags& flags) {
 // Runs one benchmark in this process and prints its JSON line.
 int RunOne(const Benchmark& b, const Flags& flags) {
   const int threads = engine::SetThreadCount(flags.threads);
+  engine::SetCudaKernelsEnabled(!flags.no_cuda_kernels);
   // Like every Restyle binary: the caching CPU allocator unless
   // RESTYLE_CPU_CACHE_MB=0 (which benchmarks the plain allocator).
   const bool cache = engine::InstallCachingCpuAllocator();
@@ -240,6 +249,8 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"conv", flags.conv.empty() ? "default" : flags.conv},
                          {"channels_last", flags.channels_last},
                          {"source_precision", flags.source_precision},
+                         {"cuda_kernels", flags.device == "cuda" && engine::CudaKernelsBuilt() &&
+                                              engine::CudaKernelsEnabled()},
                          {"iters", n},
                          {"median_ms", median},
                          {"min_ms", sorted.front()},
@@ -327,6 +338,7 @@ int main(int argc, char** argv) {
       }
       if (flags.cudnn_benchmark) args.push_back("--cudnn-benchmark");
       if (flags.channels_last) args.push_back("--channels-last");
+      if (flags.no_cuda_kernels) args.push_back("--no-cuda-kernels");
       args.push_back("--source-precision");
       args.push_back(flags.source_precision);
       if (!flags.conv.empty()) {

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "worker/engine/common/error.h"
+#include "worker/engine/stylegan2/fused_tail.h"
 
 namespace restyle::engine {
 namespace {
@@ -331,20 +332,19 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
     auto y = conv->forward(x, style, mode);
     return FusedLeakyRelu(y + noise_weight * noise_for(y), activate_bias);
   }
-  torch::Tensor y;
+  // sqrt(2) folded into weight or gain, bias and noise weight:
+  // lrelu(a)*c == lrelu(a*c) for c > 0.
+  torch::Tensor y, gain, bias;
   if (x.size(0) == 1) {
-    // sqrt(2) folded into weight, bias and noise weight: lrelu(a)*c == lrelu(a*c).
     y = conv->FoldedForward(x, style, kSqrt2, activate_bias * kSqrt2, mode);
   } else {
     auto [conv_out, demod] = conv->FusedParts(x, style, mode);
     const int64_t b = conv_out.size(0), c = conv_out.size(1);
-    auto gain = demod.defined() ? demod * kSqrt2
-                                : torch::full({b, c}, kSqrt2, conv_out.options());
-    y = at::addcmul((activate_bias * kSqrt2).view({1, c, 1, 1}), conv_out,
-                    gain.view({b, c, 1, 1}));
+    y = conv_out;
+    gain = demod.defined() ? demod * kSqrt2 : torch::full({b, c}, kSqrt2, conv_out.options());
+    bias = activate_bias * kSqrt2;
   }
-  y.add_(noise_for(y) * (noise_weight * kSqrt2));
-  return at::leaky_relu_(y, 0.2);
+  return StyledTail(y, gain, bias, noise_for(y), noise_weight * kSqrt2);
 }
 
 // --------------------------------------------------------------------- ToRgb

@@ -13,6 +13,7 @@
 #include "tests/golden/golden.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/stylegan2/generator.h"
+#include "worker/engine/stylegan2/fused_tail.h"
 #include "worker/engine/stylegan2/layers.h"
 #include "worker/engine/stylegan2/sha256.h"
 #ifdef RESTYLE_HAVE_PNG
@@ -416,6 +417,48 @@ TEST(Generator, Bfloat16CopyIsCloseToFloat32) {
       const double diff = (got.to(torch::kFloat32) - ref).abs().max().item<double>();
       EXPECT_LE(diff, 5e-2 * scale);
       EXPECT_GT(diff, 1e-4 * scale);
+    }
+  }
+}
+
+// StyledTail (the no-grad StyledConv tail; one CUDA kernel where built)
+// against its definition, for every layout, dtype and noise shape it takes. On
+// $RESTYLE_TEST_DEVICE: on CUDA this checks the kernel (bench/gpu_check.sh),
+// on the CPU LibTorch's path.
+TEST(Layers, StyledTailMatchesItsDefinition) {
+  torch::NoGradGuard no_grad;
+  const torch::Device device = ::restyle::testing::TestDevice();
+  torch::manual_seed(6);
+  const int64_t n = 3, c = 5, h = 4, w = 7;
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    for (bool channels_last : {false, true}) {
+      for (int64_t noise_batch : {int64_t{1}, n}) {
+        for (bool with_gain : {true, false}) {
+          SCOPED_TRACE(std::string(c10::toString(dtype)) + (channels_last ? " nhwc" : " nchw") +
+                       " noise batch " + std::to_string(noise_batch) +
+                       (with_gain ? " gain" : " no gain"));
+          auto y = torch::randn({n, c, h, w}).to(device, dtype);
+          if (channels_last) y = y.contiguous(at::MemoryFormat::ChannelsLast);
+          // Every operand in y's dtype, as the generator's parameters are.
+          auto gain = with_gain ? torch::rand({n, c}).add(0.5).to(device, dtype) : torch::Tensor();
+          auto bias = with_gain ? torch::randn({c}).to(device, dtype) : torch::Tensor();
+          auto noise = torch::randn({noise_batch, 1, h, w}).to(device, dtype);
+          auto nw = torch::full({1}, 0.7).to(device, dtype);
+          // The definition, in float32.
+          auto f32 = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+          auto expected = f32(y);
+          if (with_gain) {
+            expected = expected * f32(gain).view({n, c, 1, 1}) + f32(bias).view({1, c, 1, 1});
+          }
+          expected = at::leaky_relu(expected + f32(noise) * f32(nw), 0.2);
+          const torch::Tensor got = StyledTail(y.clone(), gain, bias, noise, nw);
+          ASSERT_EQ(got.sizes(), expected.sizes());
+          EXPECT_EQ(got.scalar_type(), dtype);
+          const double tol = dtype == torch::kBFloat16 ? 2e-2 : 1e-5;
+          EXPECT_LE((got.to(torch::kFloat32) - expected).abs().max().item<double>(),
+                    tol * expected.abs().max().item<double>());
+        }
+      }
     }
   }
 }

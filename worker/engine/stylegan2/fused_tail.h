@@ -1,0 +1,32 @@
+// The elementwise tail of a StyledConv without autograd, in place where it
+// can be: y = leaky_relu(y * gain + bias + noise * noise_weight, 0.2).
+//
+// With the engine's CUDA kernels built (-DRESTYLE_CUDA_KERNELS=ON and a CUDA
+// compiler) and enabled, a CUDA float32 or bfloat16 tensor in NCHW or
+// channels-last order takes one kernel (cuda/styled_tail.h): one pass over
+// the activations instead of three. Everything else takes LibTorch's ops
+// (addcmul, add_, leaky_relu_), the arithmetic every CPU build runs.
+#ifndef RESTYLE_WORKER_ENGINE_STYLEGAN2_FUSED_TAIL_H_
+#define RESTYLE_WORKER_ENGINE_STYLEGAN2_FUSED_TAIL_H_
+
+#include <torch/types.h>
+
+namespace restyle::engine {
+
+// Whether this build has the engine's CUDA kernels.
+bool CudaKernelsBuilt();
+// Process-wide switch (default on) for A/B measurements (restyle-bench
+// --no-cuda-kernels); thread-safe.
+void SetCudaKernelsEnabled(bool enabled);
+bool CudaKernelsEnabled();
+
+// y (N,C,H,W); gain (N,C) with bias (C), or both undefined (already applied);
+// noise (N or 1,1,H,W) and noise_weight (1), or both undefined; every operand
+// in y's dtype. Returns the result in y's dtype (y itself, or a new tensor on
+// LibTorch's path).
+torch::Tensor StyledTail(torch::Tensor y, const torch::Tensor& gain, const torch::Tensor& bias,
+                         const torch::Tensor& noise, const torch::Tensor& noise_weight);
+
+}  // namespace restyle::engine
+
+#endif  // RESTYLE_WORKER_ENGINE_STYLEGAN2_FUSED_TAIL_H_
