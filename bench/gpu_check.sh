@@ -49,15 +49,21 @@ configure() {
     -DRESTYLE_CUDA_KERNELS=ON "$@" \
     >>"$out/configure.log" 2>&1
 }
-# LibTorch's CMake package first; if its CUDA discovery fails, import the
-# libraries directly (RESTYLE_TORCH_ROOT).
-if ! configure; then
-  log "find_package(Torch) failed (tail of configure.log below); importing LibTorch directly"
-  tail -15 "$out/configure.log"
+# LibTorch's CMake package first, with the engine's CUDA kernels; then
+# without the kernels; then importing LibTorch directly (RESTYLE_TORCH_ROOT)
+# where the package's CUDA discovery fails, with and without the kernels.
+torch_root_flags="-DRESTYLE_TORCH_ROOT=$torch_root -DRESTYLE_TORCH_CXX11_ABI=$torch_abi"
+configured=0
+for attempt in "" "-DRESTYLE_CUDA_KERNELS=OFF" "$torch_root_flags" \
+               "$torch_root_flags -DRESTYLE_CUDA_KERNELS=OFF"; do
   rm -rf "$build"
-  configure -DRESTYLE_TORCH_ROOT="$torch_root" -DRESTYLE_TORCH_CXX11_ABI="$torch_abi" || {
-    log "configure failed"; tail -30 "$out/configure.log"; exit 1; }
-fi
+  # shellcheck disable=SC2086  # flags are words
+  if configure $attempt; then configured=1; break; fi
+  log "configure ${attempt:-(default)} failed (tail of configure.log below)"
+  tail -15 "$out/configure.log"
+  status=1
+done
+(( configured )) || { log "configure failed"; exit 1; }
 t0=$(date +%s)
 targets=(restyle-bench restyle-train stylegan2_golden_test stylegan2_test adapt_golden_test)
 # With the engine's CUDA kernels (RESTYLE_CUDA_KERNELS) first; should they not
