@@ -18,6 +18,7 @@ absl::StatusCode ToStatusCode(engine::ErrorCode code) {
     case engine::ErrorCode::kFailedPrecondition: return absl::StatusCode::kFailedPrecondition;
     case engine::ErrorCode::kCancelled: return absl::StatusCode::kCancelled;
     case engine::ErrorCode::kUnimplemented: return absl::StatusCode::kUnimplemented;
+    case engine::ErrorCode::kResourceExhausted: return absl::StatusCode::kResourceExhausted;
     case engine::ErrorCode::kInternal: return absl::StatusCode::kInternal;
   }
   return absl::StatusCode::kInternal;

@@ -25,6 +25,7 @@ TEST(EngineBoundaryTest, EngineErrorsKeepTheirCodeAndMessage) {
       {engine::ErrorCode::kFailedPrecondition, absl::StatusCode::kFailedPrecondition},
       {engine::ErrorCode::kCancelled, absl::StatusCode::kCancelled},
       {engine::ErrorCode::kUnimplemented, absl::StatusCode::kUnimplemented},
+      {engine::ErrorCode::kResourceExhausted, absl::StatusCode::kResourceExhausted},
       {engine::ErrorCode::kInternal, absl::StatusCode::kInternal},
   };
   for (const auto& [in, out] : cases) {

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <c10/util/Exception.h>
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
@@ -303,25 +304,49 @@ class JobRun {
         stage2_images_per_step_(2 * adapt_.stage2.batch +
                                 adapt_.stage2.auto_layer_batch * adapt_.stage2.auto_layer_iters) {}
 
+  // Out of device memory anywhere in the job: Error(kResourceExhausted)
+  // naming the part of the job and the batch sizes to lower.
   JobResult Run() {
+    try {
+      return RunStages();
+    } catch (const c10::OutOfMemoryError& e) {
+      const Stage1Options& s1 = adapt_.stage1;
+      const Stage2Options& s2 = adapt_.stage2;
+      Fail(ErrorCode::kResourceExhausted,
+           std::string("out of memory on the ") + (job_device_ == JobDevice::kCuda ? "GPU" : "CPU") +
+               " in " + part_ + " (" + e.what_without_backtrace() +
+               "); lower the batch sizes (stage 1: " + std::to_string(s1.batch) +
+               ", stage 2: " + std::to_string(s2.batch) + ", layer selection: " +
+               std::to_string(s2.auto_layer_batch) +
+               ") or use a device with more memory; a written stage-1 checkpoint is reused");
+    }
+  }
+
+ private:
+  JobResult RunStages() {
     ApplyCudaSettings(options_);
     const auto job_start = Clock::now();
     result_.label = !options_.label.empty() ? options_.label : (ipl_ ? "IPL" : "NADA");
     result_.out_dir = options_.out_dir;
     MakeDirectories(options_.out_dir);
     ThrowIfCancelled(callbacks_, "before it started");
+    part_ = "setup";
     PrepareSource();
     PrepareTexts();
     PrepareSampleLatents();
-    if (ipl_) TrainMappers();
+    if (ipl_) {
+      part_ = "stage 1 (mapper training)";
+      TrainMappers();
+    }
     ThrowIfCancelled(callbacks_, "after stage 1");
+    part_ = "stage 2 (generator fine-tuning)";
     TrainGenerator();
     ThrowIfCancelled(callbacks_, "after stage 2");
+    part_ = "the results (samples, quality report)";
     WriteResults(job_start);
     return result_;
   }
 
- private:
   // The frozen source every step reads, and its bfloat16 copy when asked for
   // (SourcePrecision::kBf16).
   void PrepareSource() {
@@ -617,6 +642,7 @@ class JobRun {
   const int64_t stage2_images_per_step_;
 
   JobResult result_;
+  const char* part_ = "setup";  // the part of the job running, for errors
   JobTokens tokens_;
   std::vector<JobTexts> texts_;  // one per CLIP model; ctx_.guides point into it
   AdaptContext ctx_;

@@ -23,6 +23,7 @@ enum class ErrorCode {
   kFailedPrecondition,  // the object is in the wrong state for the call
   kCancelled,           // a job was cancelled by its owner
   kUnimplemented,       // a valid request this build cannot serve
+  kResourceExhausted,   // the device ran out of memory for the request
   kInternal,            // an invariant of the engine itself broke
 };
 

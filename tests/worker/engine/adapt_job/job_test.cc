@@ -1,6 +1,7 @@
 // End-to-end tests of the adaptation job runner on the embedded tiny models:
 // both stages on the CPU, losses going down, cancellation within one step,
 // resuming after stage 1, bitwise reproducibility and the files written.
+#include <c10/util/Exception.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -217,6 +218,31 @@ TEST(AdaptJob, Bf16SourceAndChannelsLast) {
   EXPECT_EQ(j["options"]["conv_mode"], "fused");
   fast.out_dir = dir_a;
   EXPECT_FALSE(RunJob(fast, DemoModels()).stage1_resumed);
+}
+
+// Running out of device memory is RESOURCE_EXHAUSTED with a message that
+// names the part of the job and the batch sizes to lower (simulated: the
+// progress callback throws LibTorch's out-of-memory error in stage 2).
+TEST(AdaptJob, OutOfMemoryIsResourceExhausted) {
+  JobOptions o = SmallJob(FreshDir("oom"), AdaptMethod::kIpl, 3);
+  JobCallbacks cb;
+  cb.on_progress = [](const JobProgress& p) {
+    if (p.stage == 2) {
+      throw c10::OutOfMemoryError({__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
+                                  "CUDA out of memory. Tried to allocate 2.00 GiB");
+    }
+  };
+  try {
+    RunJob(o, DemoModels(), cb);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
+    const std::string message = e.what();
+    for (const char* part : {"stage 2", "Tried to allocate 2.00 GiB", "stage 1: 8",
+                             "stage 2: 2", "layer selection: 8"}) {
+      EXPECT_NE(message.find(part), std::string::npos) << part << " not in: " << message;
+    }
+  }
 }
 
 TEST(AdaptJob, RejectsBadOptions) {
