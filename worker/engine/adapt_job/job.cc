@@ -317,8 +317,9 @@ class JobRun {
                " in " + part_ + " (" + e.what_without_backtrace() +
                "); lower the batch sizes (stage 1: " + std::to_string(s1.batch) +
                ", stage 2: " + std::to_string(s2.batch) + ", layer selection: " +
-               std::to_string(s2.auto_layer_batch) +
-               ") or use a device with more memory; a written stage-1 checkpoint is reused");
+               std::to_string(s2.auto_layer_batch) + ") or use a device with more memory" +
+               (stage1_done_ ? "; a retry in " + options_.out_dir + " reuses its stage-1 checkpoint"
+                             : ""));
     }
   }
 
@@ -337,6 +338,7 @@ class JobRun {
     if (ipl_) {
       part_ = "stage 1 (mapper training)";
       TrainMappers();
+      stage1_done_ = true;  // and checkpointed
     }
     ThrowIfCancelled(callbacks_, "after stage 1");
     part_ = "stage 2 (generator fine-tuning)";
@@ -643,6 +645,7 @@ class JobRun {
 
   JobResult result_;
   const char* part_ = "setup";  // the part of the job running, for errors
+  bool stage1_done_ = false;
   JobTokens tokens_;
   std::vector<JobTexts> texts_;  // one per CLIP model; ctx_.guides point into it
   AdaptContext ctx_;

@@ -239,7 +239,7 @@ TEST(AdaptJob, OutOfMemoryIsResourceExhausted) {
     EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
     const std::string message = e.what();
     for (const char* part : {"stage 2", "Tried to allocate 2.00 GiB", "stage 1: 8",
-                             "stage 2: 2", "layer selection: 8"}) {
+                             "stage 2: 2", "layer selection: 8", "stage-1 checkpoint"}) {
       EXPECT_NE(message.find(part), std::string::npos) << part << " not in: " << message;
     }
   }
