@@ -248,9 +248,10 @@ int main(int argc, char** argv) {
   try {
     const int in_effect = SetThreadCount(threads);
     InstallCachingCpuAllocator();
-    std::fprintf(stderr, "restyle-train: %s, target \"%s\", %d threads, out %s\n",
+    std::fprintf(stderr, "restyle-train: %s, target \"%s\", %d thread%s, out %s\n",
                  options.demo ? "demo models" : options.source_generator.c_str(),
-                 options.adapt.target_class.c_str(), in_effect, options.out_dir.c_str());
+                 options.adapt.target_class.c_str(), in_effect, in_effect == 1 ? "" : "s",
+                 options.out_dir.c_str());
     const JobModels models = LoadJobModels(options);
     std::vector<AdaptMethod> methods;
     if (method == "both") methods = {AdaptMethod::kIpl, AdaptMethod::kNada};
