@@ -26,15 +26,18 @@
 //    ToRGB upsample, upfirdn2d(up 2, pad (2,1)), is one depthwise 2x2 conv
 //    giving its four output phases, interleaved.
 //    Upsampling convs run as four phase convolutions (ConvTransposeStride2).
+//    Without grad mode the elementwise steps run in place, folded as above
+//    (StyledTail: one CUDA kernel where built, fused_tail.h); under grad mode
+//    (training) they run in the reference's order and rounding (demodulate,
+//    add noise, add bias, leaky ReLU, * sqrt(2)), which keeps gradients
+//    through pre-activations at ~0 on the reference's side.
 //  * kFusedTransposed: kFused with LibTorch's own stride-2 transposed
 //    convolution for the upsampling convs instead of the four phase
 //    convolutions (on CUDA, cuDNN's data-gradient kernels; on the CPU the
 //    phases are 2-3x faster, and bfloat16 has no CPU kernel: phases there).
-//    Without grad mode the elementwise steps run in place, folded as above;
-//    under grad mode (training) they run in the reference's order and
-//    rounding (demodulate, add noise, add bias, leaky ReLU, * sqrt(2)), which
-//    keeps gradients through pre-activations at ~0 on the reference's side.
-// Both are differentiable with standard ops; results agree to float rounding.
+// All are differentiable with standard ops; results agree to float rounding.
+// The fused ones also run with channels-last activations
+// (SynthesisOptions::channels_last).
 //
 // Thread-safety: modules are not thread-safe to mutate; concurrent forward
 // calls on one module are safe (no state is written during forward).
