@@ -3,8 +3,8 @@
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
-//                 [--conv fused|fused-transposed|reference] [--channels-last] [--source-precision fp32|bf16]
-//                 [--no-cuda-kernels]
+//                 [--conv fused|fused-transposed|reference] [--channels-last]
+//                 [--source-precision fp32|bf16] [--no-cuda-kernels]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
