@@ -39,6 +39,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <iostream>
@@ -312,6 +313,11 @@ int main(int argc, char** argv) {
 
   if (flags.precision != "fp32" && flags.device != "cuda") {
     Usage(argv[0], "--precision " + flags.precision + " needs --device cuda");
+  }
+  if (!flags.profile_dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(flags.profile_dir, error);
+    if (error) Usage(argv[0], "cannot create --profile " + flags.profile_dir + ": " + error.message());
   }
   int failures = 0, ran = 0, skipped = 0;
   for (const auto& b : registry) {
