@@ -48,10 +48,8 @@ std::shared_ptr<StepFixture> MakeFixture(const Context& ctx, AdaptMethod method,
   auto f = std::make_shared<StepFixture>();
   f->options.method = method;
   f->options.target_class = "disney";
-  if (!ctx.conv.empty()) {
-    const ConvMode mode = ctx.conv == "reference"          ? ConvMode::kReference
-                          : ctx.conv == "fused-transposed" ? ConvMode::kFusedTransposed
-                                                           : ConvMode::kFused;
+  ConvMode mode;
+  if (ParseConvMode(ctx.conv, &mode)) {  // validated by the driver; "" keeps the default
     f->options.conv_mode = mode;
     f->options.frozen_conv_mode = mode;
   }

@@ -59,6 +59,7 @@
 #include "worker/engine/common/cuda_math.h"
 #include "worker/engine/common/threads.h"
 #include "worker/engine/stylegan2/fused_tail.h"
+#include "worker/engine/stylegan2/layers.h"
 
 namespace restyle::bench {
 
@@ -129,7 +130,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.run_one = value("--run-one");
     } else if (is("--conv")) {
       flags.conv = value("--conv");
-      if (flags.conv != "fused" && flags.conv != "reference" && flags.conv != "fused-transposed") {
+      engine::ConvMode mode;
+      if (!engine::ParseConvMode(flags.conv, &mode) || mode == engine::ConvMode::kAuto) {
         Usage(argv[0], "bad --conv " + flags.conv + " (fused, fused-transposed or reference)");
       }
     } else if (arg == "--cudnn-benchmark") {

@@ -121,6 +121,17 @@ const char* ConvModeName(ConvMode mode) {
   return "?";
 }
 
+bool ParseConvMode(const std::string& name, ConvMode* mode) {
+  for (ConvMode m : {ConvMode::kAuto, ConvMode::kReference, ConvMode::kFused,
+                     ConvMode::kFusedTransposed}) {
+    if (name == ConvModeName(m)) {
+      *mode = m;
+      return true;
+    }
+  }
+  return false;
+}
+
 torch::Tensor MakeBlurKernel(const std::vector<double>& kernel_1d, double scale) {
   auto k = torch::tensor(kernel_1d, torch::kFloat32);
   auto k2 = k.view({-1, 1}) * k.view({1, -1});

@@ -48,6 +48,7 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include <string>
 #include <vector>
 
 namespace restyle::engine {
@@ -70,6 +71,8 @@ ConvMode ResolveConvMode(ConvMode mode);
 
 // "auto", "reference", "fused", "fused-transposed".
 const char* ConvModeName(ConvMode mode);
+// The inverse of ConvModeName; false for any other name.
+bool ParseConvMode(const std::string& name, ConvMode* mode);
 
 // 2-D blur kernel from a 1-D one: outer product normalised to sum 1 (times
 // `scale`, e.g. factor^2 for upsampling).

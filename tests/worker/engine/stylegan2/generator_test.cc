@@ -320,6 +320,19 @@ TEST(Layers, SkipUpsamplingMatchesUpfirdn2d) {
   }
 }
 
+TEST(Layers, ConvModeNamesRoundTrip) {
+  for (ConvMode mode : {ConvMode::kAuto, ConvMode::kReference, ConvMode::kFused,
+                        ConvMode::kFusedTransposed}) {
+    ConvMode parsed = ConvMode::kAuto;
+    ASSERT_TRUE(ParseConvMode(ConvModeName(mode), &parsed)) << ConvModeName(mode);
+    EXPECT_EQ(parsed, mode);
+  }
+  ConvMode untouched = ConvMode::kReference;
+  EXPECT_FALSE(ParseConvMode("fast", &untouched));
+  EXPECT_FALSE(ParseConvMode("", &untouched));
+  EXPECT_EQ(untouched, ConvMode::kReference);
+}
+
 TEST(Generator, FormulationsAgreeAtBatch) {
   torch::NoGradGuard no_grad;
   auto g = RandomGenerator(TinyConfig(), 8);
