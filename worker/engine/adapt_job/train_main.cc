@@ -7,7 +7,7 @@
 //                 --out DIR [--seed N] [--stage1-iters N] [--stage2-iters N]
 //                 [--stage1-batch N] [--stage2-batch N] [--device cpu|cuda]
 //                 [--threads N] [--preview-every N] [--quality-samples N]
-//                 [--arithmetic fast|fast-transposed|reference]
+//                 [--arithmetic fast|fast-transposed|fast-subpixel|reference]
 //   restyle-train --demo --out demo-out     (embedded tiny models, IPL and NADA)
 //
 // Ctrl-C cancels the job after the current step.
@@ -42,13 +42,15 @@ constexpr char kUsage[] =
     "                     [--stage2-iters N] [--stage1-batch N] [--stage2-batch N]\n"
     "                     [--device cpu|cuda] [--threads N] [--preview-every N]\n"
     "                     [--quality-samples N]\n"
-    "                     [--arithmetic fast|fast-transposed|reference]\n"
+    "                     [--arithmetic fast|fast-transposed|fast-subpixel|reference]\n"
     "                     [--cuda-math tf32|fp32] [--no-cudnn-autotune]\n"
     "                     [--source-precision fp32|bf16] [--channels-last]\n"
     "  --arithmetic reference runs every generator call in the reference's\n"
     "  per-sample grouped formulation (slower; for auditing the fast default,\n"
     "  which is the same function up to float rounding); fast-transposed is the\n"
-    "  fast one with LibTorch's transposed convolution for upsampling (for CUDA).\n"
+    "  fast one with LibTorch's transposed convolution for upsampling, and\n"
+    "  fast-subpixel composes each upsampling convolution and its blur into one\n"
+    "  ordinary convolution and a pixel shuffle (both meant for CUDA).\n"
     "  On CUDA, --cuda-math fp32 turns TF32 off and --no-cudnn-autotune keeps\n"
     "  cuDNN's algorithm choice fixed (reproducible runs).\n"
     "  --source-precision bf16 makes the frozen source's images (stage 1's\n"
@@ -197,8 +199,10 @@ int main(int argc, char** argv) {
         options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kReference;
       } else if (v == "fast-transposed") {
         options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kFusedTransposed;
+      } else if (v == "fast-subpixel") {
+        options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kFusedSubpixel;
       } else if (v != "fast") {
-        Usage("--arithmetic must be fast, fast-transposed or reference");
+        Usage("--arithmetic must be fast, fast-transposed, fast-subpixel or reference");
       }
     }
     else if (a == "--help" || a == "-h") Usage("");

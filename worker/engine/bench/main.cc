@@ -3,7 +3,7 @@
 //
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
-//                 [--conv fused|fused-transposed|reference] [--channels-last]
+//                 [--conv fused|fused-transposed|fused-subpixel|reference] [--channels-last]
 //                 [--source-precision fp32|bf16] [--no-cuda-kernels]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
@@ -89,7 +89,7 @@ struct Flags {
   std::fprintf(stderr,
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
                "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n"
-               "          [--conv fused|fused-transposed|reference] [--channels-last]\n"
+               "          [--conv fused|fused-transposed|fused-subpixel|reference] [--channels-last]\n"
                "          [--source-precision fp32|bf16] [--no-cuda-kernels]\n",
                error.c_str(), argv0);
   std::exit(2);
@@ -132,7 +132,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.conv = value("--conv");
       engine::ConvMode mode;
       if (!engine::ParseConvMode(flags.conv, &mode) || mode == engine::ConvMode::kAuto) {
-        Usage(argv[0], "bad --conv " + flags.conv + " (fused, fused-transposed or reference)");
+        Usage(argv[0], "bad --conv " + flags.conv +
+                           " (fused, fused-transposed, fused-subpixel or reference)");
       }
     } else if (arg == "--cudnn-benchmark") {
       flags.cudnn_benchmark = true;

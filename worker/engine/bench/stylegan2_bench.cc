@@ -3,7 +3,9 @@
 // weights, stored noise, w input, no gradients; each formulation
 // (reference = grouped per-sample conv, fused = shared conv on modulated
 // activations, fused-transposed = fused with LibTorch's transposed conv for
-// upsampling; sg2/blocks/1024 only). Names: sg2/forward/<size>/b<batch>/<formulation>.
+// upsampling, fused-subpixel = fused with upsampling conv and blur composed
+// into one conv and a pixel shuffle; those two in the CUDA-only and block
+// benchmarks). Names: sg2/forward/<size>/b<batch>/<formulation>.
 // sg2/blocks/...: the forward again, timed per resolution block (the device
 // synchronised after each block); the JSON line's extra holds
 // "block_ms.<resolution>", the mean over the timed calls.
@@ -160,6 +162,11 @@ const Registrar k1024blocks32f(Sg2Blocks(1024, 32, ConvMode::kFused, /*cuda_only
 const Registrar k1024blocks32r(Sg2Blocks(1024, 32, ConvMode::kReference, /*cuda_only=*/true));
 const Registrar k1024blocks32t(Sg2Blocks(1024, 32, ConvMode::kFusedTransposed,
                                          /*cuda_only=*/true));
+const Registrar k1024blocks32s(Sg2Blocks(1024, 32, ConvMode::kFusedSubpixel,
+                                         /*cuda_only=*/true));
+const Registrar k256blocks_s(Sg2Blocks(256, 4, ConvMode::kFusedSubpixel, /*cuda_only=*/false));
+const Registrar k1024b32s(Sg2Forward(1024, 32, ConvMode::kFusedSubpixel));
+const Registrar k1024gw8s(Sg2GradW(1024, 8, ConvMode::kFusedSubpixel));
 const Registrar k1024b32f(Sg2Forward(1024, 32, ConvMode::kFused));
 const Registrar k1024b32r(Sg2Forward(1024, 32, ConvMode::kReference));
 const Registrar k1024gw8f(Sg2GradW(1024, 8, ConvMode::kFused));

@@ -75,6 +75,50 @@ torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& 
   return y;
 }
 
+torch::Tensor SubpixelWeight(const torch::Tensor& weight, const torch::Tensor& blur_kernel) {
+  using torch::indexing::Slice;
+  const int64_t out = weight.size(0), in = weight.size(1);
+  CheckArgument(weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 &&
+                    blur_kernel.dim() == 2 && blur_kernel.size(0) == 4 && blur_kernel.size(1) == 4,
+                "SubpixelWeight: a 3x3 weight and a 4x4 blur kernel expected");
+  // The transposed convolution puts w[t] at output 2m + t (t in 0..2); the
+  // blur (padding 1) reads positions u-1..u+2 with the flipped kernel fk, so
+  // output u = 2m + t' - 2 gets x[m] * K[t'] with K = w (zero-padded by 3)
+  // correlated with fk: t' in 0..5. Output phase r takes t' = 4 - 2e + r
+  // from input m = p + e - 1 (e in 0..2): a 3x3 convolution with padding 1
+  // whose taps are K flipped, from 1 - r in steps of 2.
+  const auto fk = blur_kernel.flip({0, 1}).to(weight.dtype()).view({1, 1, 4, 4});
+  auto composed = at::conv2d(at::constant_pad_nd(weight.reshape({out * in, 1, 3, 3}),
+                                                 {3, 3, 3, 3}),
+                             fk)
+                      .flip({2, 3});  // (out*in, 1, 6, 6)
+  std::vector<torch::Tensor> phases;
+  for (int64_t a = 0; a < 2; ++a) {
+    for (int64_t b = 0; b < 2; ++b) {
+      phases.push_back(composed.index({Slice(), 0, Slice(1 - a, c10::nullopt, 2),
+                                       Slice(1 - b, c10::nullopt, 2)}));
+    }
+  }
+  return at::stack(phases, 1)                 // (out*in, 4, 3, 3)
+      .view({out, in, 4, 3, 3})
+      .permute({0, 2, 1, 3, 4})
+      .reshape({out * 4, in, 3, 3});
+}
+
+torch::Tensor UpsampleBlurSubpixel(const torch::Tensor& x, const torch::Tensor& weight,
+                                   const torch::Tensor& blur_kernel, const torch::Tensor& bias) {
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3), out = weight.size(0);
+  auto y = at::conv2d(x, SubpixelWeight(weight, blur_kernel),
+                      bias.defined() ? bias.repeat_interleave(4) : bias, 1, 1);
+  // Pixel shuffle into x's memory format: channel o*4 + a*2 + b of input
+  // position (p, q) is output (o, 2p + a, 2q + b).
+  auto shuffled = at::empty({n, out, 2 * h, 2 * w},
+                            y.options().memory_format(x.suggest_memory_format()));
+  shuffled.view({n, out, h, 2, w, 2})
+      .copy_(y.view({n, out, 2, 2, h, w}).permute({0, 1, 4, 2, 5, 3}));
+  return shuffled;
+}
+
 namespace {
 
 // upfirdn2d(up 2, pad (2,1)) with a 4x4 kernel, per channel, by phases:
@@ -117,13 +161,14 @@ const char* ConvModeName(ConvMode mode) {
     case ConvMode::kReference: return "reference";
     case ConvMode::kFused: return "fused";
     case ConvMode::kFusedTransposed: return "fused-transposed";
+    case ConvMode::kFusedSubpixel: return "fused-subpixel";
   }
   return "?";
 }
 
 bool ParseConvMode(const std::string& name, ConvMode* mode) {
   for (ConvMode m : {ConvMode::kAuto, ConvMode::kReference, ConvMode::kFused,
-                     ConvMode::kFusedTransposed}) {
+                     ConvMode::kFusedTransposed, ConvMode::kFusedSubpixel}) {
     if (name == ConvModeName(m)) {
       *mode = m;
       return true;
@@ -238,16 +283,21 @@ torch::Tensor ModulatedConv2dImpl::ReferenceForward(const torch::Tensor& x,
 }
 
 torch::Tensor ModulatedConv2dImpl::UpsampleConv(const torch::Tensor& x, const torch::Tensor& wt,
-                                                ConvMode mode) {
+                                                ConvMode mode, const torch::Tensor& bias) const {
+  if (mode == ConvMode::kFusedSubpixel && wt.size(2) == 3 && wt.size(3) == 3 &&
+      blur_kernel.size(0) == 4 && blur_kernel.size(1) == 4) {
+    return UpsampleBlurSubpixel(x, wt, blur_kernel, bias);
+  }
   // LibTorch's CPU transposed convolution has no bfloat16 kernel: phases there.
   if (mode == ConvMode::kFusedTransposed &&
       !(x.is_cpu() && x.scalar_type() == at::kBFloat16)) {
     // Keeps x's layout: cuDNN returns channels-last for channels-last input,
     // LibTorch 1.13's CPU kernel always NCHW.
-    return at::conv_transpose2d(x, wt.transpose(0, 1), {}, /*stride=*/2)
-        .contiguous(x.suggest_memory_format());
+    auto y = at::conv_transpose2d(x, wt.transpose(0, 1), {}, /*stride=*/2)
+                 .contiguous(x.suggest_memory_format());
+    return DepthwiseBlur(y, blur_kernel, 1, bias);
   }
-  return ConvTransposeStride2(x, wt);
+  return DepthwiseBlur(ConvTransposeStride2(x, wt), blur_kernel, 1, bias);
 }
 
 std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
@@ -258,7 +308,7 @@ std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
   auto xs = x * s.view({b, in, 1, 1});
   torch::Tensor y;
   if (options.upsample) {
-    y = DepthwiseBlur(UpsampleConv(xs, wt, mode), blur_kernel, 1);
+    y = UpsampleConv(xs, wt, mode);
   } else {
     y = at::conv2d(xs, wt, {}, 1, k / 2);
   }
@@ -282,9 +332,7 @@ torch::Tensor ModulatedConv2dImpl::FoldedForward(const torch::Tensor& x,
   } else if (gain != 1.0) {
     wt = wt * gain;
   }
-  if (options.upsample) {
-    return DepthwiseBlur(UpsampleConv(x, wt, mode), blur_kernel, 1, bias);
-  }
+  if (options.upsample) return UpsampleConv(x, wt, mode, bias);
   return at::conv2d(x, wt, bias, 1, k / 2);
 }
 

@@ -34,7 +34,7 @@ expect 2 "--clip weight must be > 0" --source g.safetensors --clip "c.safetensor
 expect 2 "--method must be ipl, nada or both" --demo --method gan --out "$tmp/a"
 expect 2 "--stage1-iters needs an integer >= 1" --demo --stage1-iters 0 --out "$tmp/a"
 expect 2 "--out is required" --demo
-expect 2 "--arithmetic must be fast, fast-transposed or reference" --demo --arithmetic x --out "$tmp/a"
+expect 2 "--arithmetic must be fast, fast-transposed, fast-subpixel or reference" --demo --arithmetic x --out "$tmp/a"
 expect 2 "--source-precision must be fp32 or bf16" --demo --source-precision fp16 --out "$tmp/a"
 expect 1 "missing.safetensors" --source "$tmp/missing.safetensors" --clip "$tmp/clip.safetensors" \
   --target x --out "$tmp/a"
@@ -56,6 +56,12 @@ for field in '"conv_mode": "fused-transposed"' '"channels_last": true' '"source_
     failures=$((failures + 1))
   fi
 done
+expect 0 "quality report" --demo --method nada --stage2-iters 2 --quality-samples 4 \
+  --preview-every 0 --arithmetic fast-subpixel --out "$tmp/subpixel"
+if ! grep -qF -- '"conv_mode": "fused-subpixel"' "$tmp/subpixel/result.json"; then
+  echo "FAIL: result.json of the fast-subpixel job lacks its conv_mode"
+  failures=$((failures + 1))
+fi
 
 if [[ $failures -gt 0 ]]; then
   echo "$failures failure(s)"

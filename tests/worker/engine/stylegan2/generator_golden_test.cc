@@ -169,28 +169,43 @@ TEST(Stylegan2Golden, SynthesisFusedTransposed) {
   RunSynthesisCases(ConvMode::kFusedTransposed, /*per_sample=*/true);
 }
 
+TEST(Stylegan2Golden, SynthesisFusedSubpixel) {
+  RESTYLE_REQUIRE_GOLDEN();
+  RunSynthesisCases(ConvMode::kFusedSubpixel);
+  RunSynthesisCases(ConvMode::kFusedSubpixel, /*per_sample=*/true);
+}
+
 TEST(Stylegan2Golden, SynthesisChannelsLast) {
   RESTYLE_REQUIRE_GOLDEN();
-  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed}) {
+  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed, ConvMode::kFusedSubpixel}) {
     RunSynthesisCases(mode, /*per_sample=*/false, /*channels_last=*/true);
     RunSynthesisCases(mode, /*per_sample=*/true, /*channels_last=*/true);
   }
 }
 
 // Gradients flow through the fused formulations (training uses them) and
-// agree with the reference formulation's, NCHW and NHWC.
+// agree with the reference formulation's, NCHW and NHWC. In float64: the
+// formulations are the same function, so they agree to ~1e-12; in float32 a
+// pre-activation within rounding of 0 can take the other side of the leaky
+// ReLU in one formulation and move an early layer's gradient by ~1e-3 of its
+// max, which makes a float32 comparison depend on the draw of w (float32
+// agreement is what the golden image and trainer cases check).
 TEST(Stylegan2Golden, GradientsMatchBetweenFormulations) {
   RESTYLE_REQUIRE_GOLDEN();
   auto cases = testing::CasesOfKind("sg2_synthesis");
   RESTYLE_REQUIRE(!cases.empty(), "a golden sg2_synthesis case");
   auto g = LoadCaseGenerator(cases[0]);
+  g->to(torch::kFloat64);
+  torch::manual_seed(20);
   for (int64_t batch : {2, 1}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
-    auto w = (torch::randn({batch, g->config().style_dim}) * 0.5).to(testing::TestDevice());
+    auto w = (torch::randn({batch, g->config().style_dim}, torch::kFloat64) * 0.5)
+                 .to(testing::TestDevice());
     const std::vector<std::pair<ConvMode, bool>> arrangements = {
         {ConvMode::kReference, false}, {ConvMode::kFused, false},
-        {ConvMode::kFusedTransposed, false}, {ConvMode::kFused, true},
-        {ConvMode::kFusedTransposed, true}};
+        {ConvMode::kFusedTransposed, false}, {ConvMode::kFusedSubpixel, false},
+        {ConvMode::kFused, true}, {ConvMode::kFusedTransposed, true},
+        {ConvMode::kFusedSubpixel, true}};
     std::vector<std::map<std::string, torch::Tensor>> grads(arrangements.size());
     int k = 0;
     for (const auto& [mode, channels_last] : arrangements) {
@@ -215,8 +230,7 @@ TEST(Stylegan2Golden, GradientsMatchBetweenFormulations) {
       for (auto& [name, gr] : grads[0]) {
         const double scale = gr.abs().max().item<double>();
         const double dev = (gr - grads[a].at(name)).abs().max().item<double>();
-        // The manifest allows 5e-4 x max for golden gradients.
-        EXPECT_LE(dev, 5e-4 * scale + 1e-12) << name << " max|grad| " << scale;
+        EXPECT_LE(dev, 1e-9 * scale + 1e-15) << name << " max|grad| " << scale;
       }
     }
   }

@@ -320,9 +320,49 @@ TEST(Layers, SkipUpsamplingMatchesUpfirdn2d) {
   }
 }
 
+// The upsampling convolution and blur composed into one convolution and a
+// pixel shuffle, against the two run one after the other (LibTorch's
+// transposed convolution, the depthwise blur), with and without a bias, for
+// both memory formats, and its gradients in x and the weight. On
+// $RESTYLE_TEST_DEVICE.
+TEST(Layers, SubpixelUpsamplingIsTransposedConvThenBlur) {
+  const auto device = ::restyle::testing::TestDevice();
+  torch::manual_seed(12);
+  const auto blur = MakeBlurKernel({1, 3, 3, 1}, 4.0).to(device);
+  const auto flipped = blur.flip({0, 1});
+  for (bool channels_last : {false, true}) {
+    for (bool with_bias : {false, true}) {
+      SCOPED_TRACE(std::string(channels_last ? "nhwc" : "nchw") + (with_bias ? " bias" : ""));
+      auto x = torch::randn({2, 5, 6, 7}, device);
+      if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      x.requires_grad_(true);
+      auto weight = torch::randn({4, 5, 3, 3}, device).requires_grad_(true);
+      auto bias = with_bias ? torch::randn({4}, device) : torch::Tensor();
+      auto t = at::conv_transpose2d(x, weight.transpose(0, 1), {}, 2);  // (2,4,15,17)
+      auto expected = at::conv2d(t, flipped.view({1, 1, 4, 4}).expand({4, 1, 4, 4}), bias, 1,
+                                 1, 1, /*groups=*/4);
+      auto got = UpsampleBlurSubpixel(x, weight, blur, bias);
+      ASSERT_EQ(got.sizes(), (std::vector<int64_t>{2, 4, 12, 14}));
+      ASSERT_EQ(expected.sizes(), got.sizes());
+      EXPECT_TRUE(got.is_contiguous(channels_last ? at::MemoryFormat::ChannelsLast
+                                                  : at::MemoryFormat::Contiguous));
+      const double scale = expected.abs().max().item<double>();
+      EXPECT_LE((got - expected).abs().max().item<double>(), 1e-5 * scale);
+      auto probe = torch::randn_like(expected);
+      auto g_ref = torch::autograd::grad({(expected * probe).sum()}, {x, weight});
+      auto g_got = torch::autograd::grad({(got * probe).sum()}, {x, weight});
+      for (int i = 0; i < 2; ++i) {
+        const double gs = g_ref[i].abs().max().item<double>();
+        ASSERT_GT(gs, 0);
+        EXPECT_LE((g_got[i] - g_ref[i]).abs().max().item<double>(), 1e-5 * gs) << "grad " << i;
+      }
+    }
+  }
+}
+
 TEST(Layers, ConvModeNamesRoundTrip) {
   for (ConvMode mode : {ConvMode::kAuto, ConvMode::kReference, ConvMode::kFused,
-                        ConvMode::kFusedTransposed}) {
+                        ConvMode::kFusedTransposed, ConvMode::kFusedSubpixel}) {
     ConvMode parsed = ConvMode::kAuto;
     ASSERT_TRUE(ParseConvMode(ConvModeName(mode), &parsed)) << ConvModeName(mode);
     EXPECT_EQ(parsed, mode);
@@ -342,7 +382,7 @@ TEST(Generator, FormulationsAgreeAtBatch) {
   o.conv = ConvMode::kReference;
   auto ref = g->Generate({w}, o).image;
   const double scale = ref.abs().max().item<double>();
-  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed}) {
+  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed, ConvMode::kFusedSubpixel}) {
     o.conv = mode;
     auto fused = g->Generate({w}, o).image;
     EXPECT_LE((ref - fused).abs().max().item<double>(), 1e-5 * scale) << ConvModeName(mode);
@@ -359,7 +399,9 @@ TEST(Generator, ChannelsLastIsTheSameFunctionInNhwc) {
   auto g = RandomGenerator(TinyConfig(32), 9);
   g->to(::restyle::testing::TestDevice());
   for (auto [mode, batch] : {std::pair{ConvMode::kFused, 1}, std::pair{ConvMode::kFused, 3},
-                             std::pair{ConvMode::kFusedTransposed, 3}}) {
+                             std::pair{ConvMode::kFusedTransposed, 3},
+                             std::pair{ConvMode::kFusedSubpixel, 1},
+                             std::pair{ConvMode::kFusedSubpixel, 3}}) {
     SCOPED_TRACE(std::string(ConvModeName(mode)) + " batch " + std::to_string(batch));
     auto wplus = torch::randn({batch, g->config().n_latent(), 16}).to(::restyle::testing::TestDevice());
     SynthesisOptions o;
@@ -406,6 +448,54 @@ TEST(Generator, ChannelsLastIsTheSameFunctionInNhwc) {
   }
 }
 
+// The same inputs give bit-identical images and gradients on every call, in
+// every formulation and layout (a job's reproducibility rests on it). On
+// $RESTYLE_TEST_DEVICE; CUDA runs with cuDNN's default, deterministic-free
+// algorithm choice, so there only the forward is compared.
+TEST(Generator, FormulationsAreDeterministic) {
+  const auto device = ::restyle::testing::TestDevice();
+  auto g = RandomGenerator(TinyConfig(32), 13);
+  g->to(device);
+  g->SetAllTrainable(true);
+  for (ConvMode mode : {ConvMode::kReference, ConvMode::kFused, ConvMode::kFusedTransposed,
+                        ConvMode::kFusedSubpixel}) {
+    for (bool channels_last : {false, true}) {
+      if (channels_last && mode == ConvMode::kReference) continue;
+      for (int64_t batch : {1, 3}) {
+        SCOPED_TRACE(std::string(ConvModeName(mode)) + (channels_last ? " nhwc" : "") +
+                     " batch " + std::to_string(batch));
+        torch::manual_seed(batch);
+        auto w = torch::randn({batch, g->config().n_latent(), 16}).to(device);
+        SynthesisOptions o;
+        o.noise = NoiseMode::kStored;
+        o.conv = mode;
+        o.channels_last = channels_last;
+        std::vector<torch::Tensor> first;
+        for (int run = 0; run < 4; ++run) {
+          g->zero_grad();
+          auto wl = w.clone().requires_grad_(true);
+          auto img = g->Synthesize(wl, o).image;
+          (img * img).mean().backward();
+          std::vector<torch::Tensor> got = {img.detach(), wl.grad()};
+          if (device.is_cpu()) {
+            for (const auto& p : g->parameters()) {
+              if (p.grad().defined()) got.push_back(p.grad().clone());
+            }
+          }
+          if (run == 0) {
+            first = got;
+            continue;
+          }
+          ASSERT_EQ(got.size(), first.size());
+          for (size_t i = 0; i < got.size(); ++i) {
+            EXPECT_TRUE(torch::equal(got[i], first[i])) << "run " << run << " tensor " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
 // A bfloat16 copy runs the whole generator in bfloat16: close to float32
 // (bfloat16 keeps 8 significant bits) but not equal to it. On
 // $RESTYLE_TEST_DEVICE.
@@ -418,7 +508,7 @@ TEST(Generator, Bfloat16CopyIsCloseToFloat32) {
   auto w = torch::randn({2, 16}).to(::restyle::testing::TestDevice());
   SynthesisOptions o;
   o.noise = NoiseMode::kStored;
-  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed}) {
+  for (ConvMode mode : {ConvMode::kFused, ConvMode::kFusedTransposed, ConvMode::kFusedSubpixel}) {
     for (bool channels_last : {false, true}) {
       SCOPED_TRACE(std::string(ConvModeName(mode)) + (channels_last ? " nhwc" : ""));
       o.conv = mode;
