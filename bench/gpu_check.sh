@@ -110,7 +110,7 @@ for device in $devices; do
   run_test "$device" stylegan2/stylegan2_golden_test
   run_test "$device" adapt/adapt_golden_test
 done
-run_test cuda stylegan2/stylegan2_test '*ChannelsLast*:*Bfloat16*:*StyledTail*'
+run_test cuda stylegan2/stylegan2_test '*ChannelsLast*:*Bfloat16*:*StyledTail*:*Subpixel*:*Deterministic*'
 
 # 2. The whole job runner on CUDA: the demo job (tiny models), IPL and NADA,
 #    with the fast paths on (bf16 source, channels-last).
@@ -129,7 +129,9 @@ fi
 #    2026-11-27); then channels-last activations, a bfloat16 frozen source
 #    (stage-1 images), both, bf16 autocast, and the fused formulation with
 #    LibTorch's transposed convolution for upsampling (--conv
-#    fused-transposed; on the CPU the phase split is faster). sg2/blocks times each
+#    fused-transposed; on the CPU the phase split is faster) or with each
+#    upsampling conv and its blur as one plain conv (--conv fused-subpixel;
+#    1.8x slower on the CPU, which is compute-bound). sg2/blocks times each
 #    resolution block of a 32-image forward (stage 1's generator work).
 #    "baseline" lines time the research code's formulation in PyTorch on the
 #    same GPU (bench/reference_baseline.py: CLIP in float16 as clip.load gives
@@ -149,7 +151,9 @@ sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --no-cuda-kernels
 sg2/blocks/1024/b32/fused-transposed | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
+sg2/blocks/1024/b32/fused-subpixel | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
 baseline | --precision tf32 --cudnn-benchmark
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --conv fused-subpixel
 adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --no-cuda-kernels
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --source-precision bf16

@@ -1,5 +1,12 @@
 #include "worker/engine/adapt/optim.h"
 
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_foreach_addcdiv.h>
+#include <ATen/ops/_foreach_addcmul.h>
+#include <ATen/ops/_foreach_div.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_sqrt.h>
+
 #include <cmath>
 #include <map>
 
@@ -23,6 +30,13 @@ void Adam::Step() {
   torch::NoGradGuard no_grad;
   const double beta1 = options_.beta1;
   const double beta2 = options_.beta2;
+  // torch 1.13 _single_tensor_adam's calls in its order, each applied to all
+  // stepped parameters at once (_foreach_*: one multi-tensor kernel per call
+  // on CUDA instead of one kernel per parameter and call; per tensor the same
+  // ATen call elsewhere). Parameters are independent, so the result is the
+  // per-parameter loop's.
+  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+  std::vector<at::Scalar> bias_correction2_sqrts, neg_step_sizes;
   for (Slot& s : slots_) {
     torch::Tensor grad = s.param.grad();
     if (grad.defined()) {
@@ -36,19 +50,26 @@ void Adam::Step() {
       s.exp_avg = torch::zeros_like(s.param, at::MemoryFormat::Preserve);
       s.exp_avg_sq = torch::zeros_like(s.param, at::MemoryFormat::Preserve);
     }
-    // torch 1.13 _single_tensor_adam, same calls in the same order.
     s.step += 1;
-    s.exp_avg.mul_(beta1).add_(grad, 1 - beta1);
-    s.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
     const double step = static_cast<double>(s.step);
     const double bias_correction1 = 1 - std::pow(beta1, step);
     const double bias_correction2 = 1 - std::pow(beta2, step);
-    const double step_size = options_.lr / bias_correction1;
-    const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-    torch::Tensor denom =
-        (s.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(options_.eps);
-    s.param.addcdiv_(s.exp_avg, denom, -step_size);
+    params.push_back(s.param);
+    grads.push_back(grad);
+    exp_avgs.push_back(s.exp_avg);
+    exp_avg_sqs.push_back(s.exp_avg_sq);
+    bias_correction2_sqrts.emplace_back(std::sqrt(bias_correction2));
+    neg_step_sizes.emplace_back(-(options_.lr / bias_correction1));
   }
+  if (params.empty()) return;
+  at::_foreach_mul_(exp_avgs, beta1);                    // exp_avg.mul_(beta1)
+  at::_foreach_add_(exp_avgs, grads, 1 - beta1);         //   .add_(grad, 1 - beta1)
+  at::_foreach_mul_(exp_avg_sqs, beta2);                 // exp_avg_sq.mul_(beta2)
+  at::_foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2);
+  std::vector<torch::Tensor> denoms = at::_foreach_sqrt(exp_avg_sqs);
+  at::_foreach_div_(denoms, bias_correction2_sqrts);     // (sqrt(v) / sqrt(bc2))
+  at::_foreach_add_(denoms, options_.eps);               //   .add_(eps)
+  at::_foreach_addcdiv_(params, exp_avgs, denoms, neg_step_sizes);
 }
 
 void Adam::ZeroGrad() {
@@ -108,6 +129,7 @@ void EmaUpdate(torch::nn::Module& ema, const torch::nn::Module& current,
     targets.emplace_back(item.key(), item.value());
   CheckArgument(targets.size() == source.size(),
                 "EmaUpdate: the models have different state_dict sizes");
+  std::vector<torch::Tensor> averaged, current_values;
   for (auto& [name, t] : targets) {
     auto it = source.find(name);
     CheckArgument(it != source.end(),
@@ -118,9 +140,16 @@ void EmaUpdate(torch::nn::Module& ema, const torch::nn::Module& current,
       t.copy_(it->second);
       continue;
     }
-    // Reference: target.copy_(target * decay + source * (1 - decay)).
-    t.copy_(t * decay + it->second * (1 - decay));
+    averaged.push_back(t);
+    current_values.push_back(it->second);
   }
+  if (averaged.empty()) return;
+  // Reference: target.copy_(target * decay + source * (1 - decay)): both
+  // products rounded, then their sum; the same with one multi-tensor call
+  // per step (see Adam::Step).
+  std::vector<torch::Tensor> scaled = at::_foreach_mul(current_values, 1 - decay);
+  at::_foreach_mul_(averaged, decay);
+  at::_foreach_add_(averaged, scaled);
 }
 
 }  // namespace restyle::engine

@@ -6,7 +6,9 @@
 //   denom = sqrt(v) / sqrt(1 - beta2^t) + eps
 //   p -= (lr / (1 - beta1^t)) * m / denom
 // computed with the same ATen calls in the same order as torch 1.13, so one
-// step matches the reference to float rounding.
+// step matches the reference to float rounding. Each call covers all stepped
+// parameters at once (ATen's _foreach_* ops: one multi-tensor kernel per call
+// on CUDA; on the CPU the per-tensor call itself, so bit-identical there).
 //
 // Which parameters are stepped: torch < 2.0 zero_grad() zero-fills every
 // .grad that exists, so a parameter that ever received a gradient is stepped

@@ -450,8 +450,8 @@ TEST(Generator, ChannelsLastIsTheSameFunctionInNhwc) {
 
 // The same inputs give bit-identical images and gradients on every call, in
 // every formulation and layout (a job's reproducibility rests on it). On
-// $RESTYLE_TEST_DEVICE; CUDA runs with cuDNN's default, deterministic-free
-// algorithm choice, so there only the forward is compared.
+// $RESTYLE_TEST_DEVICE; cuDNN's backward algorithms need not be deterministic,
+// so on CUDA only the images are compared.
 TEST(Generator, FormulationsAreDeterministic) {
   const auto device = ::restyle::testing::TestDevice();
   auto g = RandomGenerator(TinyConfig(32), 13);
@@ -476,8 +476,9 @@ TEST(Generator, FormulationsAreDeterministic) {
           auto wl = w.clone().requires_grad_(true);
           auto img = g->Synthesize(wl, o).image;
           (img * img).mean().backward();
-          std::vector<torch::Tensor> got = {img.detach(), wl.grad()};
+          std::vector<torch::Tensor> got = {img.detach()};
           if (device.is_cpu()) {
+            got.push_back(wl.grad());
             for (const auto& p : g->parameters()) {
               if (p.grad().defined()) got.push_back(p.grad().clone());
             }
