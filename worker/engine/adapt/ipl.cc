@@ -21,6 +21,9 @@ void CheckContext(const AdaptContext& ctx) {
   CheckArgument(ctx.source_lowp == nullptr ||
                     ctx.source_lowp->config().ToString() == ctx.source->config().ToString(),
                 "AdaptContext: source_lowp must be a copy of source (LowPrecisionCopy)");
+  CheckArgument(ctx.selection_lowp == nullptr ||
+                    ctx.selection_lowp->config().ToString() == ctx.source->config().ToString(),
+                "AdaptContext: selection_lowp must have the source's architecture");
   for (const ClipGuide& g : ctx.guides) {
     CheckArgument(g.clip != nullptr && g.texts != nullptr,
                   "AdaptContext: every guide needs a CLIP model and its texts");
@@ -107,6 +110,16 @@ TensorMap DefinedGrads(torch::nn::Module& m) {
       out[item.key()] = item.value().grad().clone();
   }
   return out;
+}
+
+// Copies every parameter of `from` into the same-named one of `to` (same
+// architecture), converting to `to`'s dtype.
+void CopyParametersInto(GeneratorImpl& from, GeneratorImpl& to) {
+  torch::NoGradGuard no_grad;
+  auto src = from.parameters(true);
+  auto dst = to.parameters(true);
+  CheckArgument(src.size() == dst.size(), "CopyParametersInto: different architectures");
+  for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
 }
 
 int64_t WordCount(const std::string& text) {
@@ -287,10 +300,14 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
   const int64_t k = AutoLayerK(options.stage2, n_latent);
   CheckArgument(k > 0 && k <= n_latent, "SelectLayers: k out of range");
   torch::AutoGradMode grad_mode(true);
+  // The generator the W+ step runs through: G_t, or its narrower copy.
+  GeneratorImpl& generator = ctx.selection_lowp != nullptr ? *ctx.selection_lowp : target;
+  if (ctx.selection_lowp != nullptr) CopyParametersInto(target, *ctx.selection_lowp);
+  const auto compute_dtype = generator.input->input.scalar_type();
 
   // Only W+ requires grad: remember and clear the generator's flags.
   std::vector<std::pair<torch::Tensor, bool>> flags;
-  for (auto& p : target.parameters(true)) {
+  for (auto& p : generator.parameters(true)) {
     flags.emplace_back(p, p.requires_grad());
     p.requires_grad_(false);
   }
@@ -309,8 +326,11 @@ LayerSelection SelectLayers(const AdaptContext& ctx, GeneratorImpl& target,
   torch::Tensor w_codes = initial.clone().requires_grad_(true);
   if (trace != nullptr) trace->initial_w_codes = initial;
   for (int64_t it = 0; it < iters; ++it) {
+    // W+ stays float32 (its gradient and update as the reference's); the
+    // casts are differentiable.
     torch::Tensor images =
-        target.Synthesize(w_codes, NoiseOptions(options, rng)).image;
+        generator.Synthesize(w_codes.to(compute_dtype), NoiseOptions(options, rng))
+            .image.to(w_codes.scalar_type());
     ClipInputs inputs(images);
     torch::Tensor loss;
     for (const ClipGuide& guide : ctx.guides) {

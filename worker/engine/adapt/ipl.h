@@ -95,6 +95,13 @@ struct AdaptContext {
   // Their CLIP features then differ from float32 ones by the dtype's
   // rounding. Null: G_s itself (the reference's arithmetic).
   GeneratorImpl* source_lowp = nullptr;
+  // Optional: a generator of G_t's architecture in a narrower dtype
+  // (LowPrecisionCopy of G_t) on which layer selection runs: SelectLayers
+  // copies G_t's parameters into it first, runs the W+ step through it
+  // (W+ and its update stay float32) and ranks the layers from that. Only
+  // the choice of layers can differ from float32 (when two layers' mean
+  // |delta W+| are within bfloat16 rounding of each other). Null: G_t itself.
+  GeneratorImpl* selection_lowp = nullptr;
 };
 
 // z ~ N(0, I) of shape (n, style_dim) drawn from `rng` (global when unset), on

@@ -102,7 +102,7 @@ void AddComputeSettings(const JobOptions& o, Json& j) {
   }
   j["conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.conv_mode));
   j["frozen_conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.frozen_conv_mode));
-  j["source_precision"] = o.source_precision == SourcePrecision::kBf16 ? "bf16" : "fp32";
+  j["source_precision"] = o.source_precision == Precision::kBf16 ? "bf16" : "fp32";
   j["channels_last"] = o.adapt.channels_last;
   j["threads"] = at::get_num_threads();
 }
@@ -165,6 +165,7 @@ Json OptionsJson(const JobOptions& o, const JobModels& m) {
                  {"auto_layer_lr", a.stage2.auto_layer_lr},
                  {"ema_decay", a.stage2.ema_decay},
                  {"base_text_without_class", a.stage2.base_text_without_class},
+                 {"selection_precision", o.selection_precision == Precision::kBf16 ? "bf16" : "fp32"},
                  {"seed", a.stage2.seed}};
   j["noise"] = a.noise == NoiseMode::kRandom ? "random" : "stored";
   j["reproduce_torch1_zero_grad"] = a.reproduce_torch1_zero_grad;
@@ -350,18 +351,19 @@ class JobRun {
   }
 
   // The frozen source every step reads, and its bfloat16 copy when asked for
-  // (SourcePrecision::kBf16).
+  // (Precision::kBf16).
   void PrepareSource() {
     ctx_.source = &source_;
     ctx_.options = &adapt_;
-    if (options_.source_precision == SourcePrecision::kBf16) {
+    if (options_.source_precision == Precision::kBf16) {
       source_lowp_ = LowPrecisionCopy(source_, torch::kBFloat16);
       ctx_.source_lowp = source_lowp_.get();
     }
     if (job_device_ == JobDevice::kCpu &&
-        (options_.source_precision == SourcePrecision::kBf16 || adapt_.channels_last)) {
+        (options_.source_precision == Precision::kBf16 ||
+         options_.selection_precision == Precision::kBf16 || adapt_.channels_last)) {
       Log(callbacks_,
-          "note: a bfloat16 source and channels-last activations are meant for CUDA; on the "
+          "note: bfloat16 generators and channels-last activations are meant for CUDA; on the "
           "CPU they are slower (docs/benchmarks.md)");
     }
   }
@@ -487,6 +489,15 @@ class JobRun {
     Generator target = CloneForTraining(source_);
     ema_ = CloneForTraining(source_);
     Adam adam = MakeGeneratorAdam(*target, adapt_);
+    Generator selection_lowp{nullptr};
+    if (options_.selection_precision == Precision::kBf16 && adapt_.stage2.auto_layer_iters > 0) {
+      selection_lowp = LowPrecisionCopy(*target, torch::kBFloat16);
+    }
+    ctx_.selection_lowp = selection_lowp.is_empty() ? nullptr : selection_lowp.get();
+    struct ClearSelectionCopy {  // ctx_ must not outlive the copy
+      AdaptContext* ctx;
+      ~ClearSelectionCopy() { ctx->selection_lowp = nullptr; }
+    } clear_selection_copy{&ctx_};
     std::vector<LatentMapperImpl*> step_mappers;
     for (LatentMapper& mapper : mappers_) step_mappers.push_back(mapper.get());
     at::Generator rng = MakeRng(job_device_, adapt_.stage2.seed);
@@ -649,7 +660,7 @@ class JobRun {
   JobTokens tokens_;
   std::vector<JobTexts> texts_;  // one per CLIP model; ctx_.guides point into it
   AdaptContext ctx_;
-  Generator source_lowp_{nullptr};  // SourcePrecision::kBf16: ctx_.source_lowp
+  Generator source_lowp_{nullptr};  // Precision::kBf16: ctx_.source_lowp
   torch::Tensor sample_z_, preview_z_, mean_latent_;
   double seconds_per_image_ = 0;        // of stage 1, for stage 2's first estimate
   std::vector<LatentMapper> mappers_;  // one per CLIP model (IPL)

@@ -70,11 +70,11 @@ enum class CudaMath {
   kFp32,  // plain float32 throughout
 };
 
-// Dtype of the frozen source generator's images made without gradients
-// (stage 1's batches, stage 2's source images; AdaptContext::source_lowp).
-enum class SourcePrecision {
+// Dtype of a part of a job that may run narrower than the reference's
+// float32 (JobOptions::source_precision, selection_precision).
+enum class Precision {
   kFp32,  // the reference's arithmetic
-  kBf16,  // a bfloat16 copy of the source: half the memory traffic (meant for CUDA)
+  kBf16,  // a bfloat16 copy of the generator: half the memory traffic (meant for CUDA)
 };
 
 // One CLIP checkpoint and its weight in the combination.
@@ -100,9 +100,17 @@ struct JobOptions {
   // (and even then only as far as cuDNN's kernels are deterministic).
   CudaMath cuda_math = CudaMath::kTf32;
   bool cudnn_autotune = true;
-  // Any device; see SourcePrecision and AdaptOptions::channels_last (set
-  // through `adapt`). Both are recorded with the compute settings.
-  SourcePrecision source_precision = SourcePrecision::kFp32;
+  // Any device; both are recorded in result.json. source_precision: the
+  // frozen source's images made without gradients (stage 1's batches, stage
+  // 2's source images) come from a bfloat16 copy of it
+  // (AdaptContext::source_lowp; part of the stage-1 checkpoint's
+  // fingerprint). selection_precision: stage 2's layer selection (8 images
+  // forward and backward to W+, most of a stage-2 step) runs on a bfloat16
+  // copy of G_t refreshed before each selection
+  // (AdaptContext::selection_lowp); only the choice of layers can change.
+  // See also AdaptOptions::channels_last (set through `adapt`).
+  Precision source_precision = Precision::kFp32;
+  Precision selection_precision = Precision::kFp32;
   // Output directory (created). Required.
   std::string out_dir;
   // Load a matching stage-1 checkpoint from out_dir instead of training.

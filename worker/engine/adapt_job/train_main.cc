@@ -44,7 +44,8 @@ constexpr char kUsage[] =
     "                     [--quality-samples N]\n"
     "                     [--arithmetic fast|fast-transposed|fast-subpixel|reference]\n"
     "                     [--cuda-math tf32|fp32] [--no-cudnn-autotune]\n"
-    "                     [--source-precision fp32|bf16] [--channels-last]\n"
+    "                     [--source-precision fp32|bf16] [--selection-precision fp32|bf16]\n"
+    "                     [--channels-last]\n"
     "  --arithmetic reference runs every generator call in the reference's\n"
     "  per-sample grouped formulation (slower; for auditing the fast default,\n"
     "  which is the same function up to float rounding); fast-transposed is the\n"
@@ -54,8 +55,10 @@ constexpr char kUsage[] =
     "  On CUDA, --cuda-math fp32 turns TF32 off and --no-cudnn-autotune keeps\n"
     "  cuDNN's algorithm choice fixed (reproducible runs).\n"
     "  --source-precision bf16 makes the frozen source's images (stage 1's\n"
-    "  batches, stage 2's source images) with a bfloat16 copy of it, and\n"
-    "  --channels-last keeps generator activations in NHWC order; both are\n"
+    "  batches, stage 2's source images) with a bfloat16 copy of it,\n"
+    "  --selection-precision bf16 runs stage 2's layer selection on a bfloat16\n"
+    "  copy of the trained generator (only the chosen layers can change), and\n"
+    "  --channels-last keeps generator activations in NHWC order; all three are\n"
     "  meant for CUDA (see docs/benchmarks.md) and change results by rounding.\n";
 
 [[noreturn]] void Usage(const std::string& error) {
@@ -184,9 +187,15 @@ int main(int argc, char** argv) {
     else if (a == "--no-cudnn-autotune") options.cudnn_autotune = false;
     else if (a == "--source-precision") {
       const std::string v = next();
-      if (v == "fp32") options.source_precision = SourcePrecision::kFp32;
-      else if (v == "bf16") options.source_precision = SourcePrecision::kBf16;
+      if (v == "fp32") options.source_precision = Precision::kFp32;
+      else if (v == "bf16") options.source_precision = Precision::kBf16;
       else Usage("--source-precision must be fp32 or bf16");
+    }
+    else if (a == "--selection-precision") {
+      const std::string v = next();
+      if (v == "fp32") options.selection_precision = Precision::kFp32;
+      else if (v == "bf16") options.selection_precision = Precision::kBf16;
+      else Usage("--selection-precision must be fp32 or bf16");
     }
     else if (a == "--channels-last") options.adapt.channels_last = true;
     else if (a == "--threads") threads = static_cast<int>(ParseInt(a, next(), 1));

@@ -31,7 +31,8 @@ struct StepFixture {
   AdaptOptions options;
   ClipModel clip{nullptr};
   Generator source{nullptr};
-  Generator source_lowp{nullptr};  // --source-precision bf16
+  Generator source_lowp{nullptr};     // --source-precision bf16
+  Generator selection_lowp{nullptr};  // --selection-precision bf16 (stage 2)
   JobTexts texts;
   torch::Device device{torch::kCPU};
   at::Generator rng;
@@ -39,6 +40,7 @@ struct StepFixture {
   AdaptContext context() {
     AdaptContext ctx{clip.get(), source.get(), &texts, &options};
     ctx.source_lowp = source_lowp.is_empty() ? nullptr : source_lowp.get();
+    ctx.selection_lowp = selection_lowp.is_empty() ? nullptr : selection_lowp.get();
     return ctx;
   }
 };
@@ -123,6 +125,7 @@ Benchmark Stage2(int64_t size, int batch) {
     for (auto& p : mapper->parameters()) p.set_requires_grad(false);
     Generator target = CloneForTraining(*f->source);
     Generator ema = CloneForTraining(*f->source);
+    if (ctx.selection_bf16) f->selection_lowp = LowPrecisionCopy(*target, torch::kBFloat16);
     auto adam = std::make_shared<Adam>(MakeGeneratorAdam(*target, f->options));
     if (ctx.extra != nullptr) {
       (*ctx.extra)["layers_k"] =

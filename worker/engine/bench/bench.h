@@ -29,9 +29,10 @@ struct Context {
   int threads = 1;        // intra-op threads in effect
   std::string device;     // "cpu" or "cuda"
   std::string precision;  // "fp32", "tf32" or "bf16" (autocast); CUDA only beyond fp32
-  std::string conv;       // --conv: "" (the options' default), "fused", "fused-transposed" or "reference"
+  std::string conv;       // --conv: "" (the options' default) or a ConvModeName
   bool channels_last = false;  // --channels-last
   bool source_bf16 = false;    // --source-precision bf16
+  bool selection_bf16 = false;  // --selection-precision bf16
   std::map<std::string, std::string>* extra = nullptr;  // free-form fields for the JSON line
 };
 

@@ -4,7 +4,8 @@
 //   restyle-bench [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
 //                 [--conv fused|fused-transposed|fused-subpixel|reference] [--channels-last]
-//                 [--source-precision fp32|bf16] [--no-cuda-kernels]
+//                 [--source-precision fp32|bf16] [--selection-precision fp32|bf16]
+//                 [--no-cuda-kernels]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -26,6 +27,8 @@
 // --source-precision bf16: generator calls without gradients run on a bfloat16
 // copy (sg2/forward and sg2/blocks: the whole generator; adapt/: the frozen
 // source's images, AdaptContext::source_lowp). sg2/grad_w refuses it.
+// --selection-precision bf16: adapt/stage2_step's layer selection runs on a
+// bfloat16 copy of G_t (AdaptContext::selection_lowp).
 // --no-cuda-kernels: LibTorch's ops where the engine's own CUDA kernels would
 // run (builds with -DRESTYLE_CUDA_KERNELS=ON; the JSON line's "cuda_kernels"
 // says whether they ran).
@@ -75,6 +78,7 @@ struct Flags {
   bool channels_last = false;
   bool no_cuda_kernels = false;
   std::string source_precision = "fp32";
+  std::string selection_precision = "fp32";
   std::string conv;
   std::string filter;
   std::string run_one;
@@ -90,7 +94,8 @@ struct Flags {
                "%s\nusage: %s [--filter SUBSTRING] [--threads N] [--device cpu|cuda] [--list]\n"
                "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n"
                "          [--conv fused|fused-transposed|fused-subpixel|reference] [--channels-last]\n"
-               "          [--source-precision fp32|bf16] [--no-cuda-kernels]\n",
+               "          [--source-precision fp32|bf16] [--selection-precision fp32|bf16]\n"
+               "          [--no-cuda-kernels]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -145,6 +150,12 @@ Flags ParseFlags(int argc, char** argv) {
       flags.source_precision = value("--source-precision");
       if (flags.source_precision != "fp32" && flags.source_precision != "bf16") {
         Usage(argv[0], "bad --source-precision " + flags.source_precision + " (fp32 or bf16)");
+      }
+    } else if (is("--selection-precision")) {
+      flags.selection_precision = value("--selection-precision");
+      if (flags.selection_precision != "fp32" && flags.selection_precision != "bf16") {
+        Usage(argv[0], "bad --selection-precision " + flags.selection_precision +
+                           " (fp32 or bf16)");
       }
     } else if (arg == "--list") {
       flags.list = true;
@@ -210,7 +221,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
   const bool cache = engine::InstallCachingCpuAllocator();
   std::map<std::string, std::string> extra;
   Context ctx{threads, flags.device, flags.precision, flags.conv, flags.channels_last,
-              flags.source_precision == "bf16", &extra};
+              flags.source_precision == "bf16", flags.selection_precision == "bf16", &extra};
   if (!ApplyPrecision(flags)) {
     std::fprintf(stderr, "--precision %s needs --device cuda\n", flags.precision.c_str());
     return 2;
@@ -253,6 +264,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"conv", flags.conv.empty() ? "default" : flags.conv},
                          {"channels_last", flags.channels_last},
                          {"source_precision", flags.source_precision},
+                         {"selection_precision", flags.selection_precision},
                          {"cuda_kernels", flags.device == "cuda" && engine::CudaKernelsBuilt() &&
                                               engine::CudaKernelsEnabled()},
                          {"iters", n},
@@ -350,6 +362,8 @@ int main(int argc, char** argv) {
       if (flags.no_cuda_kernels) args.push_back("--no-cuda-kernels");
       args.push_back("--source-precision");
       args.push_back(flags.source_precision);
+      args.push_back("--selection-precision");
+      args.push_back(flags.selection_precision);
       if (!flags.conv.empty()) {
         args.push_back("--conv");
         args.push_back(flags.conv);

@@ -374,7 +374,13 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
   const bool in_place = !torch::autograd::GradMode::is_enabled();
   auto noise_for = [&](const torch::Tensor& y) {
     torch::Tensor n = noise;
-    if (!n.defined()) n = at::randn({y.size(0), 1, y.size(2), y.size(3)}, rng, y.options());
+    if (!n.defined()) {
+      // Drawn in float32 at narrower dtypes, so a bfloat16 copy of a generator
+      // takes the same draws from `rng` as the float32 one, rounded.
+      const bool narrow = y.scalar_type() == at::kBFloat16 || y.scalar_type() == at::kHalf;
+      const auto dtype = narrow ? at::kFloat : y.scalar_type();
+      n = at::randn({y.size(0), 1, y.size(2), y.size(3)}, rng, y.options().dtype(dtype));
+    }
     CheckArgument(n.dim() == 4 && n.size(1) == 1 && n.size(2) == y.size(2) &&
                       n.size(3) == y.size(3) && (n.size(0) == 1 || n.size(0) == y.size(0)),
                   "StyledConv: noise of shape " + c10::str(n.sizes()) + " for output " +

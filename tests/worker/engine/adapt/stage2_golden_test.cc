@@ -2,6 +2,8 @@
 // nada_direction) and of adaptive layer selection (kind layer_select).
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,6 +100,69 @@ TEST(AdaptGolden, LayerSelect) {
       EXPECT_TRUE(p.requires_grad());
     }
     for (const auto& p : clip->parameters()) EXPECT_FALSE(p.grad().defined());
+  }
+}
+
+// Layer selection on a bfloat16 copy of G_t (AdaptContext::selection_lowp):
+// the copy is refreshed from G_t, W+ and its update stay float32, nothing
+// leaks into G_t, and the W+ gradient and the per-layer weights point the
+// same way as the reference's (cosine > 0.98; bfloat16 keeps 8 significant
+// bits, so they are not equal). Which layers win can differ where two are
+// within rounding of each other, so the choice is not compared.
+TEST(AdaptGolden, LayerSelectInBfloat16) {
+  RESTYLE_REQUIRE_GOLDEN();
+  const auto cosine = [](const torch::Tensor& a, const torch::Tensor& b) {
+    auto x = a.to(torch::kFloat64).flatten(), y = b.to(torch::kFloat64).flatten();
+    return (x.dot(y) / (x.norm() * y.norm())).item<double>();
+  };
+  for (const GoldenCase& c : CasesOfKind("layer_select")) {
+    SCOPED_TRACE(c.name);
+    AdaptOptions options = OptionsFromCase(c);
+    engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
+    clip->Freeze();
+    engine::Generator source =
+        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
+    source->SetAllTrainable(false);
+    engine::Generator target =
+        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_target_init")));
+    target->SetAllTrainable(true);
+    // A copy made from another generator: the selection must refresh it.
+    engine::Generator lowp = engine::LowPrecisionCopy(*source, torch::kBFloat16);
+    const engine::JobTexts texts = engine::ComputeJobTexts(
+        *clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
+    engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
+    ctx.selection_lowp = lowp.get();
+    engine::LayerSelectionTrace trace;
+    const engine::LayerSelection sel = engine::SelectLayers(
+        ctx, *target, Input(c, "z"), options.stage2.auto_layer_iters, c10::nullopt, &trace);
+
+    auto target_params = target->parameters(), lowp_params = lowp->parameters();
+    ASSERT_EQ(target_params.size(), lowp_params.size());
+    for (size_t i = 0; i < target_params.size(); ++i) {
+      EXPECT_TRUE(torch::equal(lowp_params[i], target_params[i].to(torch::kBFloat16))) << i;
+      EXPECT_FALSE(target_params[i].grad().defined());
+      EXPECT_TRUE(target_params[i].requires_grad());
+      EXPECT_FALSE(lowp_params[i].grad().defined());
+    }
+    ASSERT_FALSE(trace.w_grads.empty());
+    EXPECT_EQ(trace.w_grads[0].scalar_type(), torch::kFloat32);
+    EXPECT_EQ(trace.w_codes_after.back().scalar_type(), torch::kFloat32);
+    const double grad_cosine = cosine(trace.w_grads[0], c.Tensor("iter0.w_grad"));
+    const double weights_cosine = cosine(sel.layer_weights, c.Tensor("layer_weights"));
+    EXPECT_GT(grad_cosine, 0.98);
+    EXPECT_GT(weights_cosine, 0.98);
+    const auto golden_layers = c.meta.at("chosen_layers").get<std::vector<std::string>>();
+    std::printf("%s in bfloat16: W+ gradient cosine %.5f, layer weights cosine %.5f, "
+                "chosen layers %s float32's\n",
+                c.name.c_str(), grad_cosine, weights_cosine,
+                std::set<std::string>(sel.layers.begin(), sel.layers.end()) ==
+                        std::set<std::string>(golden_layers.begin(), golden_layers.end())
+                    ? "=="
+                    : "!=");
+    const int64_t n_latent = target->config().n_latent();
+    std::set<int64_t> distinct(sel.indices.begin(), sel.indices.end());
+    EXPECT_EQ(static_cast<int64_t>(distinct.size()), engine::AutoLayerK(options.stage2, n_latent));
+    for (int64_t i : sel.indices) EXPECT_TRUE(i >= 0 && i < n_latent) << i;
   }
 }
 

@@ -202,7 +202,7 @@ TEST(AdaptJob, Bf16SourceAndChannelsLast) {
   const std::string dir_a = FreshDir("fast_a"), dir_b = FreshDir("fast_b");
   const JobResult plain = RunJob(SmallJob(dir_a, AdaptMethod::kIpl, 4), DemoModels());
   JobOptions fast = SmallJob(dir_b, AdaptMethod::kIpl, 4);
-  fast.source_precision = SourcePrecision::kBf16;
+  fast.source_precision = Precision::kBf16;
   fast.adapt.channels_last = true;
   const JobResult r = RunJob(fast, DemoModels());
   ASSERT_EQ(r.stage1_losses.size(), plain.stage1_losses.size());
@@ -218,6 +218,25 @@ TEST(AdaptJob, Bf16SourceAndChannelsLast) {
   EXPECT_EQ(j["options"]["conv_mode"], "fused");
   fast.out_dir = dir_a;
   EXPECT_FALSE(RunJob(fast, DemoModels()).stage1_resumed);
+}
+
+// Layer selection on a bfloat16 copy of G_t: recorded with stage 2's settings,
+// not part of the stage-1 fingerprint (the checkpoint is reused), and the
+// selection's noise takes the same draws as in float32, so the first stage-2
+// step (G_t is still G_s; only the choice of layers can differ) has exactly
+// the float32 job's loss.
+TEST(AdaptJob, Bf16LayerSelection) {
+  const std::string dir = FreshDir("selection_bf16");
+  const JobResult plain = RunJob(SmallJob(dir, AdaptMethod::kIpl, 4), DemoModels());
+  EXPECT_EQ(ReadJson(plain.result_path)["options"]["stage2"]["selection_precision"], "fp32");
+  JobOptions o = SmallJob(dir, AdaptMethod::kIpl, 4);  // the same directory: stage 1 reused
+  o.selection_precision = Precision::kBf16;
+  const JobResult r = RunJob(o, DemoModels());
+  EXPECT_TRUE(r.stage1_resumed);
+  ASSERT_EQ(r.stage2_losses.size(), plain.stage2_losses.size());
+  EXPECT_EQ(r.stage2_losses[0], plain.stage2_losses[0]);
+  for (double l : r.stage2_losses) EXPECT_TRUE(std::isfinite(l));
+  EXPECT_EQ(ReadJson(r.result_path)["options"]["stage2"]["selection_precision"], "bf16");
 }
 
 // Running out of device memory is RESOURCE_EXHAUSTED with a message that
