@@ -131,7 +131,10 @@ fi
 #    LibTorch's transposed convolution for upsampling (--conv
 #    fused-transposed; on the CPU the phase split is faster) or with each
 #    upsampling conv and its blur as one plain conv (--conv fused-subpixel;
-#    1.8x slower on the CPU, which is compute-bound). sg2/blocks times each
+#    1.8x slower on the CPU, which is compute-bound); stage 2 with its layer
+#    selection on a bfloat16 copy (--selection-precision bf16), and without
+#    the engine's kernels (--no-cuda-kernels: the no-grad tail and the
+#    training tail, forward and backward). sg2/blocks times each
 #    resolution block of a 32-image forward (stage 1's generator work).
 #    "baseline" lines time the research code's formulation in PyTorch on the
 #    same GPU (bench/reference_baseline.py: CLIP in float16 as clip.load gives
@@ -148,6 +151,7 @@ adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --so
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --profile $prof/fast
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --no-cuda-kernels
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --no-cuda-kernels

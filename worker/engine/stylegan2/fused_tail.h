@@ -27,6 +27,27 @@ bool CudaKernelsEnabled();
 torch::Tensor StyledTail(torch::Tensor y, const torch::Tensor& gain, const torch::Tensor& bias,
                          const torch::Tensor& noise, const torch::Tensor& noise_weight);
 
+// The StyledConv tail under autograd (training), in the reference's order
+// and rounding:
+//   leaky_relu((y * demod[:,:,None,None] + noise_weight * noise)
+//              + bias[None,:,None,None], 0.2) * sqrt(2)
+// y (N,C,H,W), NCHW or channels-last; demod (N,C); noise (N or 1,1,H,W);
+// noise_weight (1); bias (C); all in y's dtype. Differentiable in y, demod,
+// noise_weight and bias (not in noise). With the engine's CUDA kernels
+// (StyledTailTrainUsesKernels) the forward is one pass over the activations
+// and the backward one more (recomputing the pre-activation instead of
+// keeping it), where LibTorch's ops take five passes forward and about
+// seven backward and keep three intermediates; the forward is bit-identical
+// to LibTorch's ops, the backward's sums are added in another order.
+// Elsewhere: LibTorch's ops forward, the same formulas as the kernel
+// backward (what the CPU tests check).
+torch::Tensor StyledTailTrain(const torch::Tensor& y, const torch::Tensor& demod,
+                              const torch::Tensor& noise, const torch::Tensor& noise_weight,
+                              const torch::Tensor& bias);
+// Whether StyledTailTrain runs the CUDA kernels for activations like y (a
+// build with them, enabled, a dense float32 or bfloat16 CUDA tensor).
+bool StyledTailTrainUsesKernels(const torch::Tensor& y);
+
 }  // namespace restyle::engine
 
 #endif  // RESTYLE_WORKER_ENGINE_STYLEGAN2_FUSED_TAIL_H_

@@ -394,6 +394,16 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
     // into one addcmul (below) moves pre-activations at ~0 across zero often
     // enough to move a W+ gradient of the golden layer-selection case by
     // 4e-3 of its max; this order keeps it within 5e-7.
+    if (IsFused(mode)) {
+      auto [conv_out, demod] = conv->FusedParts(x, style, mode);
+      const torch::Tensor n = noise_for(conv_out);
+      if (demod.defined() && StyledTailTrainUsesKernels(conv_out)) {
+        return StyledTailTrain(conv_out, demod, n, noise_weight, activate_bias);
+      }
+      auto y = demod.defined() ? conv_out * demod.view({x.size(0), conv_out.size(1), 1, 1})
+                               : conv_out;
+      return FusedLeakyRelu(y + noise_weight * n, activate_bias);
+    }
     auto y = conv->forward(x, style, mode);
     return FusedLeakyRelu(y + noise_weight * noise_for(y), activate_bias);
   }

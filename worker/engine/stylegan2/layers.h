@@ -30,7 +30,8 @@
 //    (StyledTail: one CUDA kernel where built, fused_tail.h); under grad mode
 //    (training) they run in the reference's order and rounding (demodulate,
 //    add noise, add bias, leaky ReLU, * sqrt(2)), which keeps gradients
-//    through pre-activations at ~0 on the reference's side.
+//    through pre-activations at ~0 on the reference's side (StyledTailTrain:
+//    one CUDA kernel forward and one backward where built, fused_tail.h).
 //  * kFusedTransposed: kFused with LibTorch's own stride-2 transposed
 //    convolution for the upsampling convs instead of the four phase
 //    convolutions (on CUDA, cuDNN's data-gradient kernels; on the CPU the

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -561,6 +562,61 @@ TEST(Layers, StyledTailMatchesItsDefinition) {
           const double tol = dtype == torch::kBFloat16 ? 2e-2 : 1e-5;
           EXPECT_LE((got.to(torch::kFloat32) - expected).abs().max().item<double>(),
                     tol * expected.abs().max().item<double>());
+        }
+      }
+    }
+  }
+}
+
+// StyledTailTrain (the StyledConv tail under autograd; one CUDA kernel each
+// way where built) against LibTorch's ops with autograd: the forward to the
+// bit, the gradients of y, demod, noise_weight and bias to float rounding
+// (bfloat16: LibTorch rounds every intermediate gradient, the kernel sums in
+// float32). Every layout, dtype, noise batch; 40 channels (a partial tile of
+// 32 in channels-last). On $RESTYLE_TEST_DEVICE: on CUDA this checks the
+// kernels, on the CPU the backward's formulas.
+TEST(Layers, StyledTailTrainMatchesAutograd) {
+  const auto device = ::restyle::testing::TestDevice();
+  const double sqrt2 = std::sqrt(2.0);
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    for (bool channels_last : {false, true}) {
+      for (int64_t noise_batch : {1, 3}) {
+        SCOPED_TRACE(std::string(dtype == torch::kFloat32 ? "float32" : "bfloat16") +
+                     (channels_last ? " nhwc" : " nchw") + " noise batch " +
+                     std::to_string(noise_batch));
+        torch::manual_seed(21);
+        const auto opts = torch::TensorOptions().dtype(dtype).device(device);
+        auto y = torch::randn({3, 40, 9, 11}).to(opts);
+        if (channels_last) y = y.contiguous(at::MemoryFormat::ChannelsLast);
+        auto demod = (torch::rand({3, 40}) + 0.5).to(opts);
+        auto noise = torch::randn({noise_batch, 1, 9, 11}).to(opts);
+        auto noise_weight = torch::randn({1}).to(opts);
+        auto bias = torch::randn({40}).to(opts);
+        auto leaves = [&] {
+          return std::vector<torch::Tensor>{y.detach().clone().requires_grad_(true),
+                                            demod.detach().clone().requires_grad_(true),
+                                            noise_weight.detach().clone().requires_grad_(true),
+                                            bias.detach().clone().requires_grad_(true)};
+        };
+        auto ref_in = leaves(), got_in = leaves();
+        auto ref = at::leaky_relu((ref_in[0] * ref_in[1].view({3, 40, 1, 1}) +
+                                   ref_in[2] * noise) + ref_in[3].view({1, 40, 1, 1}), 0.2) *
+                   sqrt2;
+        auto got = StyledTailTrain(got_in[0], got_in[1], noise, got_in[2], got_in[3]);
+        ASSERT_EQ(got.scalar_type(), dtype);
+        EXPECT_TRUE(torch::equal(got, ref))
+            << "max |diff| " << (got.to(torch::kFloat64) - ref.to(torch::kFloat64)).abs().max();
+        EXPECT_TRUE(got.is_contiguous(y.suggest_memory_format()));
+        auto probe = torch::randn(ref.sizes()).to(opts);
+        auto g_ref = torch::autograd::grad({(ref * probe).sum()}, ref_in);
+        auto g_got = torch::autograd::grad({(got * probe).sum()}, got_in);
+        const double tolerance = dtype == torch::kFloat32 ? 1e-5 : 3e-2;
+        for (int i = 0; i < 4; ++i) {
+          ASSERT_EQ(g_got[i].sizes(), g_ref[i].sizes()) << "grad " << i;
+          auto a = g_ref[i].to(torch::kFloat64), b = g_got[i].to(torch::kFloat64);
+          const double scale = a.abs().max().item<double>();
+          ASSERT_GT(scale, 0) << "grad " << i;
+          EXPECT_LE((a - b).abs().max().item<double>(), tolerance * scale) << "grad " << i;
         }
       }
     }
