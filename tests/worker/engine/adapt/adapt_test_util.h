@@ -7,8 +7,10 @@
 
 #include "tests/golden/golden.h"
 #include "worker/engine/adapt/options.h"
+#include "worker/engine/clip/checkpoint.h"
 #include "worker/engine/clip/tokenizer.h"
 #include "worker/engine/io/safetensors.h"
+#include "worker/engine/stylegan2/generator.h"
 
 namespace restyle::testing {
 
@@ -69,6 +71,23 @@ template <typename Holder>
 Holder OnTestDevice(Holder model) {
   model->to(TestDevice());
   return model;
+}
+
+// A trainer case's CLIP model on the test device, frozen.
+inline engine::ClipModel CaseClip(const GoldenCase& c) {
+  engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
+  clip->Freeze();
+  return clip;
+}
+
+// A trainer case's generator `role` ("generator_source",
+// "generator_target_init") on the test device, every parameter's
+// requires_grad set to `trainable`.
+inline engine::Generator CaseGenerator(const GoldenCase& c, const std::string& role,
+                                       bool trainable) {
+  engine::Generator g = OnTestDevice(engine::LoadGenerator(c.ModelPath(role)));
+  g->SetAllTrainable(trainable);
+  return g;
 }
 
 // Input tensor `name` of a case, on the test device.

@@ -49,11 +49,8 @@ TEST(AdaptGolden, Stage1) {
   for (const GoldenCase& c : CasesOfKind("ipl_stage1")) {
     SCOPED_TRACE(c.name);
     AdaptOptions options = OptionsFromCase(c);
-    engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
-    clip->Freeze();
-    engine::Generator source =
-        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
-    source->SetAllTrainable(false);
+    engine::ClipModel clip = CaseClip(c);
+    engine::Generator source = CaseGenerator(c, "generator_source", false);
 
     const engine::JobTokens tokens =
         engine::TokenizeJobTexts(GoldenTokenizer(), options);

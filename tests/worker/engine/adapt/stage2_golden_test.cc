@@ -48,22 +48,38 @@ TEST(AdaptOptim, AdamTorch1ZeroGradSemantics) {
   EXPECT_EQ(adam2.StepCount("c"), 0);
 }
 
+// A layer_select case's models, texts and context (which points into it, so
+// it is built in place and never copied).
+struct SelectionSetup {
+  explicit SelectionSetup(const GoldenCase& c)
+      : options(OptionsFromCase(c)),
+        clip(CaseClip(c)),
+        source(CaseGenerator(c, "generator_source", false)),
+        // Trainable, as the reference's unfreeze_layers() leaves it.
+        target(CaseGenerator(c, "generator_target_init", true)),
+        texts(engine::ComputeJobTexts(*clip,
+                                      engine::TokenizeJobTexts(GoldenTokenizer(), options))),
+        ctx{clip.get(), source.get(), &texts, &options} {}
+  SelectionSetup(const SelectionSetup&) = delete;
+  SelectionSetup& operator=(const SelectionSetup&) = delete;
+
+  AdaptOptions options;
+  engine::ClipModel clip;
+  engine::Generator source;
+  engine::Generator target;
+  engine::JobTexts texts;
+  engine::AdaptContext ctx;
+};
+
 TEST(AdaptGolden, LayerSelect) {
   RESTYLE_REQUIRE_GOLDEN();
   for (const GoldenCase& c : CasesOfKind("layer_select")) {
     SCOPED_TRACE(c.name);
-    AdaptOptions options = OptionsFromCase(c);
-    engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
-    clip->Freeze();
-    engine::Generator source =
-        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
-    source->SetAllTrainable(false);
-    engine::Generator target =
-        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_target_init")));
-    target->SetAllTrainable(true);  // as the reference's unfreeze_layers()
-    const engine::JobTexts texts = engine::ComputeJobTexts(
-        *clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
-    engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
+    SelectionSetup setup(c);
+    AdaptOptions& options = setup.options;
+    engine::ClipModel& clip = setup.clip;
+    engine::Generator& target = setup.target;
+    engine::AdaptContext& ctx = setup.ctx;
     const int64_t iters = options.stage2.auto_layer_iters;
     engine::LayerSelectionTrace trace;
     const engine::LayerSelection sel = engine::SelectLayers(
@@ -117,20 +133,12 @@ TEST(AdaptGolden, LayerSelectInBfloat16) {
   };
   for (const GoldenCase& c : CasesOfKind("layer_select")) {
     SCOPED_TRACE(c.name);
-    AdaptOptions options = OptionsFromCase(c);
-    engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
-    clip->Freeze();
-    engine::Generator source =
-        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
-    source->SetAllTrainable(false);
-    engine::Generator target =
-        OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_target_init")));
-    target->SetAllTrainable(true);
+    SelectionSetup setup(c);
+    AdaptOptions& options = setup.options;
+    engine::Generator& target = setup.target;
+    engine::AdaptContext& ctx = setup.ctx;
     // A copy made from another generator: the selection must refresh it.
-    engine::Generator lowp = engine::LowPrecisionCopy(*source, torch::kBFloat16);
-    const engine::JobTexts texts = engine::ComputeJobTexts(
-        *clip, engine::TokenizeJobTexts(GoldenTokenizer(), options));
-    engine::AdaptContext ctx{clip.get(), source.get(), &texts, &options};
+    engine::Generator lowp = engine::LowPrecisionCopy(*setup.source, torch::kBFloat16);
     ctx.selection_lowp = lowp.get();
     engine::LayerSelectionTrace trace;
     const engine::LayerSelection sel = engine::SelectLayers(
@@ -169,14 +177,9 @@ TEST(AdaptGolden, LayerSelectInBfloat16) {
 void RunStage2Case(const GoldenCase& c) {
   SCOPED_TRACE(c.name);
   AdaptOptions options = OptionsFromCase(c);
-  engine::ClipModel clip = OnTestDevice(engine::LoadClip(c.ModelPath("clip")));
-  clip->Freeze();
-  engine::Generator source =
-      OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_source")));
-  source->SetAllTrainable(false);
-  engine::Generator target =
-      OnTestDevice(engine::LoadGenerator(c.ModelPath("generator_target_init")));
-  target->SetAllTrainable(false);
+  engine::ClipModel clip = CaseClip(c);
+  engine::Generator source = CaseGenerator(c, "generator_source", false);
+  engine::Generator target = CaseGenerator(c, "generator_target_init", false);
   const engine::TensorMap target_init = StateCopy(*target);
   engine::Generator ema =
       engine::CloneForTraining(*source);  // the reference's g_ema = source
