@@ -375,6 +375,7 @@ TEST(Layers, ConvModeNamesRoundTrip) {
 }
 
 TEST(Generator, FormulationsAgreeAtBatch) {
+  torch::manual_seed(31);  // LibTorch's default generator starts from a random seed
   torch::NoGradGuard no_grad;
   auto g = RandomGenerator(TinyConfig(), 8);
   auto w = torch::randn({5, 16});
@@ -397,6 +398,7 @@ TEST(Generator, FormulationsAgreeAtBatch) {
 // back contiguous. On $RESTYLE_TEST_DEVICE (bench/gpu_check.sh runs it on CUDA,
 // where each convolution's layout is cuDNN's choice).
 TEST(Generator, ChannelsLastIsTheSameFunctionInNhwc) {
+  torch::manual_seed(31);  // LibTorch's default generator starts from a random seed
   auto g = RandomGenerator(TinyConfig(32), 9);
   g->to(::restyle::testing::TestDevice());
   for (auto [mode, batch] : {std::pair{ConvMode::kFused, 1}, std::pair{ConvMode::kFused, 3},
@@ -502,6 +504,7 @@ TEST(Generator, FormulationsAreDeterministic) {
 // (bfloat16 keeps 8 significant bits) but not equal to it. On
 // $RESTYLE_TEST_DEVICE.
 TEST(Generator, Bfloat16CopyIsCloseToFloat32) {
+  torch::manual_seed(31);  // LibTorch's default generator starts from a random seed
   torch::NoGradGuard no_grad;
   auto g = RandomGenerator(TinyConfig(32), 10);
   g->to(::restyle::testing::TestDevice());
