@@ -116,9 +116,9 @@ run_test cuda stylegan2/stylegan2_test '*ChannelsLast*:*Bfloat16*:*StyledTail*:*
 #    with the fast paths on (bf16 source, channels-last).
 if in_budget "demo job on CUDA"; then
   if "$build/worker/engine/adapt_job/restyle-train" --demo --device cuda --method both \
-      --source-precision bf16 --selection-precision bf16 --channels-last \
+      --source-precision bf16 --selection-precision bf16 --train-precision bf16 --channels-last \
       --out "$PWD/gpu-demo-out" --stage1-iters 20 --stage2-iters 20 >"$out/demo_cuda.log" 2>&1; then
-    log "restyle-train --demo --device cuda --source-precision bf16 --selection-precision bf16 --channels-last: pass"
+    log "restyle-train --demo --device cuda with every bfloat16 path and channels-last: pass"
   else
     log "restyle-train --demo --device cuda: FAIL"; tail -5 "$out/demo_cuda.log"; status=1
   fi
@@ -132,7 +132,8 @@ fi
 #    fused-transposed; on the CPU the phase split is faster) or with each
 #    upsampling conv and its blur as one plain conv (--conv fused-subpixel;
 #    1.8x slower on the CPU, which is compute-bound); stage 2 with its layer
-#    selection on a bfloat16 copy (--selection-precision bf16), and without
+#    selection on a bfloat16 copy (--selection-precision bf16), its whole
+#    generator work in bfloat16 (--train-precision bf16 too), and without
 #    the engine's kernels (--no-cuda-kernels: the no-grad tail and the
 #    training tail, forward and backward). sg2/blocks times each
 #    resolution block of a 32-image forward (stage 1's generator work).
@@ -151,6 +152,7 @@ adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --so
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --profile $prof/fast
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16 --train-precision bf16
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --no-cuda-kernels
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
@@ -201,20 +203,21 @@ import json, sys, glob
 def key(d):
     return (d["name"], d.get("precision", "fp32"), bool(d.get("cudnn_benchmark")),
             d.get("conv", "default"), bool(d.get("channels_last")), d.get("source_precision", "fp32"),
-            bool(d.get("cuda_kernels")), d.get("selection_precision", "fp32"))
+            bool(d.get("cuda_kernels")), d.get("selection_precision", "fp32"),
+            d.get("train_precision", "fp32"))
 rows = {}
 for f in sorted(glob.glob(sys.argv[1] + "/*.jsonl")):
     for line in open(f):
         if line.startswith("{"):
             d = json.loads(line)
             rows[key(d)] = d
-print("%-38s %7s %6s %16s %4s %6s %7s %6s %10s %10s %5s" % ("benchmark", "prec", "cudnnB", "conv", "NHWC",
-      "source", "kernels", "select", "median ms", "min ms", "iters"))
+print("%-38s %7s %6s %16s %4s %6s %7s %6s %6s %10s %10s %5s" % ("benchmark", "prec", "cudnnB", "conv",
+      "NHWC", "source", "kernels", "select", "train", "median ms", "min ms", "iters"))
 for k, d in sorted(rows.items()):
-    name, prec, cb, conv, cl, src, kern, sel = k
-    print("%-38s %7s %6s %16s %4s %6s %7s %6s %10.1f %10.1f %5d" % (name, prec, "yes" if cb else "no", conv,
-          "yes" if cl else "no", src, "yes" if kern else "no", sel, d["median_ms"], d["min_ms"],
-          d["iters"]))
+    name, prec, cb, conv, cl, src, kern, sel, train = k
+    print("%-38s %7s %6s %16s %4s %6s %7s %6s %6s %10.1f %10.1f %5d" % (name, prec, "yes" if cb else "no",
+          conv, "yes" if cl else "no", src, "yes" if kern else "no", sel, train, d["median_ms"],
+          d["min_ms"], d["iters"]))
     blocks = {int(b.split(".")[1]): float(v) for b, v in d.get("extra", {}).items()
               if b.startswith("block_ms.")}
     if blocks:
@@ -240,12 +243,12 @@ if len(best) == 2:
     t = 300 * (best["stage1"][1]["median_ms"] + best["stage2"][1]["median_ms"]) / 1000
     print("full IPL run, best stage 1 %s + best stage 2 %s: %.1f s" % (best["stage1"][0][1:],
           best["stage2"][0][1:], t))
-ours = (full("", ("tf32", True, "default", False, "fp32", True, "fp32")) or
-        full("", ("tf32", True, "default", False, "fp32", False, "fp32")))
+ours = (full("", ("tf32", True, "default", False, "fp32", True, "fp32", "fp32")) or
+        full("", ("tf32", True, "default", False, "fp32", False, "fp32", "fp32")))
 for label, rest in (("as the research code runs (PyTorch defaults)",
-                     ("default", False, "default", False, "fp32", False, "fp32")),
+                     ("default", False, "default", False, "fp32", False, "fp32", "fp32")),
                     ("in TF32 with cuDNN autotuning",
-                     ("tf32", True, "default", False, "fp32", False, "fp32"))):
+                     ("tf32", True, "default", False, "fp32", False, "fp32", "fp32"))):
     ref = full("ref/", rest)
     if ref:
         print("research-code formulation, %s: %.1f s%s" % (

@@ -24,6 +24,9 @@ void CheckContext(const AdaptContext& ctx) {
   CheckArgument(ctx.selection_lowp == nullptr ||
                     ctx.selection_lowp->config().ToString() == ctx.source->config().ToString(),
                 "AdaptContext: selection_lowp must have the source's architecture");
+  CheckArgument(ctx.train_lowp == nullptr ||
+                    ctx.train_lowp->config().ToString() == ctx.source->config().ToString(),
+                "AdaptContext: train_lowp must have the source's architecture");
   for (const ClipGuide& g : ctx.guides) {
     CheckArgument(g.clip != nullptr && g.texts != nullptr,
                   "AdaptContext: every guide needs a CLIP model and its texts");
@@ -461,8 +464,19 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx,
     }
   }
   adam.ZeroGrad();
+  // The generator G_t's images come from: G_t, or its narrower copy with the
+  // same parameters and the same layers trainable.
+  GeneratorImpl* lowp = ctx.train_lowp;
+  if (lowp != nullptr) {
+    CopyParametersInto(target, *lowp);
+    lowp->SetAllTrainable(false);
+    lowp->SetTrainable(result.trained_layers, true);
+    for (auto& p : lowp->parameters()) p.mutable_grad().reset();
+  }
+  GeneratorImpl& trained = lowp != nullptr ? *lowp : target;
   torch::Tensor dst_images =
-      target.Generate({w}, NoiseOptions(options, rng)).image;
+      trained.Generate({w.to(trained.input->input.scalar_type())}, NoiseOptions(options, rng))
+          .image.to(w.scalar_type());
   ClipInputs dst_inputs(dst_images);
   torch::Tensor loss, dst_features0, edit0;
   std::vector<torch::Tensor> guide_losses;
@@ -479,6 +493,15 @@ Stage2Result Stage2StepFromW(const AdaptContext& ctx,
     }
   }
   loss.backward();
+  if (lowp != nullptr) {
+    // The copy's gradients become G_t's (float32) for Adam.
+    auto master = target.parameters(), copy = lowp->parameters();
+    for (size_t i = 0; i < master.size(); ++i) {
+      if (!copy[i].grad().defined()) continue;
+      master[i].mutable_grad() = copy[i].grad().to(master[i].scalar_type());
+      copy[i].mutable_grad().reset();
+    }
+  }
   if (trace != nullptr) {
     const GuideTensors& g = per_guide.front();
     trace->w = w;

@@ -102,6 +102,14 @@ struct AdaptContext {
   // the choice of layers can differ from float32 (when two layers' mean
   // |delta W+| are within bfloat16 rounding of each other). Null: G_t itself.
   GeneratorImpl* selection_lowp = nullptr;
+  // Optional: the same for the stage-2 step's trained generator (may be the
+  // same copy as selection_lowp). Stage2Step copies G_t's parameters into it,
+  // runs G_t's images forward and backward through it with the step's
+  // layers trainable, and hands its gradients to G_t's float32 parameters
+  // (cast), where Adam and the EMA run as before: mixed precision with
+  // float32 master weights. The loss and gradients differ from float32 by
+  // the dtype's rounding. Null: G_t itself.
+  GeneratorImpl* train_lowp = nullptr;
 };
 
 // z ~ N(0, I) of shape (n, style_dim) drawn from `rng` (global when unset), on

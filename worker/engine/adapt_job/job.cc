@@ -166,6 +166,7 @@ Json OptionsJson(const JobOptions& o, const JobModels& m) {
                  {"ema_decay", a.stage2.ema_decay},
                  {"base_text_without_class", a.stage2.base_text_without_class},
                  {"selection_precision", o.selection_precision == Precision::kBf16 ? "bf16" : "fp32"},
+                 {"train_precision", o.train_precision == Precision::kBf16 ? "bf16" : "fp32"},
                  {"seed", a.stage2.seed}};
   j["noise"] = a.noise == NoiseMode::kRandom ? "random" : "stored";
   j["reproduce_torch1_zero_grad"] = a.reproduce_torch1_zero_grad;
@@ -361,7 +362,8 @@ class JobRun {
     }
     if (job_device_ == JobDevice::kCpu &&
         (options_.source_precision == Precision::kBf16 ||
-         options_.selection_precision == Precision::kBf16 || adapt_.channels_last)) {
+         options_.selection_precision == Precision::kBf16 ||
+         options_.train_precision == Precision::kBf16 || adapt_.channels_last)) {
       Log(callbacks_,
           "note: bfloat16 generators and channels-last activations are meant for CUDA; on the "
           "CPU they are slower (docs/benchmarks.md)");
@@ -489,15 +491,19 @@ class JobRun {
     Generator target = CloneForTraining(source_);
     ema_ = CloneForTraining(source_);
     Adam adam = MakeGeneratorAdam(*target, adapt_);
-    Generator selection_lowp{nullptr};
-    if (options_.selection_precision == Precision::kBf16 && adapt_.stage2.auto_layer_iters > 0) {
-      selection_lowp = LowPrecisionCopy(*target, torch::kBFloat16);
-    }
-    ctx_.selection_lowp = selection_lowp.is_empty() ? nullptr : selection_lowp.get();
-    struct ClearSelectionCopy {  // ctx_ must not outlive the copy
+    // One bfloat16 copy of G_t serves layer selection and the step when
+    // both ask for it (each refreshes it from G_t first).
+    const bool select_lowp =
+        options_.selection_precision == Precision::kBf16 && adapt_.stage2.auto_layer_iters > 0;
+    const bool train_lowp = options_.train_precision == Precision::kBf16;
+    Generator lowp{nullptr};
+    if (select_lowp || train_lowp) lowp = LowPrecisionCopy(*target, torch::kBFloat16);
+    ctx_.selection_lowp = select_lowp ? lowp.get() : nullptr;
+    ctx_.train_lowp = train_lowp ? lowp.get() : nullptr;
+    struct ClearCopies {  // ctx_ must not outlive the copy
       AdaptContext* ctx;
-      ~ClearSelectionCopy() { ctx->selection_lowp = nullptr; }
-    } clear_selection_copy{&ctx_};
+      ~ClearCopies() { ctx->selection_lowp = ctx->train_lowp = nullptr; }
+    } clear_copies{&ctx_};
     std::vector<LatentMapperImpl*> step_mappers;
     for (LatentMapper& mapper : mappers_) step_mappers.push_back(mapper.get());
     at::Generator rng = MakeRng(job_device_, adapt_.stage2.seed);

@@ -108,9 +108,13 @@ struct JobOptions {
   // forward and backward to W+, most of a stage-2 step) runs on a bfloat16
   // copy of G_t refreshed before each selection
   // (AdaptContext::selection_lowp); only the choice of layers can change.
-  // See also AdaptOptions::channels_last (set through `adapt`).
+  // train_precision: the stage-2 step's G_t images forward and backward on a
+  // bfloat16 copy with float32 master weights (AdaptContext::train_lowp;
+  // Adam and the EMA stay float32). See also AdaptOptions::channels_last
+  // (set through `adapt`).
   Precision source_precision = Precision::kFp32;
   Precision selection_precision = Precision::kFp32;
+  Precision train_precision = Precision::kFp32;
   // Output directory (created). Required.
   std::string out_dir;
   // Load a matching stage-1 checkpoint from out_dir instead of training.

@@ -45,7 +45,7 @@ constexpr char kUsage[] =
     "                     [--arithmetic fast|fast-transposed|fast-subpixel|reference]\n"
     "                     [--cuda-math tf32|fp32] [--no-cudnn-autotune]\n"
     "                     [--source-precision fp32|bf16] [--selection-precision fp32|bf16]\n"
-    "                     [--channels-last]\n"
+    "                     [--train-precision fp32|bf16] [--channels-last]\n"
     "  --arithmetic reference runs every generator call in the reference's\n"
     "  per-sample grouped formulation (slower; for auditing the fast default,\n"
     "  which is the same function up to float rounding); fast-transposed is the\n"
@@ -57,8 +57,10 @@ constexpr char kUsage[] =
     "  --source-precision bf16 makes the frozen source's images (stage 1's\n"
     "  batches, stage 2's source images) with a bfloat16 copy of it,\n"
     "  --selection-precision bf16 runs stage 2's layer selection on a bfloat16\n"
-    "  copy of the trained generator (only the chosen layers can change), and\n"
-    "  --channels-last keeps generator activations in NHWC order; all three are\n"
+    "  copy of the trained generator (only the chosen layers can change),\n"
+    "  --train-precision bf16 runs its images forward and backward on that copy\n"
+    "  (float32 master weights, Adam and EMA), and --channels-last keeps\n"
+    "  generator activations in NHWC order; all of these are\n"
     "  meant for CUDA (see docs/benchmarks.md) and change results by rounding.\n";
 
 [[noreturn]] void Usage(const std::string& error) {
@@ -75,6 +77,13 @@ int64_t ParseInt(const std::string& flag, const std::string& value, int64_t min)
   } catch (const std::exception&) {
   }
   Usage(flag + " needs an integer >= " + std::to_string(min) + ", got \"" + value + "\"");
+}
+
+// fp32 or bf16 for one of the --*-precision flags.
+Precision ParsePrecision(const std::string& flag, const std::string& value) {
+  if (value == "fp32") return Precision::kFp32;
+  if (value == "bf16") return Precision::kBf16;
+  Usage(flag + " must be fp32 or bf16");
 }
 
 // "path" or "path:weight" (the weight only when the part after the last ':'
@@ -186,16 +195,13 @@ int main(int argc, char** argv) {
     }
     else if (a == "--no-cudnn-autotune") options.cudnn_autotune = false;
     else if (a == "--source-precision") {
-      const std::string v = next();
-      if (v == "fp32") options.source_precision = Precision::kFp32;
-      else if (v == "bf16") options.source_precision = Precision::kBf16;
-      else Usage("--source-precision must be fp32 or bf16");
+      options.source_precision = ParsePrecision(a, next());
     }
     else if (a == "--selection-precision") {
-      const std::string v = next();
-      if (v == "fp32") options.selection_precision = Precision::kFp32;
-      else if (v == "bf16") options.selection_precision = Precision::kBf16;
-      else Usage("--selection-precision must be fp32 or bf16");
+      options.selection_precision = ParsePrecision(a, next());
+    }
+    else if (a == "--train-precision") {
+      options.train_precision = ParsePrecision(a, next());
     }
     else if (a == "--channels-last") options.adapt.channels_last = true;
     else if (a == "--threads") threads = static_cast<int>(ParseInt(a, next(), 1));

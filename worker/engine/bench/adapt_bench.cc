@@ -32,7 +32,8 @@ struct StepFixture {
   ClipModel clip{nullptr};
   Generator source{nullptr};
   Generator source_lowp{nullptr};     // --source-precision bf16
-  Generator selection_lowp{nullptr};  // --selection-precision bf16 (stage 2)
+  Generator stage2_lowp{nullptr};  // --selection-precision / --train-precision bf16
+  bool select_lowp = false, train_lowp = false;
   JobTexts texts;
   torch::Device device{torch::kCPU};
   at::Generator rng;
@@ -40,7 +41,8 @@ struct StepFixture {
   AdaptContext context() {
     AdaptContext ctx{clip.get(), source.get(), &texts, &options};
     ctx.source_lowp = source_lowp.is_empty() ? nullptr : source_lowp.get();
-    ctx.selection_lowp = selection_lowp.is_empty() ? nullptr : selection_lowp.get();
+    ctx.selection_lowp = select_lowp ? stage2_lowp.get() : nullptr;
+    ctx.train_lowp = train_lowp ? stage2_lowp.get() : nullptr;
     return ctx;
   }
 };
@@ -125,7 +127,11 @@ Benchmark Stage2(int64_t size, int batch) {
     for (auto& p : mapper->parameters()) p.set_requires_grad(false);
     Generator target = CloneForTraining(*f->source);
     Generator ema = CloneForTraining(*f->source);
-    if (ctx.selection_bf16) f->selection_lowp = LowPrecisionCopy(*target, torch::kBFloat16);
+    f->select_lowp = ctx.selection_bf16;
+    f->train_lowp = ctx.train_bf16;
+    if (ctx.selection_bf16 || ctx.train_bf16) {
+      f->stage2_lowp = LowPrecisionCopy(*target, torch::kBFloat16);
+    }
     auto adam = std::make_shared<Adam>(MakeGeneratorAdam(*target, f->options));
     if (ctx.extra != nullptr) {
       (*ctx.extra)["layers_k"] =

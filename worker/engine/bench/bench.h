@@ -33,6 +33,7 @@ struct Context {
   bool channels_last = false;  // --channels-last
   bool source_bf16 = false;    // --source-precision bf16
   bool selection_bf16 = false;  // --selection-precision bf16
+  bool train_bf16 = false;      // --train-precision bf16
   std::map<std::string, std::string>* extra = nullptr;  // free-form fields for the JSON line
 };
 

@@ -5,7 +5,7 @@
 //                 [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]
 //                 [--conv fused|fused-transposed|fused-subpixel|reference] [--channels-last]
 //                 [--source-precision fp32|bf16] [--selection-precision fp32|bf16]
-//                 [--no-cuda-kernels]
+//                 [--train-precision fp32|bf16] [--no-cuda-kernels]
 //
 // Each benchmark runs in its own child process (this binary re-executed with
 // --run-one NAME), so its peak resident memory is its own; the parent prints
@@ -28,7 +28,8 @@
 // copy (sg2/forward and sg2/blocks: the whole generator; adapt/: the frozen
 // source's images, AdaptContext::source_lowp). sg2/grad_w refuses it.
 // --selection-precision bf16: adapt/stage2_step's layer selection runs on a
-// bfloat16 copy of G_t (AdaptContext::selection_lowp).
+// bfloat16 copy of G_t (AdaptContext::selection_lowp); --train-precision bf16:
+// its G_t images forward and backward too (AdaptContext::train_lowp).
 // --no-cuda-kernels: LibTorch's ops where the engine's own CUDA kernels would
 // run (builds with -DRESTYLE_CUDA_KERNELS=ON; the JSON line's "cuda_kernels"
 // says whether they ran).
@@ -79,6 +80,7 @@ struct Flags {
   bool no_cuda_kernels = false;
   std::string source_precision = "fp32";
   std::string selection_precision = "fp32";
+  std::string train_precision = "fp32";
   std::string conv;
   std::string filter;
   std::string run_one;
@@ -95,7 +97,7 @@ struct Flags {
                "          [--profile DIR] [--precision fp32|tf32|bf16] [--cudnn-benchmark]\n"
                "          [--conv fused|fused-transposed|fused-subpixel|reference] [--channels-last]\n"
                "          [--source-precision fp32|bf16] [--selection-precision fp32|bf16]\n"
-               "          [--no-cuda-kernels]\n",
+               "          [--train-precision fp32|bf16] [--no-cuda-kernels]\n",
                error.c_str(), argv0);
   std::exit(2);
 }
@@ -156,6 +158,11 @@ Flags ParseFlags(int argc, char** argv) {
       if (flags.selection_precision != "fp32" && flags.selection_precision != "bf16") {
         Usage(argv[0], "bad --selection-precision " + flags.selection_precision +
                            " (fp32 or bf16)");
+      }
+    } else if (is("--train-precision")) {
+      flags.train_precision = value("--train-precision");
+      if (flags.train_precision != "fp32" && flags.train_precision != "bf16") {
+        Usage(argv[0], "bad --train-precision " + flags.train_precision + " (fp32 or bf16)");
       }
     } else if (arg == "--list") {
       flags.list = true;
@@ -221,7 +228,8 @@ int RunOne(const Benchmark& b, const Flags& flags) {
   const bool cache = engine::InstallCachingCpuAllocator();
   std::map<std::string, std::string> extra;
   Context ctx{threads, flags.device, flags.precision, flags.conv, flags.channels_last,
-              flags.source_precision == "bf16", flags.selection_precision == "bf16", &extra};
+              flags.source_precision == "bf16", flags.selection_precision == "bf16",
+              flags.train_precision == "bf16", &extra};
   if (!ApplyPrecision(flags)) {
     std::fprintf(stderr, "--precision %s needs --device cuda\n", flags.precision.c_str());
     return 2;
@@ -265,6 +273,7 @@ int RunOne(const Benchmark& b, const Flags& flags) {
                          {"channels_last", flags.channels_last},
                          {"source_precision", flags.source_precision},
                          {"selection_precision", flags.selection_precision},
+                         {"train_precision", flags.train_precision},
                          {"cuda_kernels", flags.device == "cuda" && engine::CudaKernelsBuilt() &&
                                               engine::CudaKernelsEnabled()},
                          {"iters", n},
@@ -364,6 +373,8 @@ int main(int argc, char** argv) {
       args.push_back(flags.source_precision);
       args.push_back("--selection-precision");
       args.push_back(flags.selection_precision);
+      args.push_back("--train-precision");
+      args.push_back(flags.train_precision);
       if (!flags.conv.empty()) {
         args.push_back("--conv");
         args.push_back(flags.conv);

@@ -239,6 +239,27 @@ TEST(AdaptJob, Bf16LayerSelection) {
   EXPECT_EQ(ReadJson(r.result_path)["options"]["stage2"]["selection_precision"], "bf16");
 }
 
+// The stage-2 step on a bfloat16 copy of G_t (float32 master weights):
+// recorded, the stage-1 checkpoint reused, the losses finite and the first
+// one near the float32 job's, the result a float32 generator that moved.
+TEST(AdaptJob, Bf16Training) {
+  const std::string dir = FreshDir("train_bf16");
+  const JobResult plain = RunJob(SmallJob(dir, AdaptMethod::kIpl, 4), DemoModels());
+  JobOptions o = SmallJob(dir, AdaptMethod::kIpl, 4);
+  o.selection_precision = Precision::kBf16;
+  o.train_precision = Precision::kBf16;
+  const JobResult r = RunJob(o, DemoModels());
+  EXPECT_TRUE(r.stage1_resumed);
+  ASSERT_EQ(r.stage2_losses.size(), plain.stage2_losses.size());
+  EXPECT_NEAR(r.stage2_losses[0], plain.stage2_losses[0], 5e-2);
+  for (double l : r.stage2_losses) EXPECT_TRUE(std::isfinite(l));
+  EXPECT_EQ(r.adapted->parameters().front().scalar_type(), torch::kFloat32);
+  EXPECT_NE(GeneratorImpl::Digest(*r.adapted), GeneratorImpl::Digest(*plain.adapted));
+  const nlohmann::json j = ReadJson(r.result_path);
+  EXPECT_EQ(j["options"]["stage2"]["train_precision"], "bf16");
+  EXPECT_EQ(j["options"]["stage2"]["selection_precision"], "bf16");
+}
+
 // Running out of device memory is RESOURCE_EXHAUSTED with a message that
 // names the part of the job and the batch sizes to lower (simulated: the
 // progress callback throws LibTorch's out-of-memory error in stage 2).

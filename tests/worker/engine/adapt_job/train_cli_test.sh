@@ -37,6 +37,7 @@ expect 2 "--out is required" --demo
 expect 2 "--arithmetic must be fast, fast-transposed, fast-subpixel or reference" --demo --arithmetic x --out "$tmp/a"
 expect 2 "--source-precision must be fp32 or bf16" --demo --source-precision fp16 --out "$tmp/a"
 expect 2 "--selection-precision must be fp32 or bf16" --demo --selection-precision x --out "$tmp/a"
+expect 2 "--train-precision must be fp32 or bf16" --demo --train-precision x --out "$tmp/a"
 expect 1 "missing.safetensors" --source "$tmp/missing.safetensors" --clip "$tmp/clip.safetensors" \
   --target x --out "$tmp/a"
 expect 0 "quality report" --demo --method nada --stage2-iters 3 --quality-samples 4 \
@@ -50,10 +51,10 @@ done
 # The arithmetic flags reach the job and its record (result.json).
 expect 0 "quality report" --demo --method ipl --stage1-iters 2 --stage2-iters 2 --quality-samples 4 \
   --preview-every 0 --arithmetic fast-transposed --channels-last --source-precision bf16 \
-  --selection-precision bf16 \
+  --selection-precision bf16 --train-precision bf16 \
   --out "$tmp/fast"
 for field in '"conv_mode": "fused-transposed"' '"channels_last": true' '"source_precision": "bf16"' \
-    '"selection_precision": "bf16"'; do
+    '"selection_precision": "bf16"' '"train_precision": "bf16"'; do
   if ! grep -qF -- "$field" "$tmp/fast/result.json"; then
     echo "FAIL: result.json of the fast-path job lacks $field"
     failures=$((failures + 1))
