@@ -174,10 +174,15 @@ class StyledTailTrainFunction : public torch::autograd::Function<StyledTailTrain
                                const torch::Tensor& demod, const torch::Tensor& noise,
                                const torch::Tensor& noise_weight, const torch::Tensor& bias) {
     ctx->save_for_backward({y, demod, noise, noise_weight, bias});
+    // The kernels take operands of one dtype (under autocast they can differ:
+    // LibTorch's ops then promote, and so does this function).
+    const bool kernels = StyledTailTrainUsesKernels(y) &&
+                         demod.scalar_type() == y.scalar_type() &&
+                         noise_weight.scalar_type() == y.scalar_type() &&
+                         bias.scalar_type() == y.scalar_type();
+    ctx->saved_data["kernels"] = kernels;
 #if RESTYLE_HAVE_CUDA_KERNELS
-    if (StyledTailTrainUsesKernels(y)) {
-      return TrainForwardCuda(y, demod, noise, noise_weight, bias);
-    }
+    if (kernels) return TrainForwardCuda(y, demod, noise, noise_weight, bias);
 #endif
     return at::leaky_relu(PreActivation(y, demod, noise, noise_weight, bias), 0.2) * kSqrt2;
   }
@@ -189,7 +194,7 @@ class StyledTailTrainFunction : public torch::autograd::Function<StyledTailTrain
                         &noise_weight = saved[3], &bias = saved[4];
     TailGrads g;
 #if RESTYLE_HAVE_CUDA_KERNELS
-    if (StyledTailTrainUsesKernels(y)) {
+    if (ctx->saved_data["kernels"].toBool()) {
       g = TrainBackwardCuda(grads[0], y, demod, noise, noise_weight, bias);
     } else
 #endif
