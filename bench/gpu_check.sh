@@ -152,7 +152,7 @@ adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --so
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --profile $prof/fast
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16
-adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16 --train-precision bf16
+adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16 --train-precision bf16 --profile $prof/bf16
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --no-cuda-kernels
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark
 sg2/blocks/1024/b32/fused$ | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16
