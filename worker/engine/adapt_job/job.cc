@@ -75,6 +75,7 @@ std::string MapperFileName(size_t m) {
 }
 
 const char* CudaMathName(CudaMath math) { return math == CudaMath::kTf32 ? "tf32" : "fp32"; }
+const char* PrecisionName(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
 
 // The process-wide LibTorch flags a CUDA job runs with (JobOptions).
 void ApplyCudaSettings(const JobOptions& o) {
@@ -102,7 +103,7 @@ void AddComputeSettings(const JobOptions& o, Json& j) {
   }
   j["conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.conv_mode));
   j["frozen_conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.frozen_conv_mode));
-  j["source_precision"] = o.source_precision == Precision::kBf16 ? "bf16" : "fp32";
+  j["source_precision"] = PrecisionName(o.source_precision);
   j["channels_last"] = o.adapt.channels_last;
   j["threads"] = at::get_num_threads();
 }
@@ -165,8 +166,8 @@ Json OptionsJson(const JobOptions& o, const JobModels& m) {
                  {"auto_layer_lr", a.stage2.auto_layer_lr},
                  {"ema_decay", a.stage2.ema_decay},
                  {"base_text_without_class", a.stage2.base_text_without_class},
-                 {"selection_precision", o.selection_precision == Precision::kBf16 ? "bf16" : "fp32"},
-                 {"train_precision", o.train_precision == Precision::kBf16 ? "bf16" : "fp32"},
+                 {"selection_precision", PrecisionName(o.selection_precision)},
+                 {"train_precision", PrecisionName(o.train_precision)},
                  {"seed", a.stage2.seed}};
   j["noise"] = a.noise == NoiseMode::kRandom ? "random" : "stored";
   j["reproduce_torch1_zero_grad"] = a.reproduce_torch1_zero_grad;

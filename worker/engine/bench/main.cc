@@ -148,21 +148,16 @@ Flags ParseFlags(int argc, char** argv) {
       flags.channels_last = true;
     } else if (arg == "--no-cuda-kernels") {
       flags.no_cuda_kernels = true;
-    } else if (is("--source-precision")) {
-      flags.source_precision = value("--source-precision");
-      if (flags.source_precision != "fp32" && flags.source_precision != "bf16") {
-        Usage(argv[0], "bad --source-precision " + flags.source_precision + " (fp32 or bf16)");
-      }
-    } else if (is("--selection-precision")) {
-      flags.selection_precision = value("--selection-precision");
-      if (flags.selection_precision != "fp32" && flags.selection_precision != "bf16") {
-        Usage(argv[0], "bad --selection-precision " + flags.selection_precision +
-                           " (fp32 or bf16)");
-      }
-    } else if (is("--train-precision")) {
-      flags.train_precision = value("--train-precision");
-      if (flags.train_precision != "fp32" && flags.train_precision != "bf16") {
-        Usage(argv[0], "bad --train-precision " + flags.train_precision + " (fp32 or bf16)");
+    } else if (is("--source-precision") || is("--selection-precision") ||
+               is("--train-precision")) {
+      // Which of the three: the flag's name up to '=' (if any).
+      const std::string name = arg.substr(0, arg.find('='));
+      std::string& field = name == "--source-precision"      ? flags.source_precision
+                           : name == "--selection-precision" ? flags.selection_precision
+                                                             : flags.train_precision;
+      field = value(name);
+      if (field != "fp32" && field != "bf16") {
+        Usage(argv[0], "bad " + name + " " + field + " (fp32 or bf16)");
       }
     } else if (arg == "--list") {
       flags.list = true;
