@@ -353,7 +353,7 @@ class JobRun {
   }
 
   // The frozen source every step reads, and its bfloat16 copy when asked for
-  // (Precision::kBf16).
+  // (source_precision).
   void PrepareSource() {
     ctx_.source = &source_;
     ctx_.options = &adapt_;
@@ -667,7 +667,7 @@ class JobRun {
   JobTokens tokens_;
   std::vector<JobTexts> texts_;  // one per CLIP model; ctx_.guides point into it
   AdaptContext ctx_;
-  Generator source_lowp_{nullptr};  // Precision::kBf16: ctx_.source_lowp
+  Generator source_lowp_{nullptr};  // source_precision bf16: ctx_.source_lowp
   torch::Tensor sample_z_, preview_z_, mean_latent_;
   double seconds_per_image_ = 0;        // of stage 1, for stage 2's first estimate
   std::vector<LatentMapper> mappers_;  // one per CLIP model (IPL)
