@@ -21,15 +21,19 @@ namespace {
 std::atomic<bool> g_cuda_kernels_enabled{true};
 
 #if RESTYLE_HAVE_CUDA_KERNELS
+// Whether the kernels take activations like y: enabled, a dense NCHW or
+// channels-last float32 or bfloat16 CUDA tensor.
+bool KernelsTake(const torch::Tensor& y) {
+  return g_cuda_kernels_enabled.load() && y.is_cuda() && y.dim() == 4 &&
+         (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) &&
+         (y.is_contiguous() || y.is_contiguous(at::MemoryFormat::ChannelsLast));
+}
+
 // The kernel's path; false when y does not qualify (LibTorch's path then).
 bool StyledTailCuda(const torch::Tensor& y, const torch::Tensor& gain, const torch::Tensor& bias,
                     const torch::Tensor& noise, const torch::Tensor& noise_weight) {
-  if (!g_cuda_kernels_enabled.load() || !y.is_cuda() || y.dim() != 4 ||
-      (y.scalar_type() != at::kFloat && y.scalar_type() != at::kBFloat16)) {
-    return false;
-  }
+  if (!KernelsTake(y)) return false;
   const bool nchw = y.is_contiguous();
-  if (!nchw && !y.is_contiguous(at::MemoryFormat::ChannelsLast)) return false;
   const int64_t n = y.size(0), c = y.size(1), hw = y.size(2) * y.size(3);
   torch::Tensor g, b, nz, nw;
   if (gain.defined()) {
@@ -89,11 +93,6 @@ TailGrads TrainBackwardAten(const torch::Tensor& grad, const torch::Tensor& y,
 
 #if RESTYLE_HAVE_CUDA_KERNELS
 // ----------------------------------------------------- StyledTailTrain, CUDA
-
-bool DenseNchwOrNhwc(const torch::Tensor& y) {
-  return y.dim() == 4 &&
-         (y.is_contiguous() || y.is_contiguous(at::MemoryFormat::ChannelsLast));
-}
 
 cuda::StyledTailTrainArgs TrainArgs(const torch::Tensor& y, const torch::Tensor& demod,
                                     const torch::Tensor& noise,
@@ -210,8 +209,7 @@ class StyledTailTrainFunction : public torch::autograd::Function<StyledTailTrain
 
 bool StyledTailTrainUsesKernels(const torch::Tensor& y) {
 #if RESTYLE_HAVE_CUDA_KERNELS
-  return g_cuda_kernels_enabled.load() && y.is_cuda() && DenseNchwOrNhwc(y) &&
-         (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16);
+  return KernelsTake(y);
 #else
   (void)y;
   return false;

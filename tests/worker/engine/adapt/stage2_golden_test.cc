@@ -48,25 +48,27 @@ TEST(AdaptOptim, AdamTorch1ZeroGradSemantics) {
   EXPECT_EQ(adam2.StepCount("c"), 0);
 }
 
-// A layer_select case's models, texts and context (which points into it, so
-// it is built in place and never copied).
-struct SelectionSetup {
-  explicit SelectionSetup(const GoldenCase& c)
+// A trainer case's options, models, texts and context (which points into
+// it, so it is built in place and never copied). The target generator's
+// parameters require grad when `target_trainable` (layer selection: as the
+// reference's unfreeze_layers() leaves them).
+struct CaseSetup {
+  CaseSetup(const GoldenCase& c, bool target_trainable)
       : options(OptionsFromCase(c)),
         clip(CaseClip(c)),
         source(CaseGenerator(c, "generator_source", false)),
-        // Trainable, as the reference's unfreeze_layers() leaves it.
-        target(CaseGenerator(c, "generator_target_init", true)),
-        texts(engine::ComputeJobTexts(*clip,
-                                      engine::TokenizeJobTexts(GoldenTokenizer(), options))),
+        target(CaseGenerator(c, "generator_target_init", target_trainable)),
+        tokens(engine::TokenizeJobTexts(GoldenTokenizer(), options)),
+        texts(engine::ComputeJobTexts(*clip, tokens)),
         ctx{clip.get(), source.get(), &texts, &options} {}
-  SelectionSetup(const SelectionSetup&) = delete;
-  SelectionSetup& operator=(const SelectionSetup&) = delete;
+  CaseSetup(const CaseSetup&) = delete;
+  CaseSetup& operator=(const CaseSetup&) = delete;
 
   AdaptOptions options;
   engine::ClipModel clip;
   engine::Generator source;
   engine::Generator target;
+  engine::JobTokens tokens;
   engine::JobTexts texts;
   engine::AdaptContext ctx;
 };
@@ -75,7 +77,7 @@ TEST(AdaptGolden, LayerSelect) {
   RESTYLE_REQUIRE_GOLDEN();
   for (const GoldenCase& c : CasesOfKind("layer_select")) {
     SCOPED_TRACE(c.name);
-    SelectionSetup setup(c);
+    CaseSetup setup(c, /*target_trainable=*/true);
     AdaptOptions& options = setup.options;
     engine::ClipModel& clip = setup.clip;
     engine::Generator& target = setup.target;
@@ -133,7 +135,7 @@ TEST(AdaptGolden, LayerSelectInBfloat16) {
   };
   for (const GoldenCase& c : CasesOfKind("layer_select")) {
     SCOPED_TRACE(c.name);
-    SelectionSetup setup(c);
+    CaseSetup setup(c, /*target_trainable=*/true);
     AdaptOptions& options = setup.options;
     engine::Generator& target = setup.target;
     engine::AdaptContext& ctx = setup.ctx;
@@ -174,24 +176,15 @@ TEST(AdaptGolden, LayerSelectInBfloat16) {
   }
 }
 
-// A stage-2 case's models, texts, optimiser and context, and its step
-// (built in place: the context points into it).
-struct Stage2Setup {
+// A stage-2 case: CaseSetup plus G_ema, the stage-1 mapper, Adam, and its step.
+struct Stage2Setup : CaseSetup {
   explicit Stage2Setup(const GoldenCase& c)
-      : options(OptionsFromCase(c)),
-        clip(CaseClip(c)),
-        source(CaseGenerator(c, "generator_source", false)),
-        target(CaseGenerator(c, "generator_target_init", false)),
+      : CaseSetup(c, /*target_trainable=*/false),
         ema(engine::CloneForTraining(*source)),  // the reference's g_ema = source
-        tokens(engine::TokenizeJobTexts(GoldenTokenizer(), options)),
-        texts(engine::ComputeJobTexts(*clip, tokens)),
         mapper(OnTestDevice(engine::LatentMapperFromTensors(
             GoldenModel(c.ModelPath("mapper_init")), tokens.n_ctx,
             c.ModelPath("mapper_init")))),
-        adam(engine::MakeGeneratorAdam(*target, options)),
-        ctx{clip.get(), source.get(), &texts, &options} {}
-  Stage2Setup(const Stage2Setup&) = delete;
-  Stage2Setup& operator=(const Stage2Setup&) = delete;
+        adam(engine::MakeGeneratorAdam(*target, options)) {}
 
   // One step on the case's inputs: z, or only w (the NADA case).
   engine::Stage2Result Step(const GoldenCase& c, engine::Stage2Trace* trace) {
@@ -203,16 +196,9 @@ struct Stage2Setup {
                                                 Input(c, "w"), z_select, c10::nullopt, trace);
   }
 
-  AdaptOptions options;
-  engine::ClipModel clip;
-  engine::Generator source;
-  engine::Generator target;
   engine::Generator ema;
-  engine::JobTokens tokens;
-  engine::JobTexts texts;
   engine::LatentMapper mapper;
   engine::Adam adam;
-  engine::AdaptContext ctx;
 };
 
 void RunStage2Case(const GoldenCase& c) {
