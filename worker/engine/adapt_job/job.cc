@@ -17,6 +17,7 @@
 #include "worker/engine/adapt/text.h"
 #include "worker/engine/adapt_job/demo_models.h"
 #include "worker/engine/adapt_job/job_files.h"
+#include "worker/engine/adapt_job/settings.h"
 #include "worker/engine/clip/checkpoint.h"
 #include "worker/engine/clip/tokenizer.h"
 #include "worker/engine/common/cuda_math.h"
@@ -144,60 +145,30 @@ Json LossesJson(const LossSeries& series, int64_t max_points) {
   return j;
 }
 
+// result.json's "options": every setting (settings.h), with the values a
+// job resolves ("auto") as it ran them, and how it ran.
 Json OptionsJson(const JobOptions& o, const JobModels& m) {
-  const AdaptOptions& a = o.adapt;
-  Json j;
-  j["method"] = MethodName(a.method);
-  j["source_class"] = a.source_class;
-  j["target_class"] = a.target_class;
-  j["stage1"] = {{"batch", a.stage1.batch},       {"iterations", a.stage1.iterations},
-                 {"lr", a.stage1.lr},             {"betas", {a.stage1.beta1, a.stage1.beta2}},
-                 {"eps", a.stage1.eps},           {"ctx_init", a.stage1.ctx_init},
-                 {"lambda_l", a.stage1.lambda_l}, {"lambda_src", a.stage1.lambda_src},
-                 {"seed", a.stage1.seed}};
-  j["stage2"] = {{"batch", a.stage2.batch},
-                 {"iterations", a.stage2.iterations},
-                 {"lr", a.stage2.lr},
-                 {"betas", {a.stage2.beta1, a.stage2.beta2}},
-                 {"eps", a.stage2.eps},
-                 {"auto_layer_iters", a.stage2.auto_layer_iters},
-                 {"auto_layer_batch", a.stage2.auto_layer_batch},
-                 {"auto_layer_k", AutoLayerK(a.stage2, m.source->config().n_latent())},
-                 {"auto_layer_lr", a.stage2.auto_layer_lr},
-                 {"ema_decay", a.stage2.ema_decay},
-                 {"base_text_without_class", a.stage2.base_text_without_class},
-                 {"selection_precision", PrecisionName(o.selection_precision)},
-                 {"train_precision", PrecisionName(o.train_precision)},
-                 {"seed", a.stage2.seed}};
-  j["noise"] = a.noise == NoiseMode::kRandom ? "random" : "stored";
-  j["reproduce_torch1_zero_grad"] = a.reproduce_torch1_zero_grad;
-  j["sample_truncation"] = a.sample_truncation;
-  j["mean_latent_samples"] = a.mean_latent_samples;
-  AddComputeSettings(o, j);
-  j["preview_every"] = o.preview_every;
-  j["preview_samples"] = o.preview_samples;
-  j["grid_samples"] = o.grid_samples;
-  j["quality_samples"] = o.quality_samples;
-  j["sample_seed"] = o.sample_seed;
+  Json j = Json::parse(JobSettingsJson(o, -1));
+  j["stage2"]["auto_layer_k"] = AutoLayerK(o.adapt.stage2, m.source->config().n_latent());
+  j["conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.conv_mode));
+  j["frozen_conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.frozen_conv_mode));
+  j["threads"] = at::get_num_threads();
   j["demo"] = o.demo;
   return j;
 }
 
+// ValidateJobOptions, and what needs the models.
 void ValidateOptions(const JobOptions& o, const JobModels& m) {
   CheckArgument(!o.out_dir.empty(), "job: out_dir is required");
-  CheckArgument(!o.adapt.target_class.empty(), "job: the target text is required");
-  CheckArgument(!o.adapt.source_class.empty(), "job: the source text must not be empty");
+  ValidateJobOptions(o);
   CheckArgument(!m.source.is_empty(), "job: no source generator loaded");
   CheckArgument(!m.clips.empty(), "job: no CLIP model loaded");
   CheckArgument(m.tokenizer != nullptr, "job: no tokenizer loaded");
-  CheckArgument(o.adapt.stage2.iterations >= 1, "job: stage-2 iterations must be >= 1");
-  CheckArgument(o.adapt.method == AdaptMethod::kNada || o.adapt.stage1.iterations >= 1,
-                "job: stage-1 iterations must be >= 1 for IPL");
-  CheckArgument(o.adapt.stage1.batch >= 2, "job: stage-1 batch must be >= 2 (contrastive loss)");
-  CheckArgument(o.adapt.stage2.batch >= 1, "job: stage-2 batch must be >= 1");
-  CheckArgument(o.quality_samples >= 2, "job: quality_samples must be >= 2");
-  CheckArgument(o.preview_every >= 0 && o.preview_samples >= 1 && o.grid_samples >= 1,
-                "job: preview_every >= 0, preview_samples >= 1 and grid_samples >= 1 required");
+  const int64_t n_latent = m.source->config().n_latent();
+  CheckArgument(o.adapt.stage2.auto_layer_k <= n_latent,
+                "stage2.auto_layer_k must be at most the generator's " +
+                    std::to_string(n_latent) + " W+ rows, got " +
+                    std::to_string(o.adapt.stage2.auto_layer_k));
 }
 
 // Images of `generator` for latents `z` (chunked), truncated toward

@@ -3,26 +3,30 @@
 // calls the job runner (job.h); everything else lives in the library.
 //
 //   restyle-train --source G.safetensors --clip ViT-B-32.safetensors[:W] ...
-//                 --target "disney" [--source-text photo] [--method ipl|nada|both]
-//                 --out DIR [--seed N] [--stage1-iters N] [--stage2-iters N]
-//                 [--stage1-batch N] [--stage2-batch N] [--device cpu|cuda]
-//                 [--threads N] [--preview-every N] [--quality-samples N]
-//                 [--arithmetic fast|fast-transposed|fast-subpixel|reference]
+//                 --target "disney" --out DIR [--method ipl|nada|both]
+//                 [--config FILE] [--seed N] [--threads N] [--dry-run]
+//                 [--SETTING VALUE]...       (every setting of settings.h)
 //   restyle-train --demo --out demo-out     (embedded tiny models, IPL and NADA)
 //
-// Ctrl-C cancels the job after the current step.
+// Order of precedence: --demo's defaults, then --config, then the other flags
+// in command-line order. Usage errors exit 2, job errors 1, Ctrl-C (which
+// cancels the job after the current step) 130.
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <c10/util/Exception.h>
 
 #include "worker/engine/adapt_job/job.h"
+#include "worker/engine/adapt_job/settings.h"
 #include "worker/engine/common/cpu_allocator.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/common/threads.h"
@@ -37,36 +41,60 @@ void OnSigint(int) { g_interrupted.store(true); }
 
 constexpr char kUsage[] =
     "usage: restyle-train (--demo | --source G.safetensors --clip CLIP[:weight]...)\n"
-    "                     --target TEXT --out DIR [--source-text photo]\n"
-    "                     [--method ipl|nada|both] [--seed N] [--stage1-iters N]\n"
-    "                     [--stage2-iters N] [--stage1-batch N] [--stage2-batch N]\n"
-    "                     [--device cpu|cuda] [--threads N] [--preview-every N]\n"
-    "                     [--quality-samples N]\n"
-    "                     [--arithmetic fast|fast-transposed|fast-subpixel|reference]\n"
-    "                     [--cuda-math tf32|fp32] [--no-cudnn-autotune]\n"
-    "                     [--source-precision fp32|bf16] [--selection-precision fp32|bf16]\n"
-    "                     [--train-precision fp32|bf16] [--channels-last]\n"
-    "  --arithmetic reference runs every generator call in the reference's\n"
-    "  per-sample grouped formulation (slower; for auditing the fast default,\n"
-    "  which is the same function up to float rounding); fast-transposed is the\n"
-    "  fast one with LibTorch's transposed convolution for upsampling, and\n"
-    "  fast-subpixel composes each upsampling convolution and its blur into one\n"
-    "  ordinary convolution and a pixel shuffle (both meant for CUDA).\n"
-    "  On CUDA, --cuda-math fp32 turns TF32 off and --no-cudnn-autotune keeps\n"
-    "  cuDNN's algorithm choice fixed (reproducible runs).\n"
-    "  --source-precision bf16 makes the frozen source's images (stage 1's\n"
-    "  batches, stage 2's source images) with a bfloat16 copy of it,\n"
-    "  --selection-precision bf16 runs stage 2's layer selection on a bfloat16\n"
-    "  copy of the trained generator (only the chosen layers can change),\n"
-    "  --train-precision bf16 runs its images forward and backward on that copy\n"
-    "  (float32 master weights, Adam and EMA), and --channels-last keeps\n"
-    "  generator activations in NHWC order; all of these are\n"
-    "  meant for CUDA (see docs/benchmarks.md) and change results by rounding.\n";
+    "                     --target TEXT --out DIR [--method ipl|nada|both]\n"
+    "                     [--config FILE] [--seed N] [--threads N] [--dry-run]\n"
+    "                     [--SETTING VALUE]...\n"
+    "\n"
+    "  --demo             the embedded tiny random models, a short IPL and NADA\n"
+    "                     job (60 + 60 steps; --dry-run shows its settings)\n"
+    "  --source FILE      the source generator (tools/convert_stylegan2.py)\n"
+    "  --clip FILE[:W]    a CLIP model and its weight; repeat to combine models\n"
+    "  --out DIR          output directory (a matching stage-1 checkpoint in it\n"
+    "                     is reused)\n"
+    "  --method M         ipl, nada, or both on the same seeds (--demo without\n"
+    "                     --config: both)\n"
+    "  --config FILE      settings from a JSON file, nested or flat by key (a\n"
+    "                     job's result.json reruns it); flags override it\n"
+    "  --seed N           every seed from one: stage 1 N, stage 2 N+1, samples N+2\n"
+    "  --threads N        CPU threads (default $RESTYLE_THREADS or all CPUs)\n"
+    "  --arithmetic A     fast|fast-transposed|fast-subpixel|reference: sets\n"
+    "                     --conv-mode and --frozen-conv-mode together (reference:\n"
+    "                     the reference's per-sample formulation, for auditing;\n"
+    "                     fast-*: other upsampling convolutions, meant for CUDA)\n"
+    "  --dry-run          check every setting, print them as JSON (the form\n"
+    "                     --config reads) and exit without running\n"
+    "\n"
+    "Settings: --flag VALUE or --flag=VALUE; a true|false flag alone means true\n"
+    "and --no-flag false. Defaults are the paper's (docs/method.md); bf16 and\n"
+    "channels-last paths are meant for CUDA and change results by rounding.\n";
 
 [[noreturn]] void Usage(const std::string& error) {
-  if (!error.empty()) std::fprintf(stderr, "restyle-train: %s\n", error.c_str());
-  std::fputs(kUsage, stderr);
-  std::exit(2);
+  if (!error.empty()) {
+    std::fprintf(stderr, "restyle-train: %s\n(restyle-train --help lists every flag)\n",
+                 error.c_str());
+    std::exit(2);
+  }
+  std::fputs(kUsage, stdout);
+  const JobOptions defaults;
+  std::string section;
+  for (const JobSetting& s : JobSettings()) {
+    if (s.key == "method") continue;  // --method above (it also takes "both")
+    if (s.section != section) {
+      section = s.section;
+      std::printf("\n%s:\n", section.c_str());
+    }
+    std::string head = "  --" + s.flag +
+                       (s.kind == SettingKind::kBool ? "[=true|false]" : " " + SettingValueName(s));
+    constexpr size_t kColumn = 32;
+    head = head.size() < kColumn ? head + std::string(kColumn - head.size(), ' ')
+                                 : head + "\n" + std::string(kColumn, ' ');
+    std::string value = GetJobSetting(defaults, s);
+    if (s.kind == SettingKind::kText) value = "\"" + value + "\"";
+    std::printf("%s %s [%s%s%s]\n", head.c_str(), s.help.c_str(),
+                s.key == "target_class" ? "required" : ("default " + value).c_str(),
+                s.range.empty() ? "" : "; ", s.range.c_str());
+  }
+  std::exit(0);
 }
 
 int64_t ParseInt(const std::string& flag, const std::string& value, int64_t min) {
@@ -79,11 +107,19 @@ int64_t ParseInt(const std::string& flag, const std::string& value, int64_t min)
   Usage(flag + " needs an integer >= " + std::to_string(min) + ", got \"" + value + "\"");
 }
 
-// fp32 or bf16 for one of the --*-precision flags.
-Precision ParsePrecision(const std::string& flag, const std::string& value) {
-  if (value == "fp32") return Precision::kFp32;
-  if (value == "bf16") return Precision::kBf16;
-  Usage(flag + " must be fp32 or bf16");
+// An engine message about `setting` ("stage1.lr must be > 0, got -1") as one
+// about its flag ("--stage1-lr must be > 0, got -1").
+std::string AboutFlag(const JobSetting& setting, const std::string& message) {
+  if (message.rfind(setting.key, 0) == 0) return "--" + setting.flag + message.substr(setting.key.size());
+  return "--" + setting.flag + ": " + message;
+}
+
+std::string ReadFileOrExit(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) Usage("--config: cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 // "path" or "path:weight" (the weight only when the part after the last ':'
@@ -154,108 +190,133 @@ class ProgressPrinter {
   bool tty_;
 };
 
+// The demo job: small enough for a couple of minutes on 2 CPU cores.
+void SetDemoDefaults(JobOptions& options) {
+  options.adapt.target_class = "disney";
+  options.adapt.stage1.iterations = 60;
+  options.adapt.stage2.iterations = 60;
+  options.adapt.stage1.batch = 8;
+  options.adapt.stage2.batch = 2;
+  options.adapt.mean_latent_samples = 1024;
+  options.preview_every = 20;
+  options.quality_samples = 32;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   JobOptions options;
-  std::string method = "ipl";
-  bool method_given = false, seed_given = false, target_given = false;
+  std::string method;  // "" = options.adapt.method
+  bool dry_run = false;
   int threads = 0;  // 0: DefaultThreadCount() (1 with --demo)
-  int64_t stage1_iters = -1, stage2_iters = -1, stage1_batch = -1, stage2_batch = -1;
-  int64_t preview_every = -1, quality_samples = -1;
-  uint64_t seed = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  // --demo and --config set defaults that every other flag overrides,
+  // wherever it stands.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--demo") {
+      options.demo = true;
+      SetDemoDefaults(options);
+      method = "both";
+      // Tiny models: more threads only add synchronisation (and on a loaded
+      // machine OpenMP spinning makes them 10-40x slower).
+      threads = 1;
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) {
+      method = "";  // the file's method (or ipl), unless --method follows
+      try {
+        ApplyJobSettingsJson(options, ReadFileOrExit(args[i + 1]));
+      } catch (const Error& e) {
+        Usage("--config " + args[i + 1] + ": " + e.what());
+      }
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    std::optional<std::string> inline_value;
+    if (const size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      inline_value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    }
     auto next = [&]() -> std::string {
-      if (i + 1 >= argc) Usage("missing value for " + a);
-      return argv[++i];
+      if (inline_value) return *inline_value;
+      if (i + 1 >= args.size()) Usage("missing value for " + a);
+      return args[++i];
     };
     if (a == "--source") options.source_generator = next();
     else if (a == "--clip") options.clips.push_back(ParseClip(next()));
-    else if (a == "--target") options.adapt.target_class = next(), target_given = true;
-    else if (a == "--source-text") options.adapt.source_class = next();
-    else if (a == "--method") method = next(), method_given = true;
     else if (a == "--out") options.out_dir = next();
-    else if (a == "--seed") seed = ParseInt(a, next(), 0), seed_given = true;
-    else if (a == "--stage1-iters") stage1_iters = ParseInt(a, next(), 1);
-    else if (a == "--stage2-iters") stage2_iters = ParseInt(a, next(), 1);
-    else if (a == "--stage1-batch") stage1_batch = ParseInt(a, next(), 2);
-    else if (a == "--stage2-batch") stage2_batch = ParseInt(a, next(), 1);
-    else if (a == "--device") {
-      const std::string d = next();
-      if (d == "cpu") options.device = JobDevice::kCpu;
-      else if (d == "cuda") options.device = JobDevice::kCuda;
-      else Usage("--device must be cpu or cuda");
-    }
-    else if (a == "--cuda-math") {
-      const std::string v = next();
-      if (v == "tf32") options.cuda_math = CudaMath::kTf32;
-      else if (v == "fp32") options.cuda_math = CudaMath::kFp32;
-      else Usage("--cuda-math must be tf32 or fp32");
-    }
-    else if (a == "--no-cudnn-autotune") options.cudnn_autotune = false;
-    else if (a == "--source-precision") {
-      options.source_precision = ParsePrecision(a, next());
-    }
-    else if (a == "--selection-precision") {
-      options.selection_precision = ParsePrecision(a, next());
-    }
-    else if (a == "--train-precision") {
-      options.train_precision = ParsePrecision(a, next());
-    }
-    else if (a == "--channels-last") options.adapt.channels_last = true;
+    else if (a == "--config") next();  // applied above
+    else if (a == "--demo") continue;  // applied above
+    else if (a == "--dry-run") dry_run = true;
+    else if (a == "--help" || a == "-h") Usage("");
+    else if (a == "--seed") SetJobSeed(options, ParseInt(a, next(), 0));
     else if (a == "--threads") threads = static_cast<int>(ParseInt(a, next(), 1));
-    else if (a == "--preview-every") preview_every = ParseInt(a, next(), 0);
-    else if (a == "--quality-samples") quality_samples = ParseInt(a, next(), 2);
-    else if (a == "--demo") options.demo = true;
-    else if (a == "--arithmetic") {
-      const std::string v = next();
-      if (v == "reference") {
-        options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kReference;
-      } else if (v == "fast-transposed") {
-        options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kFusedTransposed;
-      } else if (v == "fast-subpixel") {
-        options.adapt.conv_mode = options.adapt.frozen_conv_mode = ConvMode::kFusedSubpixel;
-      } else if (v != "fast") {
-        Usage("--arithmetic must be fast, fast-transposed, fast-subpixel or reference");
+    else if (a == "--method") {
+      method = next();
+      if (method != "ipl" && method != "nada" && method != "both") {
+        Usage("--method must be ipl, nada or both");
       }
     }
-    else if (a == "--help" || a == "-h") Usage("");
-    else Usage("unknown flag " + a);
+    else if (a == "--no-cudnn-autotune") options.cudnn_autotune = false;
+    else if (a == "--arithmetic") {
+      const std::string v = next();
+      ConvMode mode = ConvMode::kAuto;
+      if (v == "reference") mode = ConvMode::kReference;
+      else if (v == "fast-transposed") mode = ConvMode::kFusedTransposed;
+      else if (v == "fast-subpixel") mode = ConvMode::kFusedSubpixel;
+      else if (v != "fast") {
+        Usage("--arithmetic must be fast, fast-transposed, fast-subpixel or reference");
+      }
+      options.adapt.conv_mode = options.adapt.frozen_conv_mode = mode;
+    }
+    else if (a.rfind("--", 0) == 0) {
+      const std::string name = a.substr(2);
+      const JobSetting* s = FindJobSetting(name);
+      std::string value;
+      if (s == nullptr && name.rfind("no-", 0) == 0 && !inline_value) {
+        s = FindJobSetting(name.substr(3));
+        if (s == nullptr || s->kind != SettingKind::kBool) Usage("unknown flag " + a);
+        value = "false";
+      } else if (s == nullptr || s->flag != name) {
+        Usage("unknown flag " + a);
+      } else if (s->kind == SettingKind::kBool && !inline_value) {
+        value = "true";
+      } else {
+        value = next();
+      }
+      if (s->key == "method") method = "";
+      try {
+        SetJobSetting(options, s->key, value);
+      } catch (const Error& e) {
+        Usage(AboutFlag(*s, e.what()));
+      }
+    }
+    else Usage("unexpected argument \"" + a + "\"");
+  }
+  for (const JobSetting& s : JobSettings()) {
+    const std::string problem = SettingProblem(options, s);
+    if (!problem.empty()) Usage(AboutFlag(s, problem));
+  }
+  if (dry_run) {
+    std::printf("%s\n", JobSettingsJson(options).c_str());
+    if (method == "both") std::fprintf(stderr, "restyle-train: would run ipl, then nada\n");
+    return 0;
   }
   if (options.demo) {
     if (!options.source_generator.empty() || !options.clips.empty()) {
       Usage("--demo runs on the embedded tiny models: drop --source and --clip");
     }
-    // Small enough for a couple of minutes on 2 CPU cores.
-    if (!target_given) options.adapt.target_class = "disney";
-    if (!method_given) method = "both";
-    // Tiny models: more threads only add synchronisation (and on a loaded
-    // machine OpenMP spinning makes them 10-40x slower).
-    if (threads == 0) threads = 1;
-    options.adapt.stage1.iterations = 60;
-    options.adapt.stage2.iterations = 60;
-    options.adapt.stage1.batch = 8;
-    options.adapt.stage2.batch = 2;
-    options.adapt.mean_latent_samples = 1024;
-    options.preview_every = 20;
-    options.quality_samples = 32;
   } else {
     if (options.source_generator.empty()) Usage("--source is required (or --demo)");
     if (options.clips.empty()) Usage("--clip is required (or --demo)");
   }
-  if (options.adapt.target_class.empty()) Usage("--target is required");
   if (options.out_dir.empty()) Usage("--out is required");
-  if (method != "ipl" && method != "nada" && method != "both") {
-    Usage("--method must be ipl, nada or both");
-  }
-  if (seed_given) SetJobSeed(options, seed);
-  if (stage1_iters > 0) options.adapt.stage1.iterations = stage1_iters;
-  if (stage2_iters > 0) options.adapt.stage2.iterations = stage2_iters;
-  if (stage1_batch > 0) options.adapt.stage1.batch = stage1_batch;
-  if (stage2_batch > 0) options.adapt.stage2.batch = stage2_batch;
-  if (preview_every >= 0) options.preview_every = preview_every;
-  if (quality_samples > 0) options.quality_samples = quality_samples;
 
   std::signal(SIGINT, OnSigint);
   ProgressPrinter printer(::isatty(::fileno(stderr)) != 0);
@@ -272,9 +333,9 @@ int main(int argc, char** argv) {
                  options.adapt.target_class.c_str(), in_effect, in_effect == 1 ? "" : "s",
                  options.out_dir.c_str());
     const JobModels models = LoadJobModels(options);
-    std::vector<AdaptMethod> methods;
+    std::vector<AdaptMethod> methods = {options.adapt.method};
     if (method == "both") methods = {AdaptMethod::kIpl, AdaptMethod::kNada};
-    else methods = {ParseMethod(method)};
+    else if (!method.empty()) methods = {ParseMethod(method)};
     std::vector<JobResult> results;
     if (methods.size() == 1) {
       options.adapt.method = methods[0];

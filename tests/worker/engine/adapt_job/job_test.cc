@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
@@ -293,6 +294,21 @@ TEST(AdaptJob, RejectsBadOptions) {
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  }
+  // Out of range (settings.h), and what only the models can tell.
+  for (auto bad : std::vector<std::function<void(JobOptions&)>>{
+           [](JobOptions& b) { b.adapt.stage2.ema_decay = 2; },
+           [](JobOptions& b) { b.adapt.stage1.lr = -1; },
+           [](JobOptions& b) { b.adapt.stage2.auto_layer_k = 9; }}) {  // the demo G has 8 rows
+    JobOptions b = SmallJob(FreshDir("bad"), AdaptMethod::kIpl, 2);
+    bad(b);
+    try {
+      RunJob(b, DemoModels());
+      ADD_FAILURE();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(" must be "), std::string::npos) << e.what();
+    }
   }
   EXPECT_THROW(ParseMethod("gan"), Error);
   EXPECT_EQ(ParseMethod("nada"), AdaptMethod::kNada);

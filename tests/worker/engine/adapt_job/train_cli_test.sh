@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# restyle-train's command line: usage errors exit 2 with a message that names
-# the problem, a missing model file exits 1 naming the file, and a short demo
-# job exits 0 and writes its files.
+# restyle-train's command line: usage errors (unknown flags, values of the
+# wrong kind or out of range, bad settings files) exit 2 with a message that
+# names the problem, a missing model file exits 1 naming the file, --help and
+# --dry-run show the settings, and short demo jobs exit 0, write their files
+# and record their settings so that result.json reruns a job exactly.
 #
 #   train_cli_test.sh path/to/restyle-train
 set -uo pipefail
@@ -32,12 +34,29 @@ expect 2 "unknown flag --bogus" --demo --out "$tmp/a" --bogus
 expect 2 "drop --source and --clip" --demo --clip x.safetensors --out "$tmp/a"
 expect 2 "--clip weight must be > 0" --source g.safetensors --clip "c.safetensors:-1" --target x --out "$tmp/a"
 expect 2 "--method must be ipl, nada or both" --demo --method gan --out "$tmp/a"
-expect 2 "--stage1-iters needs an integer >= 1" --demo --stage1-iters 0 --out "$tmp/a"
+expect 2 "--stage1-iters must be >= 1, got 0" --demo --stage1-iters 0 --out "$tmp/a"
+expect 2 "--stage1-lr must be > 0" --demo --stage1-lr=-1 --out "$tmp/a"
+expect 2 "--stage1-lr needs a finite number, got \"nan\"" --demo --stage1-lr nan --out "$tmp/a"
+expect 2 "--stage2-betas needs two numbers" --demo --stage2-betas 0.9 --out "$tmp/a"
+expect 2 "--ema-decay must be in [0, 1], got 1.5" --demo --ema-decay 1.5 --out "$tmp/a"
+expect 2 "--noise needs one of random|stored" --demo --noise given --out "$tmp/a"
+expect 2 "unknown flag --no-stage1-lr" --demo --no-stage1-lr --out "$tmp/a"
+expect 2 "unexpected argument \"extra\"" --demo extra --out "$tmp/a"
+expect 2 "unknown key \"stage1.learning_rate\"" --demo --config <(echo '{"stage1": {"learning_rate": 1}}') --out "$tmp/a"
+expect 2 "not valid JSON" --demo --config <(echo '{"stage1": ') --out "$tmp/a"
+# --help lists every setting of the table, with its default.
+expect 0 "--auto-layer-k N" --help
+expect 0 "[default 0.05; > 0]" --help
+# --dry-run prints the settings (flags and --config applied) without running.
+expect 0 '"lambda_src": 1.0' --demo --lambda-src 1 --dry-run
+expect 0 '"ema_decay": 0.9' --demo --config <(echo '{"stage2.ema_decay": 0.9}') --dry-run
+expect 0 '"resume": false' --demo --no-resume --dry-run
+expect 0 '"iterations": 5' --demo --config <(echo '{"stage2": {"iterations": 9}}') --stage2-iters 5 --dry-run
 expect 2 "--out is required" --demo
 expect 2 "--arithmetic must be fast, fast-transposed, fast-subpixel or reference" --demo --arithmetic x --out "$tmp/a"
-expect 2 "--source-precision must be fp32 or bf16" --demo --source-precision fp16 --out "$tmp/a"
-expect 2 "--selection-precision must be fp32 or bf16" --demo --selection-precision x --out "$tmp/a"
-expect 2 "--train-precision must be fp32 or bf16" --demo --train-precision x --out "$tmp/a"
+expect 2 "--source-precision needs one of fp32|bf16" --demo --source-precision fp16 --out "$tmp/a"
+expect 2 "--selection-precision needs one of fp32|bf16" --demo --selection-precision x --out "$tmp/a"
+expect 2 "--train-precision needs one of fp32|bf16" --demo --train-precision x --out "$tmp/a"
 expect 1 "missing.safetensors" --source "$tmp/missing.safetensors" --clip "$tmp/clip.safetensors" \
   --target x --out "$tmp/a"
 expect 0 "quality report" --demo --method nada --stage2-iters 3 --quality-samples 4 \
@@ -65,6 +84,29 @@ expect 0 "quality report" --demo --method nada --stage2-iters 2 --quality-sample
 if ! grep -qF -- '"conv_mode": "fused-subpixel"' "$tmp/subpixel/result.json"; then
   echo "FAIL: result.json of the fast-subpixel job lacks its conv_mode"
   failures=$((failures + 1))
+fi
+
+# Every setting reaches the job's record, and a job's result.json reruns it:
+# the same settings, the same adapted generator, bit for bit.
+expect 0 "quality report" --demo --method nada --stage2-iters 3 --quality-samples 4 \
+  --preview-every 0 --stage2-lr 0.003 --stage2-betas 0.1,0.95 --auto-layer-k 3 \
+  --auto-layer-lr 0.02 --ema-decay 0.9 --sample-truncation 0.5 --seed 11 --label tuned \
+  --out "$tmp/tuned"
+for field in '"lr": 0.003' '"auto_layer_k": 3' '"auto_layer_lr": 0.02' '"ema_decay": 0.9' \
+    '"sample_truncation": 0.5' '"label": "tuned"' '"sample_seed": 13'; do
+  if ! grep -qF -- "$field" "$tmp/tuned/result.json"; then
+    echo "FAIL: result.json of the tuned job lacks $field"
+    failures=$((failures + 1))
+  fi
+done
+# (the method comes from the file too: one NADA job in $tmp/rerun, not both)
+expect 0 "quality report" --demo --config "$tmp/tuned/result.json" --out "$tmp/rerun"
+digest() { grep -o '"adapted_digest": "[^"]*"' "$1/result.json"; }
+if [[ -z $(digest "$tmp/tuned") || $(digest "$tmp/tuned") != $(digest "$tmp/rerun") ]]; then
+  echo "FAIL: rerunning from result.json gave another generator: $(digest "$tmp/tuned") vs $(digest "$tmp/rerun")"
+  failures=$((failures + 1))
+else
+  echo "ok: rerun from result.json -> same adapted generator"
 fi
 
 if [[ $failures -gt 0 ]]; then
