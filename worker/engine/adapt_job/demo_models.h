@@ -17,6 +17,10 @@
 
 namespace restyle::engine {
 
+// How jobs on the demo models name them in result.json ("source"/"clip").
+inline constexpr char kDemoGeneratorName[] = "demo-stylegan2";
+inline constexpr char kDemoClipName[] = "demo-clip";
+
 // Seeds used when the caller gives none (the demo's fixed models).
 inline constexpr uint64_t kDemoClipSeed = 20230403;
 inline constexpr uint64_t kDemoGeneratorSeed = 20230404;

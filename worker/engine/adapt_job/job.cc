@@ -229,9 +229,9 @@ JobModels LoadJobModels(const JobOptions& options) {
   JobModels m;
   if (options.demo) {
     m.source = DemoGenerator();
-    m.source_name = "demo-stylegan2";
+    m.source_name = kDemoGeneratorName;
     m.clips.push_back(DemoClip());
-    m.clip_names.push_back("demo-clip");
+    m.clip_names.push_back(kDemoClipName);
     m.clip_weights.push_back(1.0);
   } else {
     CheckArgument(!options.source_generator.empty(), "job: a source generator is required");

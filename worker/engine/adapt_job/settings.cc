@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "worker/engine/common/error.h"
+#include "worker/engine/common/parse.h"
 
 namespace restyle::engine {
 namespace {
@@ -338,34 +339,18 @@ std::string KindWanted(const JobSetting& s) {
   Fail(ErrorCode::kInvalidArgument, s.key + " needs " + KindWanted(s) + ", got " + got);
 }
 
-bool ParseReal(const std::string& text, double* out) {
-  try {
-    size_t used = 0;
-    const double v = std::stod(text, &used);
-    if (used != text.size() || !std::isfinite(v)) return false;
-    *out = v;
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
 // `text` as JSON of the setting's kind.
 Json FromText(const JobSetting& s, const std::string& text) {
   const std::string quoted = "\"" + text + "\"";
   switch (s.kind) {
     case SettingKind::kInteger: {
-      try {
-        size_t used = 0;
-        const long long v = std::stoll(text, &used);
-        if (used == text.size()) return Json(static_cast<int64_t>(v));
-      } catch (const std::exception&) {
-      }
-      WrongKind(s, quoted);
+      int64_t v = 0;
+      if (!ParseInt64(text, &v)) WrongKind(s, quoted);
+      return Json(v);
     }
     case SettingKind::kReal: {
       double v = 0;
-      if (!ParseReal(text, &v)) WrongKind(s, quoted);
+      if (!ParseFiniteDouble(text, &v)) WrongKind(s, quoted);
       return Json(v);
     }
     case SettingKind::kBool:
@@ -375,8 +360,8 @@ Json FromText(const JobSetting& s, const std::string& text) {
     case SettingKind::kPair: {
       const size_t comma = text.find(',');
       double a = 0, b = 0;
-      if (comma == std::string::npos || !ParseReal(text.substr(0, comma), &a) ||
-          !ParseReal(text.substr(comma + 1), &b)) {
+      if (comma == std::string::npos || !ParseFiniteDouble(text.substr(0, comma), &a) ||
+          !ParseFiniteDouble(text.substr(comma + 1), &b)) {
         WrongKind(s, quoted);
       }
       return Json::array({a, b});

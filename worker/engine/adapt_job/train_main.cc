@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -29,6 +30,7 @@
 #include "worker/engine/adapt_job/settings.h"
 #include "worker/engine/common/cpu_allocator.h"
 #include "worker/engine/common/error.h"
+#include "worker/engine/common/parse.h"
 #include "worker/engine/common/threads.h"
 
 namespace {
@@ -98,12 +100,8 @@ constexpr char kUsage[] =
 }
 
 int64_t ParseInt(const std::string& flag, const std::string& value, int64_t min) {
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(value, &used);
-    if (used == value.size() && v >= min) return v;
-  } catch (const std::exception&) {
-  }
+  int64_t v = 0;
+  if (ParseInt64(value, &v) && v >= min) return v;
   Usage(flag + " needs an integer >= " + std::to_string(min) + ", got \"" + value + "\"");
 }
 
@@ -363,6 +361,15 @@ int main(int argc, char** argv) {
                   SideBySide(results[0].quality, results[1].quality).c_str());
       std::printf("(also in %s/comparison.txt)\n", options.out_dir.c_str());
     }
+    const JobResult& first = results.front();
+    // restyle-generate sits next to this binary (build tree or install dir).
+    const std::string generate =
+        (std::filesystem::path(argv[0]).parent_path() / "restyle-generate").string();
+    std::printf("\nmore images, by seed: %s --job %s%s --seeds 0-15 --grid %s/more.png "
+                "--with-source\n",
+                generate.c_str(), first.out_dir.c_str(),
+                options.demo ? "" : (" --source " + options.source_generator).c_str(),
+                first.out_dir.c_str());
     return 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "\nrestyle-train: %s: %s\n", ErrorCodeName(e.code()), e.what());

@@ -22,17 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const JobModels& DemoModels() {
-  static const JobModels* models = [] {
-    // The tiny models run fastest on one thread (and deterministically so).
-    SetThreadCount(1);
-    JobOptions o;
-    o.demo = true;
-    return new JobModels(LoadJobModels(o));
-  }();
-  return *models;
-}
-
 double Mean(const std::vector<double>& v, size_t begin, size_t end) {
   return std::accumulate(v.begin() + begin, v.begin() + end, 0.0) / double(end - begin);
 }

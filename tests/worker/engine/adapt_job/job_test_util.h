@@ -9,8 +9,21 @@
 #include <string>
 
 #include "worker/engine/adapt_job/job.h"
+#include "worker/engine/common/threads.h"
 
 namespace restyle::engine {
+
+// The embedded demo models, loaded once per test binary.
+inline const JobModels& DemoModels() {
+  static const JobModels* models = [] {
+    // The tiny models run fastest on one thread (and deterministically so).
+    SetThreadCount(1);
+    JobOptions o;
+    o.demo = true;
+    return new JobModels(LoadJobModels(o));
+  }();
+  return *models;
+}
 
 // An empty directory <test temp dir>/adapt_job_test_<name>.
 inline std::string FreshDir(const std::string& name) {

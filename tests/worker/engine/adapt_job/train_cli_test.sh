@@ -5,9 +5,17 @@
 # --dry-run show the settings, and short demo jobs exit 0, write their files
 # and record their settings so that result.json reruns a job exactly.
 #
-#   train_cli_test.sh path/to/restyle-train
+# With a second argument, restyle-generate's command line too, on those jobs:
+# images by seed, each the same in any seed list, and clear errors.
+#
+#   train_cli_test.sh path/to/restyle-train [path/to/restyle-generate]
 set -uo pipefail
-bin=${1:?usage: train_cli_test.sh RESTYLE_TRAIN}
+bin=${1:?usage: train_cli_test.sh RESTYLE_TRAIN [RESTYLE_GENERATE]}
+generate_bin=${2:-}
+if [[ -z $generate_bin && ${CI:-} == true ]]; then
+  echo "FAIL: CI=true and no restyle-generate given (a build without libpng?)"
+  exit 1
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
@@ -21,11 +29,11 @@ expect() {
   out=$("$bin" "$@" 2>&1)
   status=$?
   if [[ $status -ne $rc ]] || ! grep -qF -- "$pattern" <<<"$out"; then
-    echo "FAIL: restyle-train $* -> exit $status (want $rc), output lacks \"$pattern\":"
+    echo "FAIL: $(basename "$bin") $* -> exit $status (want $rc), output lacks \"$pattern\":"
     echo "$out" | tail -5 | sed 's/^/    /'
     failures=$((failures + 1))
   else
-    echo "ok: restyle-train $* -> $status"
+    echo "ok: $(basename "$bin") $* -> $status"
   fi
 }
 
@@ -107,6 +115,35 @@ if [[ -z $(digest "$tmp/tuned") || $(digest "$tmp/tuned") != $(digest "$tmp/reru
   failures=$((failures + 1))
 else
   echo "ok: rerun from result.json -> same adapted generator"
+fi
+
+if [[ -n $generate_bin ]]; then
+  # expect uses $bin: point it at restyle-generate for these.
+  train_bin=$bin
+  bin=$generate_bin
+  expect 0 "wrote" --job "$tmp/tuned" --seeds 0-2 --out "$tmp/gen" --grid "$tmp/gen/grid.png" \
+    --with-source
+  for f in seed0000.png seed0001.png seed0002.png seed0002_source.png grid.png; do
+    if [[ ! -s $tmp/gen/$f ]]; then
+      echo "FAIL: restyle-generate wrote no $f"
+      failures=$((failures + 1))
+    fi
+  done
+  expect 0 "wrote 1 image" --job "$tmp/tuned" --seeds 2 --out "$tmp/gen2"
+  if ! cmp -s "$tmp/gen/seed0002.png" "$tmp/gen2/seed0002.png"; then
+    echo "FAIL: seed 2 gave another image alone than in 0-2"
+    failures=$((failures + 1))
+  fi
+  if cmp -s "$tmp/gen/seed0001.png" "$tmp/gen/seed0002.png" ||
+     cmp -s "$tmp/gen/seed0002.png" "$tmp/gen/seed0002_source.png"; then
+    echo "FAIL: different seeds, or source and adapted, gave the same image"
+    failures=$((failures + 1))
+  fi
+  expect 2 "runs backwards" --job "$tmp/tuned" --seeds 3-1 --out "$tmp/gen3"
+  expect 2 "--out or --grid is required" --job "$tmp/tuned"
+  expect 2 "--truncation must be in [0, 1]" --job "$tmp/tuned" --truncation 2 --out "$tmp/gen3"
+  expect 1 "NOT_FOUND" --job "$tmp/no-such-job" --out "$tmp/gen3"
+  bin=$train_bin
 fi
 
 if [[ $failures -gt 0 ]]; then

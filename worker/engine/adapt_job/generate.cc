@@ -1,0 +1,155 @@
+#include "worker/engine/adapt_job/generate.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/autograd.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "worker/engine/adapt_job/demo_models.h"
+#include "worker/engine/common/error.h"
+
+namespace restyle::engine {
+namespace {
+
+using Json = nlohmann::json;
+
+// A whole decimal number, or Error(kInvalidArgument) quoting `part` of `text`.
+uint64_t ParseSeed(const std::string& part, const std::string& text) {
+  bool digits = !part.empty() && part.size() <= 19;
+  for (char c : part) digits = digits && std::isdigit(static_cast<unsigned char>(c));
+  CheckArgument(digits, "seeds: \"" + part + "\" in \"" + text +
+                            "\" is not a seed (whole numbers: 0-7, 3 or 1,5,9)");
+  return std::stoull(part);
+}
+
+std::string Short(const std::string& digest) { return digest.substr(0, 12); }
+
+}  // namespace
+
+std::vector<uint64_t> ParseSeeds(const std::string& text, size_t max_count) {
+  std::vector<uint64_t> seeds;
+  std::stringstream items(text);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const size_t dash = item.find('-');
+    const uint64_t first = ParseSeed(item.substr(0, dash), text);
+    const uint64_t last = dash == std::string::npos ? first : ParseSeed(item.substr(dash + 1), text);
+    CheckArgument(first <= last, "seeds: the range \"" + item + "\" runs backwards");
+    CheckArgument(last - first < max_count && seeds.size() + (last - first) < max_count,
+                  "seeds: \"" + text + "\" is more than " + std::to_string(max_count) + " seeds");
+    for (uint64_t s = first;; ++s) {
+      seeds.push_back(s);
+      if (s == last) break;
+    }
+  }
+  CheckArgument(!seeds.empty() && (text.empty() || text.back() != ','),
+                "seeds: \"" + text + "\" names no seeds (e.g. 0-7, 3 or 1,5,9)");
+  return seeds;
+}
+
+torch::Tensor GenerateImages(GeneratorImpl& generator, const std::vector<uint64_t>& seeds,
+                             const GenerateOptions& options) {
+  CheckArgument(!seeds.empty(), "generate: no seeds");
+  CheckArgument(options.truncation >= 0 && options.truncation <= 1,
+                "generate: truncation must be in [0, 1], got " + std::to_string(options.truncation));
+  CheckArgument(options.mean_latent_samples >= 1, "generate: mean_latent_samples must be >= 1");
+  torch::NoGradGuard no_grad;
+  const torch::Device device = generator.parameters().front().device();
+  const int64_t style_dim = generator.config().style_dim;
+
+  SynthesisOptions o;
+  o.input_is_latent = false;
+  o.conv = options.conv;
+  o.noise = options.noise == NoiseMode::kStored ? NoiseMode::kStored : NoiseMode::kGiven;
+  if (options.truncation < 1) {
+    o.truncation = options.truncation;
+    if (generator.latent_avg.defined()) {
+      o.truncation_latent = generator.latent_avg.to(device);
+    } else {
+      at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(options.mean_latent_seed);
+      const torch::Tensor z = at::randn({options.mean_latent_samples, style_dim}, rng);
+      o.truncation_latent = generator.Mapping(z.to(device)).mean(0, /*keepdim=*/true);
+    }
+  }
+  std::vector<torch::Tensor> images;
+  for (const uint64_t seed : seeds) {
+    // One image per forward: the batched formulation sums in another order
+    // at batch > 1, and an image must not depend on the other seeds.
+    at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(seed);
+    const torch::Tensor z = at::randn({1, style_dim}, rng);
+    o.noise_tensors.clear();
+    for (const torch::Tensor& buffer : generator.noise_buffers) {
+      const torch::Tensor noise = at::randn({1, 1, buffer.size(2), buffer.size(3)}, rng);
+      if (o.noise == NoiseMode::kGiven) o.noise_tensors.push_back(noise.to(device));
+    }
+    images.push_back(generator.Generate({z.to(device)}, o).image.to(torch::kCPU));
+  }
+  return at::cat(images, 0);
+}
+
+JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& source_path,
+                                const torch::Device& device) {
+  namespace fs = std::filesystem;
+  const std::string result_path = (fs::path(job_dir) / "result.json").string();
+  const std::string delta_path = (fs::path(job_dir) / "generator_delta.safetensors").string();
+  std::ifstream in(result_path);
+  if (!in) {
+    Fail(ErrorCode::kNotFound, result_path + ": no such file (is " + job_dir +
+                                   " the output directory of a finished job?)");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  Json result;
+  try {
+    result = Json::parse(text.str());
+  } catch (const Json::exception& e) {
+    Fail(ErrorCode::kDataLoss, result_path + ": not valid JSON: " + e.what());
+  }
+  if (result.value("format", "") != "restyle-adapt-result" || !result.contains("source") ||
+      !result.contains("adapted_digest")) {
+    Fail(ErrorCode::kDataLoss, result_path + ": not the result record of an adaptation job");
+  }
+  const std::string source_name = result["source"].value("name", "");
+  const std::string source_digest = result["source"].value("digest", "");
+
+  JobGenerators g;
+  g.label = result.value("label", "");
+  g.target = result.contains("options") ? result["options"].value("target_class", "") : "";
+  if (!source_path.empty()) {
+    g.source = LoadGenerator(source_path);
+  } else if (source_name == kDemoGeneratorName) {
+    g.source = DemoGenerator();
+  } else {
+    Fail(ErrorCode::kInvalidArgument, "the job in " + job_dir + " adapted \"" + source_name +
+                                          "\": give that generator's file as the source");
+  }
+  const std::string given_digest = GeneratorImpl::Digest(*g.source);
+  if (given_digest != source_digest) {
+    Fail(ErrorCode::kFailedPrecondition,
+         (source_path.empty() ? std::string("the demo generator") : source_path) +
+             " is not the source the job in " + job_dir + " adapted (\"" + source_name +
+             "\"): weights digest " + Short(given_digest) + "... instead of " +
+             Short(source_digest) + "...");
+  }
+  g.adapted = LoadWithDelta(*g.source, delta_path);
+  g.adapted_digest = GeneratorImpl::Digest(*g.adapted);
+  const std::string recorded = result.value("adapted_digest", "");
+  if (g.adapted_digest != recorded) {
+    Fail(ErrorCode::kDataLoss, delta_path + " does not give the generator " + result_path +
+                                   " records (digest " + Short(g.adapted_digest) +
+                                   "... instead of " + Short(recorded) + "...)");
+  }
+  for (Generator* m : {&g.source, &g.adapted}) {
+    (*m)->to(device);
+    (*m)->SetAllTrainable(false);
+    (*m)->eval();
+  }
+  return g;
+}
+
+}  // namespace restyle::engine
