@@ -9,8 +9,9 @@
 //   restyle-train --demo --out demo-out     (embedded tiny models, IPL and NADA)
 //
 // Order of precedence: --demo's defaults, then --config, then the other flags
-// in command-line order. Usage errors exit 2, job errors 1, Ctrl-C (which
-// cancels the job after the current step) 130.
+// in command-line order. Usage errors exit 2, job errors 1, Ctrl-C or
+// SIGTERM (which cancel the job after the current step; a second one stops at
+// once) 130.
 #include <unistd.h>
 
 #include <atomic>
@@ -39,7 +40,15 @@ using namespace restyle::engine;
 
 std::atomic<bool> g_interrupted{false};
 
-void OnSigint(int) { g_interrupted.store(true); }
+// First Ctrl-C (or SIGTERM): cancel after the current step, which keeps the
+// stage-1 checkpoint of a finished stage 1 for a rerun. Second: stop now.
+void OnInterrupt(int) {
+  if (g_interrupted.exchange(true)) _exit(130);
+  constexpr char kNote[] =
+      "\nrestyle-train: cancelling after the current step (Ctrl-C again to stop now)\n";
+  const ssize_t ignored = write(STDERR_FILENO, kNote, sizeof(kNote) - 1);
+  (void)ignored;
+}
 
 constexpr char kUsage[] =
     "usage: restyle-train (--demo | --source G.safetensors --clip CLIP[:weight]...)\n"
@@ -316,7 +325,8 @@ int main(int argc, char** argv) {
   }
   if (options.out_dir.empty()) Usage("--out is required");
 
-  std::signal(SIGINT, OnSigint);
+  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGTERM, OnInterrupt);
   ProgressPrinter printer(::isatty(::fileno(stderr)) != 0);
   JobCallbacks callbacks;
   callbacks.on_progress = [&](const JobProgress& p) { printer.Print(p); };

@@ -117,6 +117,27 @@ else
   echo "ok: rerun from result.json -> same adapted generator"
 fi
 
+# Ctrl-C cancels a running job after its current step: exit 130, a message
+# that says so, and no result written.
+"$bin" --demo --method ipl --stage1-iters 100000 --preview-every 0 --out "$tmp/interrupted" \
+  >"$tmp/interrupted.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do  # until the first progress line (at most 60 s)
+  grep -q "stage 1" "$tmp/interrupted.log" 2>/dev/null && break
+  sleep 0.1
+done
+kill -INT "$pid"
+wait "$pid"
+status=$?
+if [[ $status -ne 130 ]] || ! grep -q "cancelling after the current step" "$tmp/interrupted.log" ||
+   ! grep -q "CANCELLED" "$tmp/interrupted.log" || [[ -e $tmp/interrupted/result.json ]]; then
+  echo "FAIL: Ctrl-C -> exit $status (want 130), cancel messages and no result.json:"
+  tail -3 "$tmp/interrupted.log" | sed 's/^/    /'
+  failures=$((failures + 1))
+else
+  echo "ok: Ctrl-C cancels the job (exit 130)"
+fi
+
 if [[ -n $generate_bin ]]; then
   # expect uses $bin: point it at restyle-generate for these.
   train_bin=$bin
