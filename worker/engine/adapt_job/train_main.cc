@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <c10/util/Exception.h>
+#include <nlohmann/json.hpp>
 
 #include "worker/engine/adapt_job/job.h"
 #include "worker/engine/adapt_job/settings.h"
@@ -54,6 +55,7 @@ constexpr char kUsage[] =
     "usage: restyle-train (--demo | --source G.safetensors --clip CLIP[:weight]...)\n"
     "                     --target TEXT --out DIR [--method ipl|nada|both]\n"
     "                     [--config FILE] [--seed N] [--threads N] [--dry-run]\n"
+    "                     [--output text|json]\n"
     "                     [--SETTING VALUE]...\n"
     "\n"
     "  --demo             the embedded tiny random models, a short IPL and NADA\n"
@@ -74,6 +76,9 @@ constexpr char kUsage[] =
     "                     fast-*: other upsampling convolutions, meant for CUDA)\n"
     "  --dry-run          check every setting, print them as JSON (the form\n"
     "                     --config reads) and exit without running\n"
+    "  --output, -o F     text (default: progress bar or lines on stderr, summary\n"
+    "                     on stdout) or json: one JSON object per line on stdout,\n"
+    "                     {\"event\": \"progress\"|\"log\"|\"result\"|\"error\", ...}\n"
     "\n"
     "Settings: --flag VALUE or --flag=VALUE; a true|false flag alone means true\n"
     "and --no-flag false. Defaults are the paper's (docs/method.md); bf16 and\n"
@@ -197,6 +202,49 @@ class ProgressPrinter {
   bool tty_;
 };
 
+// --output json: one object per line on stdout, flushed (a pipe reader sees
+// every step as it happens).
+void EmitJson(const nlohmann::ordered_json& event) {
+  std::printf("%s\n", event.dump().c_str());
+  std::fflush(stdout);
+}
+
+nlohmann::ordered_json ProgressEvent(const JobProgress& p) {
+  nlohmann::ordered_json losses = nlohmann::ordered_json::object();
+  for (const auto& [name, value] : p.losses) losses[name] = value;
+  nlohmann::ordered_json j = {{"event", "progress"}, {"label", p.label}, {"stage", p.stage},
+                              {"step", p.step},      {"total", p.total}, {"losses", losses},
+                              {"images_per_second", p.images_per_second},
+                              {"eta_seconds", p.eta_seconds}};
+  if (!p.preview_path.empty()) j["preview"] = p.preview_path;
+  return j;
+}
+
+nlohmann::ordered_json ResultEvent(const JobResult& r) {
+  return {{"event", "result"},
+          {"label", r.label},
+          {"out_dir", r.out_dir},
+          {"seconds", r.total_seconds},
+          {"stage1_resumed", r.stage1_resumed},
+          {"files",
+           {{"generator_delta", r.delta_path},
+            {"mappers", r.mapper_paths},
+            {"samples", r.samples_path},
+            {"previews", r.preview_paths},
+            {"quality", r.quality_path},
+            {"result", r.result_path}}},
+          {"quality", nlohmann::ordered_json::parse(r.quality.ToJson())}};
+}
+
+// A failed job: "restyle-train: CODE: message" on stderr, or an error event.
+void ReportError(bool json_output, const char* code, const std::string& message) {
+  if (json_output) {
+    EmitJson({{"event", "error"}, {"code", code}, {"message", message}});
+  } else {
+    std::fprintf(stderr, "\nrestyle-train: %s: %s\n", code, message.c_str());
+  }
+}
+
 // The demo job: small enough for a couple of minutes on 2 CPU cores.
 void SetDemoDefaults(JobOptions& options) {
   options.adapt.target_class = "disney";
@@ -215,6 +263,7 @@ int main(int argc, char** argv) {
   JobOptions options;
   std::string method;  // "" = options.adapt.method
   bool dry_run = false;
+  bool json_output = false;  // --output json: JSON lines on stdout
   int threads = 0;  // 0: DefaultThreadCount() (1 with --demo)
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
@@ -261,6 +310,11 @@ int main(int argc, char** argv) {
     else if (a == "--config") next();  // applied above
     else if (a == "--demo") continue;  // applied above
     else if (a == "--dry-run") dry_run = true;
+    else if (a == "--output" || a == "-o") {
+      const std::string v = next();
+      if (v != "text" && v != "json") Usage("--output must be text or json");
+      json_output = v == "json";
+    }
     else if (a == "--help" || a == "-h") Usage("");
     else if (a == "--seed") SetJobSeed(options, ParseInt(a, next(), 0));
     else if (a == "--threads") threads = static_cast<int>(ParseInt(a, next(), 1));
@@ -329,17 +383,26 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnInterrupt);
   ProgressPrinter printer(::isatty(::fileno(stderr)) != 0);
   JobCallbacks callbacks;
-  callbacks.on_progress = [&](const JobProgress& p) { printer.Print(p); };
   callbacks.is_cancelled = [] { return g_interrupted.load(); };
-  callbacks.on_log = [&](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  if (json_output) {
+    callbacks.on_progress = [](const JobProgress& p) { EmitJson(ProgressEvent(p)); };
+    callbacks.on_log = [](const std::string& line) {
+      EmitJson({{"event", "log"}, {"message", line}});
+    };
+  } else {
+    callbacks.on_progress = [&](const JobProgress& p) { printer.Print(p); };
+    callbacks.on_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  }
 
   try {
     const int in_effect = SetThreadCount(threads);
     InstallCachingCpuAllocator();
-    std::fprintf(stderr, "restyle-train: %s, target \"%s\", %d thread%s, out %s\n",
-                 options.demo ? "demo models" : options.source_generator.c_str(),
-                 options.adapt.target_class.c_str(), in_effect, in_effect == 1 ? "" : "s",
-                 options.out_dir.c_str());
+    if (!json_output) {
+      std::fprintf(stderr, "restyle-train: %s, target \"%s\", %d thread%s, out %s\n",
+                   options.demo ? "demo models" : options.source_generator.c_str(),
+                   options.adapt.target_class.c_str(), in_effect, in_effect == 1 ? "" : "s",
+                   options.out_dir.c_str());
+    }
     const JobModels models = LoadJobModels(options);
     std::vector<AdaptMethod> methods = {options.adapt.method};
     if (method == "both") methods = {AdaptMethod::kIpl, AdaptMethod::kNada};
@@ -350,6 +413,10 @@ int main(int argc, char** argv) {
       results.push_back(RunJob(options, models, callbacks));
     } else {
       results = RunMethods(options, models, methods, callbacks);
+    }
+    if (json_output) {
+      for (const JobResult& r : results) EmitJson(ResultEvent(r));
+      return 0;
     }
     for (const JobResult& r : results) {
       std::printf("\n%s (%.1f s%s)\n", r.label.c_str(), r.total_seconds,
@@ -382,14 +449,14 @@ int main(int argc, char** argv) {
                 first.out_dir.c_str());
     return 0;
   } catch (const Error& e) {
-    std::fprintf(stderr, "\nrestyle-train: %s: %s\n", ErrorCodeName(e.code()), e.what());
+    ReportError(json_output, ErrorCodeName(e.code()), e.what());
     return e.code() == ErrorCode::kCancelled ? 130 : 1;
   } catch (const c10::Error& e) {
     // LibTorch's own message, without its C++ backtrace.
-    std::fprintf(stderr, "\nrestyle-train: %s\n", e.what_without_backtrace());
+    ReportError(json_output, "INTERNAL", e.what_without_backtrace());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\nrestyle-train: %s\n", e.what());
+    ReportError(json_output, "INTERNAL", e.what());
     return 1;
   }
 }

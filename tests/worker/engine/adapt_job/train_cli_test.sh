@@ -117,6 +117,36 @@ else
   echo "ok: rerun from result.json -> same adapted generator"
 fi
 
+# --output json: every line of stdout is one JSON event; one progress event
+# per step, then the result with its files and quality report; errors too.
+"$bin" --demo --method nada --stage2-iters 3 --quality-samples 4 --preview-every 2 -o json \
+  --out "$tmp/json" >"$tmp/json.out" 2>"$tmp/json.err"
+status=$?
+check_json=$(python3 - "$tmp/json.out" <<'PY'
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1])]
+kinds = [e["event"] for e in events]
+progress = [e for e in events if e["event"] == "progress"]
+assert [e["step"] for e in progress] == [1, 2, 3], kinds
+assert all(e["stage"] == 2 and e["total"] == 3 and "loss" in e["losses"] for e in progress)
+assert any("preview" in e for e in progress), "no preview event"
+assert kinds[-1] == "result", kinds
+result = events[-1]
+assert result["label"] == "NADA" and result["files"]["result"].endswith("result.json")
+assert "target_similarity" in json.dumps(result["quality"]), result["quality"]
+print("ok")
+PY
+)
+if [[ $status -ne 0 || $check_json != ok ]]; then
+  echo "FAIL: --output json (exit $status): $check_json"
+  head -3 "$tmp/json.out" "$tmp/json.err" | sed 's/^/    /'
+  failures=$((failures + 1))
+else
+  echo "ok: --output json events"
+fi
+expect 1 '{"event":"error","code":"NOT_FOUND"' --source "$tmp/missing.safetensors" \
+  --clip "$tmp/clip.safetensors" --target x --out "$tmp/a" --output json
+
 # Ctrl-C cancels a running job after its current step: exit 130, a message
 # that says so, and no result written.
 "$bin" --demo --method ipl --stage1-iters 100000 --preview-every 0 --out "$tmp/interrupted" \
