@@ -202,6 +202,19 @@ class ProgressPrinter {
   bool tty_;
 };
 
+// The "threads" a job's result.json records (0 when `json_text` has none).
+int RecordedThreads(const std::string& json_text) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(json_text);
+    const nlohmann::json& o = j.contains("options") ? j["options"] : j;
+    if (o.is_object() && o.contains("threads") && o["threads"].is_number_integer()) {
+      return o["threads"].get<int>();
+    }
+  } catch (const nlohmann::json::exception&) {
+  }
+  return 0;
+}
+
 // --output json: one object per line on stdout, flushed (a pipe reader sees
 // every step as it happens).
 void EmitJson(const nlohmann::ordered_json& event) {
@@ -264,6 +277,7 @@ int main(int argc, char** argv) {
   std::string method;  // "" = options.adapt.method
   bool dry_run = false;
   bool json_output = false;  // --output json: JSON lines on stdout
+  int recorded_threads = 0;  // the threads a --config result.json ran with (0: none)
   int threads = 0;  // 0: DefaultThreadCount() (1 with --demo)
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
@@ -286,7 +300,9 @@ int main(int argc, char** argv) {
     if (args[i] == "--config" && i + 1 < args.size()) {
       method = "";  // the file's method (or ipl), unless --method follows
       try {
-        ApplyJobSettingsJson(options, ReadFileOrExit(args[i + 1]));
+        const std::string text = ReadFileOrExit(args[i + 1]);
+        ApplyJobSettingsJson(options, text);
+        recorded_threads = RecordedThreads(text);
       } catch (const Error& e) {
         Usage("--config " + args[i + 1] + ": " + e.what());
       }
@@ -402,6 +418,16 @@ int main(int argc, char** argv) {
                    options.demo ? "demo models" : options.source_generator.c_str(),
                    options.adapt.target_class.c_str(), in_effect, in_effect == 1 ? "" : "s",
                    options.out_dir.c_str());
+    }
+    if (recorded_threads > 0 && recorded_threads != in_effect &&
+        options.device == JobDevice::kCpu) {
+      const auto threads_text = [](int n) {
+        return std::to_string(n) + (n == 1 ? " thread" : " threads");
+      };
+      callbacks.on_log("restyle-train: note: the job in --config ran with " +
+                       threads_text(recorded_threads) + ", this run uses " +
+                       threads_text(in_effect) +
+                       " (--threads): CPU results can differ in the last bits");
     }
     const JobModels models = LoadJobModels(options);
     std::vector<AdaptMethod> methods = {options.adapt.method};

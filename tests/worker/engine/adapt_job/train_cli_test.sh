@@ -109,6 +109,9 @@ for field in '"lr": 0.003' '"auto_layer_k": 3' '"auto_layer_lr": 0.02' '"ema_dec
 done
 # (the method comes from the file too: one NADA job in $tmp/rerun, not both)
 expect 0 "quality report" --demo --config "$tmp/tuned/result.json" --out "$tmp/rerun"
+# A rerun on another thread count says that CPU results may then differ.
+expect 0 "ran with 1 thread, this run uses 2 threads" --demo --config "$tmp/tuned/result.json" \
+  --threads 2 --stage2-iters 1 --out "$tmp/rerun2"
 digest() { grep -o '"adapted_digest": "[^"]*"' "$1/result.json"; }
 if [[ -z $(digest "$tmp/tuned") || $(digest "$tmp/tuned") != $(digest "$tmp/rerun") ]]; then
   echo "FAIL: rerunning from result.json gave another generator: $(digest "$tmp/tuned") vs $(digest "$tmp/rerun")"
