@@ -112,25 +112,20 @@ void AddComputeSettings(const JobOptions& o, Json& j) {
 // Everything stage 1's result depends on, as JSON text: a checkpoint is only
 // reused when this matches exactly.
 std::string Stage1Fingerprint(const JobOptions& o, const JobModels& m) {
-  const Stage1Options& s = o.adapt.stage1;
   Json j;
   j["source_digest"] = m.source_digest;
   j["clip"] = Json::array();
   for (size_t i = 0; i < m.clips.size(); ++i) {
     j["clip"].push_back({{"name", m.clip_names[i]}, {"config", m.clips[i]->config().DebugString()}});
   }
-  j["source_class"] = o.adapt.source_class;
-  j["target_class"] = o.adapt.target_class;
-  j["batch"] = s.batch;
-  j["iterations"] = s.iterations;
-  j["lr"] = s.lr;
-  j["betas"] = {s.beta1, s.beta2};
-  j["eps"] = s.eps;
-  j["ctx_init"] = s.ctx_init;
-  j["lambda_l"] = s.lambda_l;
-  j["lambda_src"] = s.lambda_src;
-  j["seed"] = s.seed;
-  j["noise"] = static_cast<int>(o.adapt.noise);
+  // Every stage-1 setting by its key (settings.h), so that a setting added
+  // to the table cannot be left out here.
+  for (const JobSetting& s : JobSettings()) {
+    if (s.key.rfind("stage1.", 0) == 0 || s.key == "source_class" || s.key == "target_class" ||
+        s.key == "noise") {
+      j[s.key] = GetJobSetting(o, s);
+    }
+  }
   AddComputeSettings(o, j);
   return j.dump();
 }

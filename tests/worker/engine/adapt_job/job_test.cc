@@ -184,6 +184,37 @@ TEST(AdaptJob, ReproducibleAndResumable) {
   EXPECT_FALSE(RunJob(changed, DemoModels()).stage1_resumed);
 }
 
+// The stage-1 checkpoint is reused exactly when no setting stage 1 depends
+// on changed: every "stage1.*" setting of the table, the two texts and the
+// noise retrain it; settings of stage 2 and of the outputs do not.
+TEST(AdaptJob, Stage1CheckpointFollowsEveryStage1Setting) {
+  const std::string dir = FreshDir("fingerprint");
+  const JobOptions base = SmallJob(dir, AdaptMethod::kIpl, 2);
+  ASSERT_FALSE(RunJob(base, DemoModels()).stage1_resumed);
+  int stage1_settings = 0;
+  for (const JobSetting& s : JobSettings()) {
+    const bool stage1 = s.key.rfind("stage1.", 0) == 0 || s.key == "source_class" ||
+                        s.key == "target_class" || s.key == "noise";
+    const bool unrelated = s.key.rfind("stage2.", 0) == 0 || s.section == "outputs";
+    if (!stage1 && !unrelated) continue;
+    if (s.key == "label" || s.key == "resume" || s.key == "stage2.selection_precision" ||
+        s.key == "stage2.train_precision") {
+      continue;  // checked elsewhere (or they change what resuming means)
+    }
+    SCOPED_TRACE(s.key);
+    JobOptions changed = base;
+    SetJobSetting(changed, s.key, OtherSettingValue(s, GetJobSetting(base, s)));
+    ValidateJobOptions(changed);
+    changed.out_dir = FreshDir("fingerprint_" + s.flag);
+    std::filesystem::create_directories(changed.out_dir);
+    std::filesystem::copy_file(dir + "/stage1_checkpoint.safetensors",
+                               changed.out_dir + "/stage1_checkpoint.safetensors");
+    EXPECT_EQ(RunJob(changed, DemoModels()).stage1_resumed, !stage1);
+    stage1_settings += stage1;
+  }
+  EXPECT_GE(stage1_settings, 12);
+}
+
 // The GPU fast paths run anywhere: a bfloat16 source and channels-last
 // activations train the same job to nearly the same losses (rounding, not
 // another computation), are recorded in result.json, and a stage-1

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "worker/engine/adapt_job/job.h"
+#include "worker/engine/adapt_job/settings.h"
 #include "worker/engine/common/threads.h"
 
 namespace restyle::engine {
@@ -49,6 +50,23 @@ inline JobOptions SmallJob(const std::string& out_dir, AdaptMethod method, int64
   o.grid_samples = 4;
   SetJobSeed(o, 7);
   return o;
+}
+
+// A value of the setting's kind that differs from `current`.
+inline std::string OtherSettingValue(const JobSetting& s, const std::string& current) {
+  switch (s.kind) {
+    case SettingKind::kInteger: return std::to_string(std::stoll(current) + 3);
+    case SettingKind::kReal: return current == "0.25" ? "0.5" : "0.25";
+    case SettingKind::kBool: return current == "true" ? "false" : "true";
+    case SettingKind::kText: return current + " x";
+    case SettingKind::kPair: return current == "0.25,0.5" ? "0.5,0.25" : "0.25,0.5";
+    case SettingKind::kEnum: {
+      const std::string first = s.choices.substr(0, s.choices.find('|'));
+      const std::string last = s.choices.substr(s.choices.rfind('|') + 1);
+      return current == first ? last : first;
+    }
+  }
+  return "";
 }
 
 }  // namespace restyle::engine

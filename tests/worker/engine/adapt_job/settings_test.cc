@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "tests/worker/engine/adapt_job/job_test_util.h"
 #include "worker/engine/common/error.h"
 
 namespace restyle::engine {
@@ -28,23 +29,6 @@ void ExpectInvalid(F&& f, const std::string& part) {
     EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
         << "\"" << e.what() << "\" does not mention " << part;
   }
-}
-
-// A value of the setting's kind that differs from `current`.
-std::string OtherValue(const JobSetting& s, const std::string& current) {
-  switch (s.kind) {
-    case SettingKind::kInteger: return std::to_string(std::stoll(current) + 3);
-    case SettingKind::kReal: return current == "0.25" ? "0.5" : "0.25";
-    case SettingKind::kBool: return current == "true" ? "false" : "true";
-    case SettingKind::kText: return current + " x";
-    case SettingKind::kPair: return current == "0.25,0.5" ? "0.5,0.25" : "0.25,0.5";
-    case SettingKind::kEnum: {
-      const std::string first = s.choices.substr(0, s.choices.find('|'));
-      const std::string last = s.choices.substr(s.choices.rfind('|') + 1);
-      return current == first ? last : first;
-    }
-  }
-  return "";
 }
 
 TEST(JobSettings, KeysAndFlagsAreUniqueAndDescribed) {
@@ -77,7 +61,7 @@ TEST(JobSettings, EverySettingRoundTripsThroughText) {
   for (const JobSetting& s : JobSettings()) {
     JobOptions o = Defaults();
     const std::string before = GetJobSetting(o, s);
-    const std::string value = OtherValue(s, before);
+    const std::string value = OtherSettingValue(s, before);
     SetJobSetting(o, s.flag, value);
     EXPECT_EQ(GetJobSetting(o, s), value) << s.key;
     EXPECT_NE(JobSettingsJson(o), JobSettingsJson(defaults)) << s.key << " does not reach JSON";
@@ -90,7 +74,7 @@ TEST(JobSettings, EverySettingRoundTripsThroughText) {
 
 TEST(JobSettings, JsonRoundTripsEverySetting) {
   JobOptions o;
-  for (const JobSetting& s : JobSettings()) SetJobSetting(o, s.key, OtherValue(s, GetJobSetting(o, s)));
+  for (const JobSetting& s : JobSettings()) SetJobSetting(o, s.key, OtherSettingValue(s, GetJobSetting(o, s)));
   JobOptions back;
   ApplyJobSettingsJson(back, JobSettingsJson(o));
   EXPECT_EQ(JobSettingsJson(back), JobSettingsJson(o));
