@@ -297,15 +297,17 @@ int main(int argc, char** argv) {
     }
   }
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--config" && i + 1 < args.size()) {
-      method = "";  // the file's method (or ipl), unless --method follows
-      try {
-        const std::string text = ReadFileOrExit(args[i + 1]);
-        ApplyJobSettingsJson(options, text);
-        recorded_threads = RecordedThreads(text);
-      } catch (const Error& e) {
-        Usage("--config " + args[i + 1] + ": " + e.what());
-      }
+    std::string path;
+    if (args[i] == "--config" && i + 1 < args.size()) path = args[i + 1];
+    else if (args[i].rfind("--config=", 0) == 0) path = args[i].substr(9);
+    else continue;
+    method = "";  // the file's method (or ipl), unless --method follows
+    try {
+      const std::string text = ReadFileOrExit(path);
+      ApplyJobSettingsJson(options, text);
+      recorded_threads = RecordedThreads(text);
+    } catch (const Error& e) {
+      Usage("--config " + path + ": " + e.what());
     }
   }
   for (size_t i = 0; i < args.size(); ++i) {
@@ -358,7 +360,9 @@ int main(int argc, char** argv) {
       std::string value;
       if (s == nullptr && name.rfind("no-", 0) == 0 && !inline_value) {
         s = FindJobSetting(name.substr(3));
-        if (s == nullptr || s->kind != SettingKind::kBool) Usage("unknown flag " + a);
+        if (s == nullptr || s->flag != name.substr(3) || s->kind != SettingKind::kBool) {
+          Usage("unknown flag " + a);
+        }
         value = "false";
       } else if (s == nullptr || s->flag != name) {
         Usage("unknown flag " + a);

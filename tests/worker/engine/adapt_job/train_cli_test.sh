@@ -59,6 +59,8 @@ expect 0 "[default 0.05; > 0]" --help
 expect 0 '"lambda_src": 1.0' --demo --lambda-src 1 --dry-run
 expect 0 '"ema_decay": 0.9' --demo --config <(echo '{"stage2.ema_decay": 0.9}') --dry-run
 expect 0 '"resume": false' --demo --no-resume --dry-run
+expect 2 "unknown flag --no-channels_last" --demo --no-channels_last --dry-run
+expect 0 '"ema_decay": 0.8' --demo --config=<(echo '{"stage2.ema_decay": 0.8}') --dry-run
 expect 0 '"iterations": 5' --demo --config <(echo '{"stage2": {"iterations": 9}}') --stage2-iters 5 --dry-run
 expect 2 "--out is required" --demo
 expect 2 "--arithmetic must be fast, fast-transposed, fast-subpixel or reference" --demo --arithmetic x --out "$tmp/a"
