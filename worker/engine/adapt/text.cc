@@ -14,9 +14,21 @@ extern const char kTextTemplatesJson[];
 
 namespace {
 
+// clip.tokenize(text) as the reference calls it (truncate=False): a text
+// longer than CLIP's context is an error, not silently cut.
 torch::Tensor TokensTensor(const Tokenizer& tokenizer,
                            const std::string& text) {
-  std::vector<int64_t> ids = tokenizer.Tokenize(text);
+  std::vector<int64_t> ids;
+  try {
+    ids = tokenizer.Tokenize(text, Tokenizer::kContextLength, /*truncate=*/false);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kInvalidArgument) throw;
+    const size_t n = tokenizer.Encode(text).size() + 2;  // with SOT and EOT
+    Fail(ErrorCode::kInvalidArgument,
+         "adaptation: the text \"" + (text.size() > 80 ? text.substr(0, 77) + "..." : text) +
+             "\" is " + std::to_string(n) + " tokens, CLIP reads at most " +
+             std::to_string(Tokenizer::kContextLength) + ": shorten the class text or ctx_init");
+  }
   return torch::tensor(ids, torch::kLong).unsqueeze(0);
 }
 

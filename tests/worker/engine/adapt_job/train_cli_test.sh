@@ -67,6 +67,10 @@ expect 2 "--arithmetic must be fast, fast-transposed, fast-subpixel or reference
 expect 2 "--source-precision needs one of fp32|bf16" --demo --source-precision fp16 --out "$tmp/a"
 expect 2 "--selection-precision needs one of fp32|bf16" --demo --selection-precision x --out "$tmp/a"
 expect 2 "--train-precision needs one of fp32|bf16" --demo --train-precision x --out "$tmp/a"
+# A text CLIP cannot read whole is an error (the reference's clip.tokenize
+# raises too), not silently cut.
+expect 1 "tokens, CLIP reads at most 77: shorten the class text" --demo --method nada \
+  --stage2-iters 1 --target "$(printf 'word %.0s' {1..90})" --out "$tmp/long"
 expect 1 "missing.safetensors" --source "$tmp/missing.safetensors" --clip "$tmp/clip.safetensors" \
   --target x --out "$tmp/a"
 expect 0 "quality report" --demo --method nada --stage2-iters 3 --quality-samples 4 \
