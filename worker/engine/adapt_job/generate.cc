@@ -99,8 +99,19 @@ JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& s
   const std::string delta_path = (fs::path(job_dir) / "generator_delta.safetensors").string();
   std::ifstream in(result_path);
   if (!in) {
-    Fail(ErrorCode::kNotFound, result_path + ": no such file (is " + job_dir +
-                                   " the output directory of a finished job?)");
+    // `restyle-train --method both` writes one job per method below its --out.
+    std::string jobs_below;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(job_dir, ec)) {
+      if (fs::exists(entry.path() / "result.json")) {
+        jobs_below += (jobs_below.empty() ? "" : " or ") + entry.path().string();
+      }
+    }
+    Fail(ErrorCode::kNotFound,
+         result_path + ": no such file (" +
+             (jobs_below.empty() ? "is " + job_dir + " the output directory of a finished job?"
+                                 : "the jobs are one level down: " + jobs_below) +
+             ")");
   }
   std::stringstream text;
   text << in.rdbuf();

@@ -95,6 +95,10 @@ TEST(Generate, RejectsTheWrongSourceAndDamagedRecords) {
               ErrorCode::kFailedPrecondition, "is not the source");
   ExpectError([] { LoadJobGenerators(FreshDir("generate_none"), "", torch::kCPU); },
               ErrorCode::kNotFound, "result.json");
+  // The parent of a job directory (--method both writes <out>/ipl, <out>/nada).
+  ExpectError([&] { LoadJobGenerators(fs::path(r.out_dir).parent_path().string(), "",
+                                      torch::kCPU); },
+              ErrorCode::kNotFound, "the jobs are one level down: ");
   // A record whose adapted digest does not match the delta.
   const std::string damaged = FreshDir("generate_damaged");
   fs::create_directories(damaged);
