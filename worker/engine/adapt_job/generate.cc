@@ -130,7 +130,10 @@ JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& s
 
   JobGenerators g;
   g.label = result.value("label", "");
-  g.target = result.contains("options") ? result["options"].value("target_class", "") : "";
+  if (result.contains("options") && result["options"].is_object()) {
+    g.target = result["options"].value("target_class", "");
+    g.sample_truncation = result["options"].value("sample_truncation", g.sample_truncation);
+  }
   if (!source_path.empty()) {
     g.source = LoadGenerator(source_path);
   } else if (source_name == kDemoGeneratorName) {

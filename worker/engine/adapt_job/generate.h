@@ -58,6 +58,7 @@ struct JobGenerators {
   std::string label;               // result.json's label ("IPL", "NADA", ...)
   std::string target;              // the job's target text
   std::string adapted_digest;      // GeneratorImpl::Digest(adapted), = result.json's
+  double sample_truncation = 0.7;  // the truncation of the job's own samples
 };
 
 // Loads <job_dir>/result.json and <job_dir>/generator_delta.safetensors onto

@@ -42,8 +42,8 @@ constexpr char kUsage[] =
     "                     with --with-source)\n"
     "  --grid FILE.png    all images in one grid, --cols per row (default up to 8);\n"
     "                     with --with-source each source row above its adapted row\n"
-    "  --truncation T     towards the mean latent, in [0, 1] (1: none; default 0.7,\n"
-    "                     as the job's samples)\n"
+    "  --truncation T     towards the mean latent, in [0, 1] (1: none; default: the\n"
+    "                     job's sample_truncation, 0.7 unless set)\n"
     "  --noise M          random: drawn from each seed (default); stored: the\n"
     "                     generator's noise buffers\n";
 
@@ -67,7 +67,7 @@ int64_t ParseInt(const std::string& flag, const std::string& value, int64_t min)
 
 int main(int argc, char** argv) {
   std::string job_dir, source_path, out_dir, grid_path, seeds_text = "0-7", device_name = "cpu";
-  bool with_source = false;
+  bool with_source = false, truncation_given = false;
   int64_t cols = 0;
   int threads = 0;
   GenerateOptions options;
@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = static_cast<int>(ParseInt(a, next(), 1));
     else if (a == "--device") device_name = next();
     else if (a == "--truncation") {
+      truncation_given = true;
       const std::string v = next();
       if (!ParseFiniteDouble(v, &options.truncation)) {
         Usage("--truncation needs a number in [0, 1], got \"" + v + "\"");
@@ -117,6 +118,7 @@ int main(int argc, char** argv) {
     }
     const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
     JobGenerators g = LoadJobGenerators(job_dir, source_path, device);
+    if (!truncation_given) options.truncation = g.sample_truncation;
     std::fprintf(stderr, "restyle-generate: %s job, target \"%s\", adapted generator %s...\n",
                  g.label.c_str(), g.target.c_str(), g.adapted_digest.substr(0, 12).c_str());
     const torch::Tensor adapted = GenerateImages(*g.adapted, seeds, options);

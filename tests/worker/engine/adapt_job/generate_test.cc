@@ -30,10 +30,13 @@ void ExpectError(F&& f, ErrorCode code, const std::string& part) {
   }
 }
 
+constexpr double kJobTruncation = 0.55;  // not the default, so it shows
+
 // A short NADA job on the demo models, run once per binary.
 const JobResult& FinishedJob() {
   static const JobResult* result = [] {
     JobOptions o = SmallJob(FreshDir("generate"), AdaptMethod::kNada, 3);
+    o.adapt.sample_truncation = kJobTruncation;
     return new JobResult(RunJob(o, DemoModels()));
   }();
   return *result;
@@ -61,6 +64,7 @@ TEST(Generate, LoadsTheJobsGenerator) {
   EXPECT_NE(g.adapted_digest, DemoModels().source_digest);
   EXPECT_EQ(g.label, "NADA");
   EXPECT_EQ(g.target, "disney");
+  EXPECT_EQ(g.sample_truncation, kJobTruncation);
 }
 
 // An image is a function of its seed alone: the same in any list, at any
