@@ -34,8 +34,12 @@ bench: build
 bench-compare: build
 	bench/compare.py --bench $(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)
 
+# Adapt (IPL and NADA on the same seeds), then draw more images from the IPL
+# result by seed.
 demo: build
 	$(BUILD_DIR)/worker/engine/adapt_job/restyle-train --demo --out demo-out
+	$(BUILD_DIR)/worker/engine/adapt_job/restyle-generate --job demo-out/ipl --seeds 0-15 \
+	  --grid demo-out/ipl/more.png --with-source
 
 clean:
 	rm -rf $(BUILD_DIR)
