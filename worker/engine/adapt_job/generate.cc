@@ -83,9 +83,11 @@ torch::Tensor GenerateImages(GeneratorImpl& generator, const std::vector<uint64_
     at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(seed);
     const torch::Tensor z = at::randn({1, style_dim}, rng);
     o.noise_tensors.clear();
-    for (const torch::Tensor& buffer : generator.noise_buffers) {
-      const torch::Tensor noise = at::randn({1, 1, buffer.size(2), buffer.size(3)}, rng);
-      if (o.noise == NoiseMode::kGiven) o.noise_tensors.push_back(noise.to(device));
+    if (o.noise == NoiseMode::kGiven) {  // drawn after z, so z is the same either way
+      for (const torch::Tensor& buffer : generator.noise_buffers) {
+        o.noise_tensors.push_back(
+            at::randn({1, 1, buffer.size(2), buffer.size(3)}, rng).to(device));
+      }
     }
     images.push_back(generator.Generate({z.to(device)}, o).image.to(torch::kCPU));
   }

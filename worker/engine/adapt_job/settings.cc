@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -309,18 +310,8 @@ const std::vector<Entry>& Entries() {
   return *entries;
 }
 
-const Entry* FindEntry(std::string_view name) {
-  for (const Entry& e : Entries()) {
-    if (e.info.key == name || e.info.flag == name) return &e;
-  }
-  return nullptr;
-}
-
-const Entry& EntryOf(const JobSetting& setting) {
-  const Entry* e = FindEntry(setting.key);
-  if (e == nullptr) Fail(ErrorCode::kInvalidArgument, "unknown setting \"" + setting.key + "\"");
-  return *e;
-}
+// The entry of a setting of JobSettings() (the two lists share their order).
+const Entry& EntryOf(const JobSetting& setting);
 
 // What a value of the kind looks like, for messages.
 std::string KindWanted(const JobSetting& s) {
@@ -367,14 +358,9 @@ Json FromText(const JobSetting& s, const std::string& text) {
       return Json::array({a, b});
     }
     case SettingKind::kEnum: {
-      size_t begin = 0;
-      while (begin <= s.choices.size()) {
-        size_t end = s.choices.find('|', begin);
-        if (end == std::string::npos) end = s.choices.size();
-        if (s.choices.compare(begin, end - begin, text) == 0 && end - begin == text.size()) {
-          return Json(text);
-        }
-        begin = end + 1;
+      std::stringstream choices(s.choices);
+      for (std::string choice; std::getline(choices, choice, '|');) {
+        if (choice == text) return Json(text);
       }
       WrongKind(s, quoted);
     }
@@ -453,6 +439,26 @@ const JobSetting* FindJobSetting(std::string_view name) {
   return nullptr;
 }
 
+namespace {
+
+const Entry& EntryOf(const JobSetting& setting) {
+  const std::vector<JobSetting>& settings = JobSettings();
+  const size_t i = static_cast<size_t>(&setting - settings.data());
+  if (&setting < settings.data() || i >= settings.size()) {
+    Fail(ErrorCode::kInvalidArgument, "setting \"" + setting.key + "\" is not from JobSettings()");
+  }
+  return Entries()[i];
+}
+
+// The entry whose key or flag is `name`; Error(kInvalidArgument) for none.
+const Entry& EntryNamed(std::string_view name) {
+  const JobSetting* s = FindJobSetting(name);
+  if (s == nullptr) Fail(ErrorCode::kInvalidArgument, "unknown setting \"" + std::string(name) + "\"");
+  return EntryOf(*s);
+}
+
+}  // namespace
+
 std::string SettingValueName(const JobSetting& s) {
   switch (s.kind) {
     case SettingKind::kInteger: return "N";
@@ -466,11 +472,8 @@ std::string SettingValueName(const JobSetting& s) {
 }
 
 void SetJobSetting(JobOptions& options, std::string_view name, const std::string& value) {
-  const Entry* e = FindEntry(name);
-  if (e == nullptr) {
-    Fail(ErrorCode::kInvalidArgument, "unknown setting \"" + std::string(name) + "\"");
-  }
-  e->set(options, FromText(e->info, value));
+  const Entry& e = EntryNamed(name);
+  e.set(options, FromText(e.info, value));
 }
 
 std::string GetJobSetting(const JobOptions& options, const JobSetting& setting) {
@@ -521,11 +524,12 @@ void ApplyJobSettingsJson(JobOptions& options, const std::string& json_text) {
   JobOptions updated = options;
   for (const auto& [key, value] : values) {
     if (key == "threads" || key == "demo") continue;  // how a job ran, not a setting
-    const Entry* e = FindEntry(key);
-    if (e == nullptr || e->info.key != key) {
+    const JobSetting* setting = FindJobSetting(key);
+    if (setting == nullptr || setting->key != key) {  // a flag name is not a key
       Fail(ErrorCode::kInvalidArgument, "settings: unknown key \"" + key + "\"");
     }
-    e->set(updated, FromJson(e->info, value));
+    const Entry& e = EntryOf(*setting);
+    e.set(updated, FromJson(e.info, value));
   }
   options = std::move(updated);
 }
