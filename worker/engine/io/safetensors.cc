@@ -99,6 +99,31 @@ bool AsUint(const nlohmann::json& j, uint64_t* out) {
   return false;
 }
 
+// For a file whose first bytes are not a safetensors header: what those bytes
+// say the file is, and what to do, as a sentence to append ("" when they say
+// nothing, e.g. a safetensors file cut short).
+std::string OtherFormatHint(std::string_view head) {
+  const auto starts = [&](std::string_view magic) { return head.substr(0, magic.size()) == magic; };
+  const std::string convert =
+      "; official checkpoints are converted once with tools/convert_stylegan2.py or "
+      "tools/convert_clip.py (docs/conversion.md)";
+  if (starts("PK\x03\x04")) {
+    return ". It is a zip archive, as PyTorch .pt/.pth checkpoints and TorchScript files are" +
+           convert;
+  }
+  if (head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0x80 && head[1] >= 2 &&
+      head[1] <= 5) {
+    return ". It is a Python pickle, as older PyTorch checkpoints are" + convert;
+  }
+  if (starts("\x1f\x8b")) return ". It is gzip-compressed: decompress it first";
+  const size_t first = head.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && first < 8 && (head[first] == '{' || head[first] == '[')) {
+    return ". It is JSON text, not a safetensors file (a model's .json description? pass the "
+           ".safetensors file)";
+  }
+  return "";
+}
+
 // Parses and validates the header. `file_size` is the size of the whole file.
 Header ParseHeader(std::string_view prefix, uint64_t file_size, const std::string& origin) {
   if (file_size < 8) {
@@ -111,18 +136,19 @@ Header ParseHeader(std::string_view prefix, uint64_t file_size, const std::strin
   }
   if (header_len > kMaxHeaderBytes) {
     Corrupt(origin, "header length " + std::to_string(header_len) + " exceeds the limit of " +
-                        std::to_string(kMaxHeaderBytes) + " bytes");
+                        std::to_string(kMaxHeaderBytes) + " bytes" + OtherFormatHint(prefix));
   }
   if (header_len > file_size - 8) {
     Corrupt(origin, "truncated: header length " + std::to_string(header_len) + " but only " +
-                        std::to_string(file_size - 8) + " bytes follow");
+                        std::to_string(file_size - 8) + " bytes follow" +
+                        OtherFormatHint(prefix));
   }
   if (prefix.size() < 8 + header_len) {
     Fail(ErrorCode::kInternal, "safetensors " + origin + ": header not fully read");
   }
   nlohmann::json json =
       nlohmann::json::parse(prefix.substr(8, header_len), nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) Corrupt(origin, "header is not valid JSON");
+  if (json.is_discarded()) Corrupt(origin, "header is not valid JSON" + OtherFormatHint(prefix));
   if (!json.is_object()) Corrupt(origin, "header is not a JSON object");
 
   Header header;

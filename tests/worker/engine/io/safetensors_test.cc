@@ -138,6 +138,28 @@ TEST(SafetensorsTest, RejectsEachKindOfCorruption) {
   ExpectParseError(huge, "exceeds the limit");
 }
 
+TEST(SafetensorsTest, OtherFormatsAreNamedWithWhatToDo) {
+  // A PyTorch checkpoint (zip), a legacy pickle, a gzip file and a JSON
+  // description, each with enough bytes behind it to pass the size checks
+  // where its first 8 bytes allow.
+  const std::string tail(4096, 'x');
+  ExpectParseError(std::string("PK\x03\x04\x14\0\0\0", 8) + tail, "zip archive");
+  ExpectParseError(std::string("PK\x03\x04\x14\0\0\0", 8) + tail, "tools/convert_stylegan2.py");
+  ExpectParseError(std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46", 8) + tail, "Python pickle");
+  ExpectParseError(std::string("\x1f\x8b\x08\0\0\0\0\0", 8) + tail, "gzip");
+  ExpectParseError("{\n  \"name\": \"sg2_tiny\"\n}\n" + tail, "JSON text");
+  // A real safetensors file cut short gets no such guess.
+  const std::string good = RawFile(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                   std::string(4, '\0'));
+  try {
+    ParseSafetensors(good.substr(0, 20), "cut.safetensors");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("It is"), std::string::npos) << e.what();
+  }
+}
+
 TEST(SafetensorsTest, TruncatingARealFileAnywhereIsAnErrorNotACrash) {
   TensorMap tensors{{"w", torch::randn({4, 4})}, {"b", torch::randn({4})}};
   const std::string bytes = SerializeSafetensors(tensors, {{"k", "v"}});
