@@ -15,10 +15,10 @@
 #include <vector>
 
 #include <c10/util/Exception.h>
-#include <torch/cuda.h>
 
 #include "worker/engine/adapt_job/generate.h"
 #include "worker/engine/common/cpu_allocator.h"
+#include "worker/engine/common/cuda_math.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/common/parse.h"
 #include "worker/engine/common/threads.h"
@@ -113,9 +113,7 @@ int main(int argc, char** argv) {
     const std::vector<uint64_t> seeds = ParseSeeds(seeds_text);
     SetThreadCount(threads);
     InstallCachingCpuAllocator();
-    if (device_name == "cuda" && !torch::cuda::is_available()) {
-      Fail(ErrorCode::kUnimplemented, "CUDA requested but this build/machine has no CUDA device");
-    }
+    if (device_name == "cuda") RequireCuda();
     const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
     JobGenerators g = LoadJobGenerators(job_dir, source_path, device);
     if (!truncation_given) options.truncation = g.sample_truncation;

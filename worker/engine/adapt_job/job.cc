@@ -5,7 +5,6 @@
 #include <ATen/Context.h>
 #include <c10/util/Exception.h>
 #include <torch/autograd.h>
-#include <torch/cuda.h>
 
 #include <algorithm>
 #include <chrono>
@@ -217,9 +216,7 @@ AdaptMethod ParseMethod(const std::string& name) {
 }
 
 JobModels LoadJobModels(const JobOptions& options) {
-  if (options.device == JobDevice::kCuda && !torch::cuda::is_available()) {
-    Fail(ErrorCode::kUnimplemented, "CUDA requested but this build/machine has no CUDA device");
-  }
+  if (options.device == JobDevice::kCuda) RequireCuda();
   const torch::Device device = ToTorchDevice(options.device);
   JobModels m;
   if (options.demo) {

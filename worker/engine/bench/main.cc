@@ -333,6 +333,14 @@ int main(int argc, char** argv) {
   if (flags.precision != "fp32" && flags.device != "cuda") {
     Usage(argv[0], "--precision " + flags.precision + " needs --device cuda");
   }
+  if (flags.device == "cuda" && !flags.list) {
+    try {
+      restyle::engine::RequireCuda();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "restyle-bench: %s\n", e.what());
+      return 2;
+    }
+  }
   if (!flags.profile_dir.empty()) {
     std::error_code error;
     std::filesystem::create_directories(flags.profile_dir, error);
