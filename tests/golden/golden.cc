@@ -1,6 +1,5 @@
 #include "tests/golden/golden.h"
 
-#include <ATen/Context.h>
 #include <fnmatch.h>
 #include <sys/stat.h>
 
@@ -130,9 +129,7 @@ torch::Device TestDevice() {
     if (name != "cuda") {
       throw std::runtime_error("RESTYLE_TEST_DEVICE must be cpu or cuda, got " + name);
     }
-    if (!at::hasCUDA()) {
-      throw std::runtime_error("RESTYLE_TEST_DEVICE=cuda but this LibTorch sees no GPU");
-    }
+    engine::RequireCuda();  // says why not: no CUDA in this LibTorch, or no device
     engine::SetCudaMath(/*allow_tf32=*/false, /*cudnn_autotune=*/false);
     return torch::Device(torch::kCUDA);
   }();
