@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-#include "worker/engine/stylegan2/generator.h"
+#include "worker/engine/stylegan2/modes.h"
 
 namespace restyle::engine {
 

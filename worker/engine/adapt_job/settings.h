@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "worker/engine/adapt_job/job.h"
+#include "worker/engine/adapt_job/job_options.h"
 
 namespace restyle::engine {
 

@@ -57,12 +57,6 @@ struct Sg2Config {
   static Sg2Config FromTensors(const TensorMap& tensors, const std::string& origin);
 };
 
-enum class NoiseMode {
-  kRandom,  // fresh N(0,1) per call (the reference's randomize_noise=True)
-  kStored,  // the noises.noise_i buffers, broadcast over the batch
-  kGiven,   // SynthesisOptions::noise, one tensor per noise layer
-};
-
 struct SynthesisOptions {
   // True: the style inputs are w (N,style_dim) or W+ (N,n_latent,style_dim);
   // false: they are z (N,style_dim) and go through the mapping network first.

@@ -59,22 +59,9 @@
 #include <string>
 #include <vector>
 
+#include "worker/engine/stylegan2/modes.h"
+
 namespace restyle::engine {
-
-// Which exact formulation of the modulated convolutions runs.
-enum class ConvMode {
-  kAuto,       // kFused (faster at every batch size measured on CPU)
-  kReference,  // the reference's grouped per-sample convolution
-  kFused,      // modulate activations; one shared convolution per batch
-  kFusedTransposed,  // kFused, upsampling by LibTorch's transposed convolution
-  kFusedSubpixel,    // kFused, upsampling conv + blur as one conv and a pixel shuffle
-};
-
-// kFused, kFusedTransposed or kFusedSubpixel (after ResolveConvMode).
-inline bool IsFused(ConvMode mode) {
-  return mode == ConvMode::kFused || mode == ConvMode::kFusedTransposed ||
-         mode == ConvMode::kFusedSubpixel;
-}
 
 // Resolves kAuto.
 ConvMode ResolveConvMode(ConvMode mode);
