@@ -5,23 +5,13 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
-#include "worker/engine/common/error.h"
+#include "common/status.h"
 
 namespace restyle::worker {
 namespace {
 
-absl::StatusCode ToStatusCode(engine::ErrorCode code) {
-  switch (code) {
-    case engine::ErrorCode::kInvalidArgument: return absl::StatusCode::kInvalidArgument;
-    case engine::ErrorCode::kNotFound: return absl::StatusCode::kNotFound;
-    case engine::ErrorCode::kDataLoss: return absl::StatusCode::kDataLoss;
-    case engine::ErrorCode::kFailedPrecondition: return absl::StatusCode::kFailedPrecondition;
-    case engine::ErrorCode::kCancelled: return absl::StatusCode::kCancelled;
-    case engine::ErrorCode::kUnimplemented: return absl::StatusCode::kUnimplemented;
-    case engine::ErrorCode::kResourceExhausted: return absl::StatusCode::kResourceExhausted;
-    case engine::ErrorCode::kInternal: return absl::StatusCode::kInternal;
-  }
-  return absl::StatusCode::kInternal;
+std::string Prefixed(absl::string_view what, absl::string_view message) {
+  return what.empty() ? std::string(message) : absl::StrCat(what, ": ", message);
 }
 
 }  // namespace
@@ -31,21 +21,23 @@ absl::Status RunEngine(absl::string_view what, const std::function<void()>& fn) 
     fn();
     return absl::OkStatus();
   } catch (const engine::Error& e) {
-    return absl::Status(ToStatusCode(e.code()), absl::StrCat(what, ": ", e.what()));
+    return StatusFromEngineError(e, what);
   } catch (const c10::OutOfMemoryError& e) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what, ": out of device memory: ", e.what_without_backtrace()));
+    return ErrorWithReason(
+        absl::StatusCode::kResourceExhausted, "OUT_OF_MEMORY",
+        Prefixed(what, absl::StrCat("out of device memory: ", e.what_without_backtrace())));
   } catch (const c10::IndexError& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", e.what_without_backtrace()));
+    return absl::InvalidArgumentError(Prefixed(what, e.what_without_backtrace()));
   } catch (const c10::ValueError& e) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", e.what_without_backtrace()));
+    return absl::InvalidArgumentError(Prefixed(what, e.what_without_backtrace()));
   } catch (const c10::Error& e) {
     return absl::InternalError(
-        absl::StrCat(what, ": LibTorch error: ", e.what_without_backtrace()));
+        Prefixed(what, absl::StrCat("LibTorch error: ", e.what_without_backtrace())));
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(what, ": out of host memory"));
+    return ErrorWithReason(absl::StatusCode::kResourceExhausted, "OUT_OF_MEMORY",
+                           Prefixed(what, "out of host memory"));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+    return absl::InternalError(Prefixed(what, e.what()));
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <new>
 
+#include "common/status.h"
 #include "worker/engine/common/error.h"
 
 namespace restyle::worker {
@@ -45,9 +46,28 @@ TEST(EngineBoundaryTest, TorchErrorsBecomeStatuses) {
   EXPECT_EQ(idx.code(), absl::StatusCode::kInvalidArgument) << idx;
 }
 
+TEST(EngineBoundaryTest, ReasonsBecomeErrorDetails) {
+  absl::Status s = RunEngine("job", [] {
+    engine::FailWithReason(engine::ErrorCode::kInternal, "NON_FINITE_LOSS", "stage 2 step 3");
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(ErrorReason(s), "NON_FINITE_LOSS");
+  EXPECT_EQ(s.message(), "job: stage 2 step 3");
+  // Without LibTorch, the same mapping; an empty `what` adds no prefix.
+  absl::Status t = RunSettings("", [] {
+    engine::FailWithReason(engine::ErrorCode::kInvalidArgument, "X_Y", "stage1.lr must be > 0");
+  });
+  EXPECT_EQ(t.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorReason(t), "X_Y");
+  EXPECT_EQ(t.message(), "stage1.lr must be > 0");
+  EXPECT_EQ(ErrorReason(RunEngine("plain", [] { engine::Fail(engine::ErrorCode::kNotFound, "x"); })),
+            "");
+}
+
 TEST(EngineBoundaryTest, OutOfMemoryIsResourceExhausted) {
   absl::Status s = RunEngine("alloc", [] { throw std::bad_alloc(); });
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ErrorReason(s), "OUT_OF_MEMORY");
   absl::StatusOr<int> v = CallEngine("value", []() -> int { throw std::runtime_error("boom"); });
   EXPECT_EQ(v.status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(v.status().message(), "value: boom");

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <new>
 #include <nlohmann/json.hpp>
 
 #include "worker/engine/adapt/ipl.h"
@@ -91,6 +93,34 @@ void ThrowIfCancelled(const JobCallbacks& callbacks, const std::string& where) {
 
 void Log(const JobCallbacks& callbacks, const std::string& line) {
   if (callbacks.on_log) callbacks.on_log(line);
+}
+
+// A training step whose loss is NaN or infinite: the job fails before it
+// writes (or publishes) anything trained from it.
+void CheckFiniteLoss(double loss, int stage, int64_t step, const std::string& name,
+                     const std::string& advice) {
+  if (std::isfinite(loss)) return;
+  FailWithReason(ErrorCode::kInternal, "NON_FINITE_LOSS",
+                 "stage " + std::to_string(stage) + " step " + std::to_string(step) + ": the " +
+                     name + " loss is " + std::to_string(loss) + "; training diverged: " + advice);
+}
+
+// The allocators' ways of saying there is no memory left: LibTorch's
+// OutOfMemoryError (CUDA), std::bad_alloc (the engine's CPU allocator) and
+// the default CPU allocator's c10::Error.
+bool IsOutOfMemory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
+  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr) return true;
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  if (c10_error == nullptr) return false;
+  const std::string message = c10_error->what_without_backtrace();
+  return message.find("DefaultCPUAllocator") != std::string::npos ||
+         message.find("not enough memory") != std::string::npos;
+}
+
+std::string WithoutBacktrace(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  return c10_error != nullptr ? c10_error->what_without_backtrace() : e.what();
 }
 
 // Where and how a job computes (device, CUDA arithmetic, threads): part of
@@ -254,22 +284,26 @@ class JobRun {
         stage2_images_per_step_(2 * adapt_.stage2.batch +
                                 adapt_.stage2.auto_layer_batch * adapt_.stage2.auto_layer_iters) {}
 
-  // Out of device memory anywhere in the job: Error(kResourceExhausted)
-  // naming the part of the job and the batch sizes to lower.
+  // Out of memory anywhere in the job: Error(kResourceExhausted, reason
+  // OUT_OF_MEMORY) naming the part of the job and the batch settings to lower.
   JobResult Run() {
     try {
       return RunStages();
-    } catch (const c10::OutOfMemoryError& e) {
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (!IsOutOfMemory(e)) throw;
       const Stage1Options& s1 = adapt_.stage1;
       const Stage2Options& s2 = adapt_.stage2;
-      Fail(ErrorCode::kResourceExhausted,
-           std::string("out of memory on the ") + (job_device_ == JobDevice::kCuda ? "GPU" : "CPU") +
-               " in " + part_ + " (" + e.what_without_backtrace() +
-               "); lower the batch sizes (stage 1: " + std::to_string(s1.batch) +
-               ", stage 2: " + std::to_string(s2.batch) + ", layer selection: " +
-               std::to_string(s2.auto_layer_batch) + ") or use a device with more memory" +
-               (stage1_done_ ? "; a retry in " + options_.out_dir + " reuses its stage-1 checkpoint"
-                             : ""));
+      FailWithReason(
+          ErrorCode::kResourceExhausted, "OUT_OF_MEMORY",
+          std::string("out of memory on the ") + (job_device_ == JobDevice::kCuda ? "GPU" : "CPU") +
+              " in " + part_ + " (" + WithoutBacktrace(e) +
+              "); lower the batch settings (stage1.batch " + std::to_string(s1.batch) +
+              ", stage2.batch " + std::to_string(s2.batch) + ", stage2.auto_layer_batch " +
+              std::to_string(s2.auto_layer_batch) + ") or use a device with more memory" +
+              (stage1_done_ ? "; a retry in " + options_.out_dir + " reuses its stage-1 checkpoint"
+                            : ""));
     }
   }
 
@@ -353,29 +387,45 @@ class JobRun {
     return seconds_per_image_ * stage2_images_per_step_ * adapt_.stage2.iterations;
   }
 
+  // The mappers of a stage-1 checkpoint at `path` made with the same
+  // settings: true when loaded. A checkpoint for other settings, or one that
+  // does not parse (cut short, corrupt, mis-shaped), is logged and ignored:
+  // stage 1 trains again and overwrites it.
+  bool LoadStage1Checkpoint(const std::string& path, const std::string& fingerprint) {
+    std::vector<LatentMapper> mappers;
+    std::optional<Stage1Checkpoint> checkpoint;
+    try {
+      checkpoint = ReadStage1Checkpoint(path);
+      if (!checkpoint) return false;
+      if (checkpoint->fingerprint != fingerprint || checkpoint->mappers.size() != n_clips_) {
+        Log(callbacks_, "stage-1 checkpoint in " + options_.out_dir +
+                            " is for other settings; training stage 1 again");
+        return false;
+      }
+      for (size_t m = 0; m < n_clips_; ++m) {
+        mappers.push_back(
+            LatentMapperFromTensors(checkpoint->mappers[m], checkpoint->n_ctx, path));
+        mappers.back()->to(device_);
+      }
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::kCancelled) throw;
+      Log(callbacks_, "stage-1 checkpoint " + path + " could not be read (" + e.what() +
+                          "); training stage 1 again");
+      return false;
+    }
+    mappers_ = std::move(mappers);
+    stage1_losses_ = checkpoint->losses;
+    result_.stage1_resumed = true;
+    Log(callbacks_, "stage 1 loaded from " + path);
+    return true;
+  }
+
   // Stage 1: one mapper per CLIP model, loaded from a matching checkpoint or
   // trained and checkpointed.
   void TrainMappers() {
     const std::string checkpoint_path = Join(options_.out_dir, kCheckpointName);
     const std::string fingerprint = Stage1Fingerprint(options_, models_);
-    std::optional<Stage1Checkpoint> checkpoint;
-    if (options_.resume) checkpoint = ReadStage1Checkpoint(checkpoint_path);
-    if (checkpoint && (checkpoint->fingerprint != fingerprint ||
-                       checkpoint->mappers.size() != n_clips_)) {
-      Log(callbacks_, "stage-1 checkpoint in " + options_.out_dir +
-                          " is for other settings; training stage 1 again");
-      checkpoint.reset();
-    }
-    if (checkpoint) {
-      for (size_t m = 0; m < n_clips_; ++m) {
-        mappers_.push_back(
-            LatentMapperFromTensors(checkpoint->mappers[m], checkpoint->n_ctx, checkpoint_path));
-        mappers_.back()->to(device_);
-      }
-      stage1_losses_ = checkpoint->losses;
-      result_.stage1_resumed = true;
-      Log(callbacks_, "stage 1 loaded from " + checkpoint_path);
-    } else {
+    if (!(options_.resume && LoadStage1Checkpoint(checkpoint_path, fingerprint))) {
       std::vector<Adam> adams;
       adams.reserve(n_clips_);
       for (size_t m = 0; m < n_clips_; ++m) {
@@ -395,6 +445,10 @@ class JobRun {
         ThrowIfCancelled(callbacks_, "in stage 1 before step " + std::to_string(step));
         const torch::Tensor z = DrawLatents(adapt_.stage1.batch, style_dim_, z_rng, device_);
         const std::vector<Stage1Losses> per_clip = Stage1Step(ctx_, slots, z, rng);
+        for (const Stage1Losses& losses : per_clip) {
+          CheckFiniteLoss(losses.total, 1, step, "mapper",
+                          "lower stage1.lr (now " + std::to_string(adapt_.stage1.lr) + ")");
+        }
         std::vector<std::pair<std::string, double>> terms;
         for (size_t m = 0; m < n_clips_; ++m) {
           for (const auto& [name, value] : NamedTerms(per_clip[m])) {
@@ -472,6 +526,8 @@ class JobRun {
       }
       const Stage2Result r =
           Stage2Step(ctx_, step_mappers, *target, *ema_, adam, z, z_select, rng);
+      CheckFiniteLoss(r.loss, 2, step, "generator",
+                      "lower stage2.lr (now " + std::to_string(adapt_.stage2.lr) + ")");
       stage2_losses_["loss"].push_back(r.loss);
       std::vector<std::pair<std::string, double>> terms = {{"loss", r.loss}};
       if (n_clips_ > 1) {

@@ -18,4 +18,8 @@ const char* ErrorCodeName(ErrorCode code) {
 
 void Fail(ErrorCode code, const std::string& message) { throw Error(code, message); }
 
+void FailWithReason(ErrorCode code, const std::string& reason, const std::string& message) {
+  throw Error(code, reason, message);
+}
+
 }  // namespace restyle::engine

@@ -12,6 +12,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace restyle::engine {
 
@@ -34,14 +35,23 @@ class Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message)
       : std::runtime_error(message), code_(code) {}
+  Error(ErrorCode code, std::string reason, const std::string& message)
+      : std::runtime_error(message), code_(code), reason_(std::move(reason)) {}
   ErrorCode code() const { return code_; }
+  // For programs: UPPER_SNAKE_CASE ("NON_FINITE_LOSS", "OUT_OF_MEMORY") when
+  // the failure has a name of its own, else "".
+  const std::string& reason() const { return reason_; }
 
  private:
   ErrorCode code_;
+  std::string reason_;
 };
 
 // Throws Error(code, message). Marked noreturn so callers need no dummy return.
 [[noreturn]] void Fail(ErrorCode code, const std::string& message);
+// Throws Error(code, reason, message).
+[[noreturn]] void FailWithReason(ErrorCode code, const std::string& reason,
+                                 const std::string& message);
 
 // Throws Error(kInvalidArgument, message) unless `condition` holds.
 inline void CheckArgument(bool condition, const std::string& message) {

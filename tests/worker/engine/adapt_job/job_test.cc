@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
@@ -298,11 +299,74 @@ TEST(AdaptJob, OutOfMemoryIsResourceExhausted) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
+    EXPECT_EQ(e.reason(), "OUT_OF_MEMORY");
     const std::string message = e.what();
-    for (const char* part : {"stage 2", "Tried to allocate 2.00 GiB", "stage 1: 8",
-                             "stage 2: 2", "layer selection: 8", "stage-1 checkpoint"}) {
+    for (const char* part : {"stage 2", "Tried to allocate 2.00 GiB", "stage1.batch 8",
+                             "stage2.batch 2", "stage2.auto_layer_batch 8", "stage-1 checkpoint"}) {
       EXPECT_NE(message.find(part), std::string::npos) << part << " not in: " << message;
     }
+  }
+  // The CPU allocators' failures are the same error.
+  cb.on_progress = [](const JobProgress&) { throw std::bad_alloc(); };
+  try {
+    RunJob(SmallJob(FreshDir("oom_cpu"), AdaptMethod::kNada, 3), DemoModels(), cb);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted);
+    EXPECT_EQ(e.reason(), "OUT_OF_MEMORY");
+    EXPECT_NE(std::string(e.what()).find("out of memory on the CPU"), std::string::npos)
+        << e.what();
+  }
+}
+
+// A diverging job (a learning rate far too large) fails at the first step
+// whose loss is not finite, naming stage, step and the setting to lower, and
+// writes no result.
+TEST(AdaptJob, NonFiniteLossFailsTheJob) {
+  for (int stage : {1, 2}) {
+    const std::string dir = FreshDir("nan" + std::to_string(stage));
+    JobOptions o = SmallJob(dir, AdaptMethod::kIpl, 6);
+    (stage == 1 ? o.adapt.stage1.lr : o.adapt.stage2.lr) = 1e30;
+    try {
+      RunJob(o, DemoModels());
+      ADD_FAILURE() << "stage " << stage << ": no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.reason(), "NON_FINITE_LOSS") << e.what();
+      const std::string message = e.what();
+      EXPECT_NE(message.find("stage " + std::to_string(stage) + " step "), std::string::npos)
+          << message;
+      EXPECT_NE(message.find("lower stage" + std::to_string(stage) + ".lr"), std::string::npos)
+          << message;
+    }
+    EXPECT_FALSE(fs::exists(dir + "/generator_delta.safetensors"));
+    EXPECT_FALSE(fs::exists(dir + "/result.json"));
+  }
+}
+
+// A stage-1 checkpoint that does not parse (cut short, or not a checkpoint at
+// all) is logged and stage 1 trains again, to the same generator.
+TEST(AdaptJob, UnreadableStage1CheckpointRetrainsStage1) {
+  const std::string dir = FreshDir("bad_checkpoint");
+  const JobResult first = RunJob(SmallJob(dir, AdaptMethod::kIpl, 4), DemoModels());
+  const std::string checkpoint = dir + "/stage1_checkpoint.safetensors";
+  const auto size = fs::file_size(checkpoint);
+  for (const std::string& damage : {std::string("truncate"), std::string("garbage")}) {
+    if (damage == "truncate") {
+      fs::resize_file(checkpoint, size / 2);
+    } else {
+      std::ofstream(checkpoint, std::ios::trunc) << "not a checkpoint";
+    }
+    std::vector<std::string> logs;
+    JobCallbacks cb;
+    cb.on_log = [&](const std::string& line) { logs.push_back(line); };
+    const JobResult again = RunJob(SmallJob(dir, AdaptMethod::kIpl, 4), DemoModels(), cb);
+    EXPECT_FALSE(again.stage1_resumed) << damage;
+    EXPECT_EQ(GeneratorImpl::Digest(*again.adapted), GeneratorImpl::Digest(*first.adapted))
+        << damage;
+    bool said = false;
+    for (const std::string& line : logs) said |= line.find("could not be read") != std::string::npos;
+    EXPECT_TRUE(said) << damage;
+    EXPECT_EQ(fs::file_size(checkpoint), size) << damage;  // written anew
   }
 }
 
