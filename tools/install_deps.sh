@@ -11,9 +11,12 @@ ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-p
              nlohmann-json3-dev libpng-dev)
 # Tests and tools: GoogleTest, Python's torch for the checkpoint converters' tests.
 TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy)
-# The service: gRPC, Protocol Buffers, Abseil, Prometheus.
+# The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite (the front's
+# job store), OpenSSL (digests, TLS), libuuid (request ids), spdlog (logs),
+# CLI11 (command lines).
 SERVICE_PKGS=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-              libabsl-dev prometheus-cpp-dev)
+              libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev uuid-dev
+              libspdlog-dev libcli11-dev)
 
 PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}" "${SERVICE_PKGS[@]}")
 if [[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]]; then
