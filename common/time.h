@@ -16,10 +16,6 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& time);
 google::protobuf::Duration ToProtoDuration(absl::Duration duration);
 absl::Duration FromProtoDuration(const google::protobuf::Duration& duration);
 
-// Milliseconds since the Unix epoch, as the stores keep times.
-inline int64_t ToUnixMillis(absl::Time time) { return absl::ToUnixMillis(time); }
-inline absl::Time FromUnixMillis(int64_t ms) { return absl::FromUnixMillis(ms); }
-
 }  // namespace restyle
 
 #endif  // RESTYLE_COMMON_TIME_H_
