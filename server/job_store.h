@@ -113,7 +113,10 @@ class JobStore {
   virtual absl::Status ExtendLeases(absl::Time until) = 0;
 
   // --- artifacts and generators -------------------------------------------
-  virtual absl::Status PutArtifact(const ArtifactRecord& record) = 0;
+  // Records an uploaded artifact (replacing the record of the same name),
+  // in one transaction with a check that the job is still leased to `worker`
+  // under record.attempt (ABORTED, LEASE_LOST, otherwise; "" skips it).
+  virtual absl::Status PutArtifact(const ArtifactRecord& record, const std::string& worker) = 0;
   // NOT_FOUND (reason ARTIFACT_NOT_FOUND).
   virtual absl::StatusOr<ArtifactRecord> GetArtifact(const std::string& name) = 0;
   virtual absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(const std::string& job_id) = 0;

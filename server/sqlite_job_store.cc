@@ -533,16 +533,23 @@ absl::Status SqliteJobStore::ExtendLeases(absl::Time until) {
   return absl::OkStatus();
 }
 
-absl::Status SqliteJobStore::PutArtifact(const ArtifactRecord& record) {
+absl::Status SqliteJobStore::PutArtifact(const ArtifactRecord& record, const std::string& worker) {
   absl::MutexLock lock(&mu_);
-  return Stmt(db_, "INSERT OR REPLACE INTO artifacts (name, job_id, attempt, path, artifact) "
-                   "VALUES (?, ?, ?, ?, ?)")
-      .Bind(1, record.artifact.name())
-      .Bind(2, record.job_id)
-      .Bind(3, static_cast<int64_t>(record.attempt))
-      .Bind(4, record.path)
-      .BindBlob(5, record.artifact.SerializeAsString())
-      .Run();
+  return Transaction([&]() -> absl::Status {
+    if (!worker.empty()) {
+      RESTYLE_ASSIGN_OR_RETURN(std::optional<JobRow> row, ReadRow(record.job_id));
+      if (!row) return JobNotFound(record.job_id);
+      RESTYLE_RETURN_IF_ERROR(CheckLease(*row, worker, record.attempt));
+    }
+    return Stmt(db_, "INSERT OR REPLACE INTO artifacts (name, job_id, attempt, path, artifact) "
+                     "VALUES (?, ?, ?, ?, ?)")
+        .Bind(1, record.artifact.name())
+        .Bind(2, record.job_id)
+        .Bind(3, static_cast<int64_t>(record.attempt))
+        .Bind(4, record.path)
+        .BindBlob(5, record.artifact.SerializeAsString())
+        .Run();
+  });
 }
 
 namespace {

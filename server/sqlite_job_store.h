@@ -46,7 +46,7 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<int64_t> CountQueued() override;
   absl::StatusOr<std::optional<absl::Duration>> MeanRunTime(int n) override;
   absl::Status ExtendLeases(absl::Time until) override;
-  absl::Status PutArtifact(const ArtifactRecord& record) override;
+  absl::Status PutArtifact(const ArtifactRecord& record, const std::string& worker) override;
   absl::StatusOr<ArtifactRecord> GetArtifact(const std::string& name) override;
   absl::StatusOr<std::vector<ArtifactRecord>> ListArtifacts(const std::string& job_id) override;
   absl::Status DeleteArtifacts(const std::string& job_id) override;

@@ -324,7 +324,10 @@ TEST_F(StoreTest, EverythingSurvivesReopenAndLeasesGetAGracePeriod) {
   art.job_id = "a";
   art.attempt = 1;
   art.path = "a/samples.png";
-  ASSERT_TRUE(store_->PutArtifact(art).ok());
+  ASSERT_TRUE(store_->PutArtifact(art, kW1).ok());
+  art.attempt = 2;  // not the lease's attempt
+  EXPECT_EQ(ErrorReason(store_->PutArtifact(art, kW1)), "LEASE_LOST");
+  art.attempt = 1;
   v1::Generator source;
   source.set_name(kSource);
   source.set_resolution(32);

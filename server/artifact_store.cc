@@ -1,0 +1,115 @@
+#include "server/artifact_store.h"
+
+#include <filesystem>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "common/status.h"
+
+namespace restyle::server {
+
+std::string ArtifactStore::ContentTypeOf(const std::string& file) {
+  if (absl::EndsWith(file, ".png")) return "image/png";
+  if (absl::EndsWith(file, ".json")) return "application/json";
+  return "application/octet-stream";
+}
+
+absl::StatusOr<std::unique_ptr<ArtifactStore::Upload>> ArtifactStore::BeginUpload(
+    const std::string& job_id, const std::string& worker, int attempt, const std::string& file,
+    const std::string& kind, int64_t size, const std::string& sha256) {
+  if (!IsSafeRelativePath(file)) {
+    return InvalidField("header.file", absl::StrCat("artifact file \"", file,
+                                                    "\" is not a safe relative path"));
+  }
+  if (size < 0 || size > kMaxArtifactBytes) {
+    return InvalidField("header.size_bytes",
+                        absl::StrCat("artifact size ", size, " is outside [0, ", kMaxArtifactBytes, "]"));
+  }
+  if (sha256.size() != 64 || !std::all_of(sha256.begin(), sha256.end(), [](char c) {
+        return absl::ascii_isxdigit(static_cast<unsigned char>(c)) && !absl::ascii_isupper(c);
+      })) {
+    return InvalidField("header.sha256", "sha256 must be 64 lower-case hex digits");
+  }
+  RESTYLE_ASSIGN_OR_RETURN(JobRow row, store_->Get(job_id));
+  RESTYLE_RETURN_IF_ERROR(CheckLease(row, worker, attempt));
+  auto upload = std::unique_ptr<Upload>(new Upload);
+  upload->owner_ = this;
+  upload->worker_ = worker;
+  ArtifactRecord& r = upload->record_;
+  r.job_id = job_id;
+  r.attempt = attempt;
+  r.path = absl::StrCat(job_id, "/attempt-", attempt, "/", file);
+  r.artifact.set_name(ArtifactName(job_id, file));
+  r.artifact.set_kind(kind);
+  r.artifact.set_size_bytes(size);
+  r.artifact.set_sha256(sha256);
+  r.artifact.set_content_type(ContentTypeOf(file));
+  RESTYLE_ASSIGN_OR_RETURN(upload->file_, AtomicFile::Create(PathOf(r)));
+  return upload;
+}
+
+absl::Status ArtifactStore::Upload::Append(absl::string_view bytes) {
+  if (file_->size() + static_cast<int64_t>(bytes.size()) > record_.artifact.size_bytes()) {
+    return ErrorWithReason(absl::StatusCode::kDataLoss, "SIZE_MISMATCH",
+                           absl::StrCat(record_.artifact.name(), ": more bytes than the declared ",
+                                        record_.artifact.size_bytes()));
+  }
+  sha_.Update(bytes);
+  return file_->Append(bytes);
+}
+
+absl::StatusOr<v1::Artifact> ArtifactStore::Upload::Commit() {
+  const v1::Artifact& a = record_.artifact;
+  if (file_->size() != a.size_bytes()) {
+    return ErrorWithReason(absl::StatusCode::kDataLoss, "SIZE_MISMATCH",
+                           absl::StrCat(a.name(), ": received ", file_->size(), " bytes of ",
+                                        a.size_bytes()));
+  }
+  const std::string digest = sha_.HexDigest();
+  if (digest != a.sha256()) {
+    return ErrorWithReason(absl::StatusCode::kDataLoss, "DIGEST_MISMATCH",
+                           absl::StrCat(a.name(), ": received bytes have sha256 ", digest,
+                                        ", the uploader declared ", a.sha256()));
+  }
+  RESTYLE_RETURN_IF_ERROR(file_->Commit());
+  RESTYLE_RETURN_IF_ERROR(owner_->store_->PutArtifact(record_, worker_));
+  return a;
+}
+
+absl::StatusOr<std::unique_ptr<ArtifactStore::Reader>> ArtifactStore::Open(const std::string& name) {
+  RESTYLE_ASSIGN_OR_RETURN(ArtifactRecord record, store_->GetArtifact(name));
+  auto reader = std::make_unique<Reader>();
+  reader->in_.open(PathOf(record), std::ios::binary);
+  if (!reader->in_) {
+    return ErrorWithReason(absl::StatusCode::kDataLoss, "ARTIFACT_MISSING",
+                           absl::StrCat(name, " is recorded but its file ", PathOf(record),
+                                        " cannot be read"));
+  }
+  reader->left_ = record.artifact.size_bytes();
+  reader->record_ = std::move(record);
+  return reader;
+}
+
+absl::StatusOr<std::string> ArtifactStore::Reader::Next() {
+  if (left_ == 0) return std::string();
+  std::string chunk(static_cast<size_t>(std::min<int64_t>(left_, kArtifactChunkBytes)), '\0');
+  in_.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+  if (in_.gcount() != static_cast<std::streamsize>(chunk.size())) {
+    return ErrorWithReason(absl::StatusCode::kDataLoss, "ARTIFACT_MISSING",
+                           absl::StrCat(record_.artifact.name(), " is shorter on disk than recorded"));
+  }
+  left_ -= static_cast<int64_t>(chunk.size());
+  return chunk;
+}
+
+absl::Status ArtifactStore::DeleteJob(const std::string& job_id) {
+  RESTYLE_RETURN_IF_ERROR(store_->DeleteArtifacts(job_id));
+  std::error_code ec;
+  std::filesystem::remove_all(root_ + "/" + job_id, ec);
+  if (ec) return absl::InternalError(absl::StrCat("removing artifacts of ", job_id, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace restyle::server

@@ -1,0 +1,47 @@
+// Fan-out of committed job events to whoever follows the job (WatchJob
+// streams, WaitJob calls). Publishing never blocks: each subscriber gets the
+// events through its own callback, which must only queue them (a
+// ServerStream drops a subscriber that cannot keep up, without slowing the
+// others or the worker that reported them).
+//
+// Thread-safety: thread-safe. Callbacks run on the publishing thread,
+// outside the hub's lock, and may unsubscribe.
+#ifndef RESTYLE_SERVER_EVENT_HUB_H_
+#define RESTYLE_SERVER_EVENT_HUB_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "server/job_lifecycle.h"
+
+namespace restyle::server {
+
+class EventHub {
+ public:
+  using Id = uint64_t;
+  using Callback = std::function<void(const Events& events)>;
+
+  // `callback` receives every event of job `job_id` published from now on.
+  Id Subscribe(const std::string& job_id, Callback callback);
+  void Unsubscribe(const std::string& job_id, Id id);
+
+  // Hands committed events of a job to its subscribers.
+  void Publish(const std::string& job_id, const Events& events);
+
+  // Subscribers of all jobs (for tests and metrics).
+  size_t subscribers() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  Id next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<std::string, std::map<Id, Callback>> subscribers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace restyle::server
+
+#endif  // RESTYLE_SERVER_EVENT_HUB_H_

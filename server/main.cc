@@ -1,0 +1,86 @@
+// restyled: flags -> ServerOptions, then serve until SIGTERM or SIGINT.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+#include "server/server.h"
+
+namespace {
+
+// Seconds as an absl::Duration flag value.
+absl::Duration Seconds(double s) { return absl::Milliseconds(static_cast<int64_t>(s * 1000)); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  restyle::server::ServerOptions o;
+  std::string log_level = "info";
+  double lease_ttl = 10, heartbeat = 2, grace = 5;
+  CLI::App app{"restyled: the Restyle front server (jobs, queue, artifacts, health)"};
+  app.add_option("--data-dir", o.data_dir, "where the job database and artifacts live")->required();
+  app.add_option("--host", o.host, "address to listen on")->capture_default_str();
+  app.add_option("--port", o.api_port, "public API port (0: any free port)")->capture_default_str();
+  app.add_option("--worker-port", o.worker_port, "port workers connect to")->capture_default_str();
+  app.add_option("--health-port", o.health_port, "plaintext gRPC health port for probes")
+      ->capture_default_str();
+  app.add_option("--port-file", o.port_file, "write the bound ports here as JSON");
+  app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate: TLS on the api and worker ports")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  app.add_option("--tokens-file", o.tokens_file,
+                 "bearer tokens clients and workers must send, one per line")
+      ->check(CLI::ExistingFile);
+  app.add_option("--max-queued-jobs", o.limits.max_queued_jobs, "queued jobs at most (then QUEUE_FULL)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--max-attempts", o.limits.max_attempts, "failed runs before a job fails")
+      ->capture_default_str()->check(CLI::Range(1, 100));
+  app.add_option("--max-generation-queue", o.scheduler.max_generation_queue,
+                 "Generate requests waiting for a worker, at most")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--lease-ttl", lease_ttl, "seconds a job lease lasts without a heartbeat")
+      ->capture_default_str()->check(CLI::Range(0.5, 3600.0));
+  app.add_option("--heartbeat-interval", heartbeat, "seconds between worker heartbeats")
+      ->capture_default_str()->check(CLI::Range(0.1, 600.0));
+  app.add_option("--shutdown-grace", grace, "seconds calls may take to finish on SIGTERM")
+      ->capture_default_str()->check(CLI::Range(0.0, 600.0));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (heartbeat >= lease_ttl) {
+    std::fprintf(stderr, "restyled: --heartbeat-interval must be shorter than --lease-ttl\n");
+    return 2;
+  }
+  o.scheduler.lease_ttl = Seconds(lease_ttl);
+  o.scheduler.heartbeat_interval = Seconds(heartbeat);
+  o.shutdown_grace = Seconds(grace);
+  if (absl::Status s = restyle::InitLogging({.program = "restyled", .level = log_level}); !s.ok()) {
+    std::fprintf(stderr, "restyled: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+
+  // Signals go to one thread that asks the server to stop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<restyle::server::Server>> server =
+      restyle::server::Server::Create(o);
+  if (!server.ok()) {
+    spdlog::error("cannot start: {}", server.status().ToString(absl::StatusToStringMode::kWithNoExtraData));
+    return 1;
+  }
+  std::thread([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    spdlog::info("{} received", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    (*server)->Shutdown();
+  }).detach();
+  (*server)->Wait();
+  return 0;
+}

@@ -1,0 +1,631 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "common/status.h"
+#include "common/time.h"
+
+namespace restyle::server {
+namespace {
+
+std::string IdOf(const std::string& name) {
+  const size_t slash = name.find('/');
+  return slash == std::string::npos ? name : name.substr(slash + 1);
+}
+
+absl::Duration ClampWait(absl::Duration wait, absl::Duration max) {
+  if (wait <= absl::ZeroDuration() || wait > max) return max;
+  return wait;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(const SchedulerOptions& options, JobStore* store, Executor* store_executor,
+                     TimerQueue* timers, EventHub* hub)
+    : options_(options), store_(store), store_executor_(store_executor), timers_(timers), hub_(hub) {
+  absl::MutexLock lock(&mu_);
+  ScheduleTick();
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Stop() {
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    timers_->Cancel(tick_timer_);
+    for (auto& [id, w] : adapt_waiters_) waiters.push_back(w);
+    for (auto& [id, w] : generation_waiters_) waiters.push_back(w);
+    adapt_waiters_.clear();
+    generation_waiters_.clear();
+  }
+  for (auto& w : waiters) {
+    timers_->Cancel(w->timer);
+    w->call->Finish([] { return absl::UnavailableError("the front is stopping"); });
+  }
+}
+
+absl::Status Scheduler::LoadSources() {
+  RESTYLE_ASSIGN_OR_RETURN(std::vector<v1::Generator> sources, store_->ListSources());
+  absl::MutexLock lock(&mu_);
+  for (v1::Generator& g : sources) sources_[g.name()] = std::move(g);
+  return absl::OkStatus();
+}
+
+void Scheduler::OnReadinessChange(std::function<void(bool)> fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    on_readiness_ = std::move(fn);
+  }
+  UpdateReadiness();
+}
+
+void Scheduler::ScheduleTick() {
+  if (stopping_) return;
+  tick_timer_ = timers_->RunAfter(options_.tick, [this] {
+    Tick();
+    absl::MutexLock lock(&mu_);
+    ScheduleTick();
+  });
+}
+
+// --- workers -------------------------------------------------------------------
+
+wv1::RegisterWorkerResponse Scheduler::Register(const wv1::RegisterWorkerRequest& request) {
+  const std::string name = MakeName(kWorkers, request.worker_id());
+  const absl::Time now = absl::Now();
+  std::vector<v1::Generator> new_sources;
+  std::vector<std::shared_ptr<GenerationTask>> lost;
+  std::vector<std::shared_ptr<Waiter>> polls;
+  {
+    absl::MutexLock lock(&mu_);
+    if (workers_.count(name)) DropWorkerLocked(name, &lost, &polls);  // a re-registration
+    Worker& w = workers_[name];
+    w.info.set_name(name);
+    w.info.set_hostname(request.hostname());
+    w.info.set_device(request.device());
+    w.info.set_memory_bytes(request.memory_bytes());
+    w.info.set_version(request.version());
+    *w.info.mutable_connect_time() = ToProtoTime(now);
+    *w.info.mutable_last_heartbeat_time() = ToProtoTime(now);
+    w.can_adapt = request.clip_models_size() > 0;
+    w.last_seen = now;
+    for (const wv1::SourceModel& m : request.sources()) {
+      const std::string source = MakeName(kGenerators, m.id());
+      w.sources.insert(source);
+      w.info.add_sources(source);
+      v1::Generator g;
+      g.set_name(source);
+      g.set_kind(v1::GENERATOR_KIND_SOURCE);
+      g.set_resolution(m.resolution());
+      g.set_size_bytes(m.size_bytes());
+      g.set_digest(m.digest());
+      g.set_description(m.description());
+      g.set_source_text(m.source_text());
+      auto it = sources_.find(source);
+      if (it == sources_.end() || it->second.digest() != g.digest() ||
+          it->second.resolution() != g.resolution() || it->second.source_text() != g.source_text() ||
+          it->second.description() != g.description()) {
+        *g.mutable_create_time() =
+            it == sources_.end() ? ToProtoTime(now) : it->second.create_time();
+        sources_[source] = g;
+        new_sources.push_back(g);
+      }
+    }
+  }
+  for (auto& w : polls) FinishWaiterEmpty(w);
+  for (auto& t : lost) {
+    t->stream->Finish(ErrorWithReason(absl::StatusCode::kUnavailable, "WORKER_LOST",
+                                     "the worker serving the request restarted; retry"));
+  }
+  if (!new_sources.empty()) {
+    store_executor_->Schedule([this, new_sources] {
+      for (const v1::Generator& g : new_sources) {
+        absl::Status s = store_->PutSource(g);
+        if (!s.ok()) spdlog::warn("recording source {}: {}", g.name(), s.ToString());
+      }
+    });
+  }
+  spdlog::info("worker {} registered: {} on {}, {} source(s), version {}", name,
+               request.device(), request.hostname(), request.sources_size(), request.version());
+  UpdateReadiness();
+  QueueChanged();
+  wv1::RegisterWorkerResponse response;
+  response.set_worker(name);
+  *response.mutable_heartbeat_interval() = ToProtoDuration(options_.heartbeat_interval);
+  *response.mutable_lease_ttl() = ToProtoDuration(options_.lease_ttl);
+  return response;
+}
+
+absl::Status Scheduler::CheckWorker(const std::string& worker) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) {
+    return ErrorWithReason(absl::StatusCode::kNotFound, "WORKER_UNKNOWN",
+                           absl::StrCat(worker, " is not registered here; register again"),
+                           {{"worker", worker}});
+  }
+  it->second.last_seen = absl::Now();
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Heartbeat(const wv1::HeartbeatRequest& request) {
+  bool draining_changed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(request.worker());
+    if (it == workers_.end()) {
+      return ErrorWithReason(absl::StatusCode::kNotFound, "WORKER_UNKNOWN",
+                             absl::StrCat(request.worker(), " is not registered here; register again"),
+                             {{"worker", request.worker()}});
+    }
+    Worker& w = it->second;
+    const absl::Time now = absl::Now();
+    w.last_seen = now;
+    *w.info.mutable_last_heartbeat_time() = ToProtoTime(now);
+    w.info.clear_resident_generators();
+    for (const std::string& g : request.resident_generators()) w.info.add_resident_generators(g);
+    w.info.set_generation_queue(request.generation_tasks());
+    w.info.set_job(request.leases_size() > 0 ? request.leases(0).job() : "");
+    draining_changed = w.draining != request.draining();
+    w.draining = request.draining();
+  }
+  if (draining_changed) UpdateReadiness();
+  return absl::OkStatus();
+}
+
+std::vector<v1::Worker> Scheduler::Workers() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Worker> out;
+  for (const auto& [name, w] : workers_) out.push_back(w.info);
+  return out;
+}
+
+bool Scheduler::WorkerReady(const Worker& w, absl::Time now) const {
+  return !w.draining && now - w.last_seen <= options_.lease_ttl;
+}
+
+int Scheduler::ReadyWorkers(const std::string& source) const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  int n = 0;
+  for (const auto& [name, w] : workers_) {
+    if (WorkerReady(w, now) && (source.empty() || w.sources.count(source))) ++n;
+  }
+  return n;
+}
+
+std::vector<v1::Generator> Scheduler::Sources() const {
+  std::vector<v1::Generator> out;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, g] : sources_) out.push_back(g);
+  }
+  for (v1::Generator& g : out) g.set_ready_workers(ReadyWorkers(g.name()));
+  return out;
+}
+
+std::optional<v1::Generator> Scheduler::Source(const std::string& name) const {
+  std::optional<v1::Generator> g;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sources_.find(name);
+    if (it == sources_.end()) return std::nullopt;
+    g = it->second;
+  }
+  g->set_ready_workers(ReadyWorkers(name));
+  return g;
+}
+
+void Scheduler::DropWorkerLocked(const std::string& name,
+                                 std::vector<std::shared_ptr<GenerationTask>>* lost,
+                                 std::vector<std::shared_ptr<Waiter>>* polls) {
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (it->second.worker == name) {
+      lost->push_back(it->second.task);
+      it = in_flight_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto* waiters : {&adapt_waiters_, &generation_waiters_}) {
+    for (auto it = waiters->begin(); it != waiters->end();) {
+      if (it->second->worker == name && !it->second->trying) {
+        polls->push_back(it->second);
+        it = waiters->erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  workers_.erase(name);
+}
+
+void Scheduler::UpdateReadiness() {
+  std::function<void(bool)> fn;
+  bool ready;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    ready = false;
+    for (const auto& [name, w] : workers_) ready |= WorkerReady(w, now);
+    if (!on_readiness_ || ready_ == ready) return;
+    ready_ = ready;
+    fn = on_readiness_;
+  }
+  if (fn) fn(ready);
+}
+
+// --- the adaptation lane -----------------------------------------------------------
+
+std::shared_ptr<Scheduler::Waiter> Scheduler::AddWaiter(
+    std::map<uint64_t, std::shared_ptr<Waiter>>& waiters, const std::string& worker,
+    std::shared_ptr<LongUnary> call, wv1::PollWorkResponse* response, absl::Duration wait) {
+  auto w = std::make_shared<Waiter>();
+  w->id = next_waiter_id_++;
+  w->worker = worker;
+  w->call = std::move(call);
+  w->response = response;
+  const uint64_t id = w->id;
+  w->deadline = absl::Now() + ClampWait(wait, options_.max_poll_wait);
+  w->timer = timers_->RunAt(w->deadline, [this, id] { RemoveWaiter(id); });
+  w->call->OnCancel([this, id] { RemoveWaiter(id); });
+  waiters[id] = w;
+  return w;
+}
+
+void Scheduler::RemoveWaiter(uint64_t id) {
+  std::shared_ptr<Waiter> w;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto* waiters : {&adapt_waiters_, &generation_waiters_}) {
+      auto it = waiters->find(id);
+      if (it != waiters->end() && !it->second->trying) {
+        w = it->second;
+        waiters->erase(it);
+      }
+    }
+  }
+  if (w) FinishWaiterEmpty(w);
+}
+
+void Scheduler::FinishWaiterEmpty(const std::shared_ptr<Waiter>& w) {
+  timers_->Cancel(w->timer);
+  w->call->Finish([] { return absl::OkStatus(); });
+}
+
+void Scheduler::PollAdaptation(const std::string& worker, std::shared_ptr<LongUnary> call,
+                               wv1::PollWorkResponse* response, absl::Duration wait) {
+  std::shared_ptr<Waiter> w;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(worker);
+    if (draining_ || it == workers_.end() || !it->second.can_adapt || it->second.draining) {
+      // Nothing for it now; it asks again after a pause of its own.
+      w = std::make_shared<Waiter>();
+      w->call = std::move(call);
+    } else {
+      w = AddWaiter(adapt_waiters_, worker, std::move(call), response, wait);
+      w->trying = true;
+    }
+  }
+  if (!w->trying) {
+    w->call->Finish([] { return absl::OkStatus(); });
+    return;
+  }
+  TryLease(w);
+}
+
+void Scheduler::QueueChanged() {
+  queue_epoch_.fetch_add(1);
+  std::vector<std::shared_ptr<Waiter>> idle;
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) return;
+    for (auto& [id, w] : adapt_waiters_) {
+      if (!w->trying) {
+        w->trying = true;
+        idle.push_back(w);
+      }
+    }
+  }
+  for (auto& w : idle) TryLease(w);
+}
+
+void Scheduler::TryLease(std::shared_ptr<Waiter> w) {
+  store_executor_->Schedule([this, w] {
+    const uint64_t epoch = queue_epoch_.load();
+    std::vector<std::string> sources;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = workers_.find(w->worker);
+      if (it != workers_.end() && !draining_) sources.assign(it->second.sources.begin(), it->second.sources.end());
+    }
+    absl::StatusOr<std::optional<JobUpdate>> lease =
+        sources.empty() ? std::optional<JobUpdate>()
+                        : store_->Lease(w->worker, sources, absl::Now(), options_.lease_ttl);
+    if (!lease.ok()) spdlog::warn("leasing a job for {}: {}", w->worker, lease.status().ToString());
+    if (!lease.ok() || !*lease) {
+      bool retry = false;
+      {
+        absl::MutexLock lock(&mu_);
+        w->trying = false;
+        if (adapt_waiters_.count(w->id) && lease.ok() && queue_epoch_.load() != epoch) {
+          retry = w->trying = true;
+        }
+      }
+      if (retry) {
+        TryLease(w);
+      } else if (w->call->finished() || absl::Now() >= w->deadline) {
+        RemoveWaiter(w->id);  // its timer or cancel came while it was trying
+      }
+      return;
+    }
+    JobUpdate& update = **lease;
+    const v1::Job& job = update.row.job;
+    const std::string job_id = IdOf(job.name());
+    wv1::AdaptTask task;
+    task.set_job(job.name());
+    task.set_attempt(job.attempt());
+    *task.mutable_spec() = job.spec();
+    task.set_source_id(IdOf(job.spec().source_generator()));
+    absl::StatusOr<ArtifactRecord> checkpoint =
+        store_->GetArtifact(ArtifactName(job_id, "stage1_checkpoint.safetensors"));
+    if (checkpoint.ok()) *task.mutable_stage1_checkpoint() = checkpoint->artifact;
+    if (job.spec().has_max_run_time()) *task.mutable_run_time_left() = job.spec().max_run_time();
+    hub_->Publish(job_id, update.events);
+    {
+      absl::MutexLock lock(&mu_);
+      adapt_waiters_.erase(w->id);
+    }
+    timers_->Cancel(w->timer);
+    wv1::PollWorkResponse* response = w->response;
+    const bool delivered = w->call->Finish([&] {
+      *response->mutable_adapt() = task;
+      return absl::OkStatus();
+    });
+    if (delivered) {
+      spdlog::info("{} attempt {} leased to {}", job.name(), job.attempt(), w->worker);
+    } else {
+      // The poll ended while the lease was taken: give the job back at once.
+      absl::StatusOr<JobUpdate> released = store_->Release(
+          job_id, w->worker, job.attempt(), "", absl::Now());
+      if (released.ok()) hub_->Publish(job_id, released->events);
+    }
+    QueueChanged();
+  });
+}
+
+// --- the generation lane -------------------------------------------------------------
+
+absl::Status Scheduler::SubmitGeneration(std::shared_ptr<GenerationTask> task) {
+  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches;
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) {
+      return ErrorWithReason(absl::StatusCode::kUnavailable, "DRAINING",
+                             "the front is shutting down; retry on another replica or later", {},
+                             absl::Seconds(1));
+    }
+    const absl::Time now = absl::Now();
+    bool capable = false;
+    for (const auto& [name, w] : workers_) {
+      capable |= WorkerReady(w, now) && w.sources.count(task->source) > 0;
+    }
+    if (!capable) {
+      return ErrorWithReason(
+          absl::StatusCode::kUnavailable, "NO_WORKER",
+          absl::StrCat("no connected worker has ", task->source,
+                       " loaded; retry when one is (restyle-worker with that model)"),
+          {{"generator", task->source}}, absl::Seconds(2));
+    }
+    if (static_cast<int>(generation_queue_.size()) >= options_.max_generation_queue) {
+      return ErrorWithReason(absl::StatusCode::kResourceExhausted, "QUEUE_FULL",
+                             absl::StrCat("the generation lane is full (",
+                                          generation_queue_.size(), " requests waiting); retry"),
+                             {{"lane", "generation"}}, absl::Seconds(1));
+    }
+    generation_queue_.push_back(std::move(task));
+    matches = MatchGenerationLocked();
+  }
+  AnswerGeneration(std::move(matches));
+  return absl::OkStatus();
+}
+
+void Scheduler::PollGeneration(const std::string& worker, std::shared_ptr<LongUnary> call,
+                               wv1::PollWorkResponse* response, absl::Duration wait) {
+  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches;
+  bool accepted = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(worker);
+    if (!draining_ && it != workers_.end() && !it->second.draining) {
+      AddWaiter(generation_waiters_, worker, call, response, wait);
+      matches = MatchGenerationLocked();
+      accepted = true;
+    }
+  }
+  if (!accepted) {
+    call->Finish([] { return absl::OkStatus(); });
+    return;
+  }
+  AnswerGeneration(std::move(matches));
+}
+
+std::vector<std::pair<std::shared_ptr<Scheduler::Waiter>, std::shared_ptr<GenerationTask>>>
+Scheduler::MatchGenerationLocked() {
+  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches;
+  for (auto t = generation_queue_.begin(); t != generation_queue_.end() && !generation_waiters_.empty();) {
+    const std::shared_ptr<GenerationTask>& task = *t;
+    auto best = generation_waiters_.end();
+    int best_score = -1;
+    for (auto it = generation_waiters_.begin(); it != generation_waiters_.end(); ++it) {
+      auto w = workers_.find(it->second->worker);
+      if (w == workers_.end() || !w->second.sources.count(task->source) || w->second.draining) continue;
+      const auto& resident = w->second.info.resident_generators();
+      const bool holds = std::find(resident.begin(), resident.end(), task->task.generator()) != resident.end();
+      int busy = 0;
+      for (const auto& [id, f] : in_flight_) busy += f.worker == w->first;
+      const int score = (holds ? 1000000 : 0) - std::min(busy, 999999);
+      if (score > best_score) {
+        best_score = score;
+        best = it;
+      }
+    }
+    if (best == generation_waiters_.end()) {
+      ++t;
+      continue;
+    }
+    std::shared_ptr<Waiter> waiter = best->second;
+    generation_waiters_.erase(best);
+    in_flight_[task->task.task_id()] = {task, waiter->worker};
+    matches.emplace_back(std::move(waiter), task);
+    t = generation_queue_.erase(t);
+  }
+  return matches;
+}
+
+void Scheduler::AnswerGeneration(
+    std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches) {
+  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> again;
+  for (auto& [waiter, task] : matches) {
+    timers_->Cancel(waiter->timer);
+    wv1::PollWorkResponse* response = waiter->response;
+    const wv1::GenerateTask& t = task->task;
+    if (!waiter->call->Finish([&] {
+          *response->mutable_generate() = t;
+          return absl::OkStatus();
+        })) {
+      absl::MutexLock lock(&mu_);
+      in_flight_.erase(t.task_id());
+      generation_queue_.push_front(task);
+      auto more = MatchGenerationLocked();
+      again.insert(again.end(), more.begin(), more.end());
+    }
+  }
+  if (!again.empty()) AnswerGeneration(std::move(again));
+}
+
+std::shared_ptr<GenerationTask> Scheduler::InFlight(const std::string& task_id,
+                                                    const std::string& worker) {
+  absl::MutexLock lock(&mu_);
+  auto it = in_flight_.find(task_id);
+  if (it == in_flight_.end() || it->second.worker != worker) return nullptr;
+  return it->second.task;
+}
+
+void Scheduler::GenerationDone(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  in_flight_.erase(task_id);
+}
+
+void Scheduler::CancelGeneration(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  in_flight_.erase(task_id);
+  for (auto it = generation_queue_.begin(); it != generation_queue_.end(); ++it) {
+    if ((*it)->task.task_id() == task_id) {
+      generation_queue_.erase(it);
+      break;
+    }
+  }
+}
+
+bool Scheduler::GeneratorInUse(const std::string& generator) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& t : generation_queue_) {
+    if (t->task.generator() == generator) return true;
+  }
+  for (const auto& [id, f] : in_flight_) {
+    if (f.task->task.generator() == generator) return true;
+  }
+  return false;
+}
+
+size_t Scheduler::generation_queued() const {
+  absl::MutexLock lock(&mu_);
+  return generation_queue_.size();
+}
+
+// --- draining and ticks ----------------------------------------------------------------
+
+void Scheduler::Drain() {
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  std::deque<std::shared_ptr<GenerationTask>> queued;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    for (auto& [id, w] : adapt_waiters_) {
+      if (!w->trying) waiters.push_back(w);
+    }
+    for (auto& [id, w] : generation_waiters_) waiters.push_back(w);
+    for (auto& w : waiters) {
+      adapt_waiters_.erase(w->id);
+      generation_waiters_.erase(w->id);
+    }
+    queued.swap(generation_queue_);
+  }
+  for (auto& w : waiters) FinishWaiterEmpty(w);
+  for (auto& t : queued) {
+    t->stream->Finish(ErrorWithReason(absl::StatusCode::kUnavailable, "DRAINING",
+                                     "the front is shutting down; retry"));
+  }
+}
+
+bool Scheduler::draining() const {
+  absl::MutexLock lock(&mu_);
+  return draining_;
+}
+
+void Scheduler::PublishAll(const std::vector<JobUpdate>& updates) {
+  for (const JobUpdate& u : updates) hub_->Publish(IdOf(u.row.job.name()), u.events);
+}
+
+void Scheduler::Tick() {
+  std::vector<std::shared_ptr<GenerationTask>> lost;
+  std::vector<std::shared_ptr<Waiter>> polls;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    std::vector<std::string> stale;
+    for (const auto& [name, w] : workers_) {
+      if (now - w.last_seen > options_.lease_ttl) stale.push_back(name);
+    }
+    for (const std::string& name : stale) {
+      spdlog::warn("worker {} stopped calling; dropped", name);
+      DropWorkerLocked(name, &lost, &polls);
+    }
+  }
+  for (auto& w : polls) FinishWaiterEmpty(w);
+  for (auto& t : lost) {
+    t->stream->Finish(ErrorWithReason(absl::StatusCode::kUnavailable, "WORKER_LOST",
+                                     "the worker serving the request was lost; retry"));
+  }
+  UpdateReadiness();
+  store_executor_->Schedule([this] {
+    if (tick_running_) return;
+    tick_running_ = true;
+    absl::StatusOr<std::vector<JobUpdate>> expired = store_->ExpireDue(absl::Now());
+    tick_running_ = false;
+    if (!expired.ok()) {
+      spdlog::warn("applying job deadlines: {}", expired.status().ToString());
+      return;
+    }
+    for (const JobUpdate& u : *expired) {
+      spdlog::info("{}: {}", u.row.job.name(),
+                   u.row.job.state() == v1::JOB_STATE_QUEUED
+                       ? "lease lost, queued again"
+                       : absl::StrCat("ended: ", u.row.job.error().reason()));
+    }
+    PublishAll(*expired);
+    if (!expired->empty()) QueueChanged();
+  });
+}
+
+}  // namespace restyle::server

@@ -1,0 +1,178 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/status.h"
+
+namespace restyle::server {
+namespace {
+
+constexpr const char* kServices[] = {"", "restyle.v1.RestyleService"};
+constexpr char kWorkerServiceName[] = "restyle.worker.v1.WorkerService";
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) return grpc::InsecureServerCredentials();
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
+  }
+  RESTYLE_ASSIGN_OR_RETURN(std::string cert, ReadFileToString(o.tls_cert_file));
+  RESTYLE_ASSIGN_OR_RETURN(std::string key, ReadFileToString(o.tls_key_file));
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
+void Configure(grpc::ServerBuilder& b) {
+  // Clients may ping every 10 s, even between calls (the CLI's and workers'
+  // keepalive); the server pings idle connections every minute.
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  b.SetMaxReceiveMessageSize(8 << 20);
+}
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> Build(grpc::ServerBuilder& b, const std::string& what,
+                                                    int* port, int wanted) {
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return ErrorWithReason(absl::StatusCode::kUnavailable, "PORT_IN_USE",
+                           absl::StrCat("cannot listen on the ", what, " port ", wanted,
+                                        " (in use, or not allowed)"));
+  }
+  return server;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("a data directory is required");
+  std::unique_ptr<Server> server(new Server(options));
+  RESTYLE_RETURN_IF_ERROR(server->Start());
+  return server;
+}
+
+absl::Status Server::Start() {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.data_dir, ec);
+  if (ec) return ErrnoStatus(absl::StrCat("create ", options_.data_dir), ec.value());
+  RESTYLE_ASSIGN_OR_RETURN(store_,
+                           SqliteJobStore::Open({.path = options_.data_dir + "/restyle.db"}));
+  // Workers get a lease period to reconnect before their jobs move.
+  RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + options_.scheduler.lease_ttl));
+  artifacts_ = std::make_unique<ArtifactStore>(options_.data_dir + "/artifacts", store_.get());
+  RESTYLE_ASSIGN_OR_RETURN(auth_, Authenticator::Create(options_.tokens_file));
+  RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, Credentials(options_));
+
+  store_executor_ = std::make_unique<Executor>(1, "store");
+  io_executor_ = std::make_unique<Executor>(2, "io");
+  timers_ = std::make_unique<TimerQueue>();
+  scheduler_ = std::make_unique<Scheduler>(options_.scheduler, store_.get(), store_executor_.get(),
+                                           timers_.get(), &hub_);
+  RESTYLE_RETURN_IF_ERROR(scheduler_->LoadSources());
+  front_.limits = options_.limits;
+  front_.store = store_.get();
+  front_.artifacts = artifacts_.get();
+  front_.hub = &hub_;
+  front_.scheduler = scheduler_.get();
+  front_.store_executor = store_executor_.get();
+  front_.io_executor = io_executor_.get();
+  front_.timers = timers_.get();
+  front_.auth = auth_.get();
+  api_service_ = std::make_unique<ApiService>(&front_);
+  worker_service_ = std::make_unique<WorkerService>(&front_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  const std::string host = options_.host;
+  {
+    grpc::ServerBuilder b;
+    Configure(b);
+    b.AddListeningPort(absl::StrCat(host, ":", options_.api_port), creds, &api_port_);
+    b.RegisterService(api_service_.get());
+    RESTYLE_ASSIGN_OR_RETURN(api_server_, Build(b, "api", &api_port_, options_.api_port));
+  }
+  {
+    grpc::ServerBuilder b;
+    Configure(b);
+    b.AddListeningPort(absl::StrCat(host, ":", options_.worker_port), creds, &worker_port_);
+    b.RegisterService(worker_service_.get());
+    RESTYLE_ASSIGN_OR_RETURN(worker_server_,
+                             Build(b, "worker", &worker_port_, options_.worker_port));
+  }
+  {
+    grpc::ServerBuilder b;
+    Configure(b);
+    b.AddListeningPort(absl::StrCat(host, ":", options_.health_port),
+                       grpc::InsecureServerCredentials(), &health_port_);
+    RESTYLE_ASSIGN_OR_RETURN(health_server_,
+                             Build(b, "health", &health_port_, options_.health_port));
+  }
+  for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
+    s->GetHealthCheckService()->SetServingStatus(kWorkerServiceName, true);
+  }
+  SetHealth(false);  // the health service starts out SERVING
+  scheduler_->OnReadinessChange([this](bool ready) { SetHealth(ready); });
+  if (!options_.port_file.empty()) {
+    RESTYLE_RETURN_IF_ERROR(WriteFileAtomically(
+        options_.port_file, absl::StrCat("{\"api\": ", api_port_, ", \"worker\": ", worker_port_,
+                                         ", \"health\": ", health_port_, "}\n")));
+  }
+  spdlog::info("restyled serving: api {}:{}, worker {}:{}, health {}:{}{}{}; data in {}", host,
+               api_port_, host, worker_port_, host, health_port_,
+               options_.tls_cert_file.empty() ? "" : ", TLS",
+               auth_->enabled() ? ", tokens required" : "", options_.data_dir);
+  return absl::OkStatus();
+}
+
+void Server::SetHealth(bool ready) {
+  const bool serving = ready && !front_.draining.load();
+  for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
+    if (s == nullptr) continue;
+    for (const char* service : kServices) s->GetHealthCheckService()->SetServingStatus(service, serving);
+  }
+  if (health_logged_ != serving) {
+    spdlog::info("health: {}", serving ? "SERVING (a worker is ready)" : "NOT_SERVING (no worker is ready)");
+  }
+  health_logged_ = serving;
+}
+
+void Server::Shutdown() {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  spdlog::info("shutting down: refusing new work, letting calls finish (up to {})",
+               absl::FormatDuration(options_.shutdown_grace));
+  front_.draining.store(true);
+  for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
+    if (s == nullptr) continue;
+    s->GetHealthCheckService()->SetServingStatus(false);
+  }
+  if (scheduler_) scheduler_->Drain();
+  const auto deadline = absl::ToChronoTime(absl::Now() + options_.shutdown_grace);
+  for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
+    if (s != nullptr) s->Shutdown(deadline);
+  }
+  if (scheduler_) scheduler_->Stop();
+  if (timers_) timers_->Stop();
+  if (store_executor_) store_executor_->Stop();
+  if (io_executor_) io_executor_->Stop();
+  store_.reset();  // closes the database (checkpointing its WAL)
+  spdlog::info("stopped; the store is closed");
+  stopped_.Notify();
+}
+
+void Server::Wait() { stopped_.WaitForNotification(); }
+
+Server::~Server() { Shutdown(); }
+
+}  // namespace restyle::server

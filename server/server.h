@@ -1,0 +1,110 @@
+// restyled: the front. It accepts jobs and image requests, keeps every
+// accepted job in its store (SQLite in the data directory), queues work for
+// the workers that connect to it, streams progress and serves health.
+//
+// Three gRPC servers on three ports:
+//   api     restyle.v1.RestyleService + health + reflection (TLS, tokens)
+//   worker  restyle.worker.v1.WorkerService + health (TLS, tokens)
+//   health  grpc.health.v1 only, plaintext, for probes
+// Health: "" and "restyle.v1.RestyleService" are SERVING while at least one
+// worker is connected with its models loaded; "restyle.worker.v1.
+// WorkerService" while the front takes workers (it is up and not draining).
+//
+//   ServerOptions o;
+//   o.data_dir = "/var/lib/restyle";
+//   auto server = Server::Create(o);      // opens the store, binds the ports
+//   (*server)->Wait();                    // until Shutdown() from a signal
+//
+// Thread-safety: Shutdown may be called from any thread (once Create
+// returned); Wait from one.
+#ifndef RESTYLE_SERVER_SERVER_H_
+#define RESTYLE_SERVER_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "server/api_service.h"
+#include "server/front.h"
+#include "server/sqlite_job_store.h"
+#include "server/worker_service.h"
+
+namespace restyle::server {
+
+struct ServerOptions {
+  // Where the database (restyle.db) and artifacts/ live. Required.
+  std::string data_dir;
+  // The address the three ports listen on.
+  std::string host = "0.0.0.0";
+  // 0: the OS picks a free port (reported by the accessors and port_file).
+  int api_port = 8700;
+  int worker_port = 8701;
+  int health_port = 8702;
+  // PEM files; both set: TLS on the api and worker ports.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Bearer tokens, one per line (auth.h); "": no authentication.
+  std::string tokens_file;
+  // When set, {"api": P, "worker": P, "health": P} is written here once the
+  // ports are bound (for scripts and tests that start restyled on port 0).
+  std::string port_file;
+  FrontLimits limits;
+  SchedulerOptions scheduler;
+  // How long Shutdown lets calls finish before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(5);
+};
+
+class Server {
+ public:
+  // Opens the store, applies a lease grace period after a restart, binds
+  // the ports and starts serving.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options);
+  ~Server();
+
+  int api_port() const { return api_port_; }
+  int worker_port() const { return worker_port_; }
+  int health_port() const { return health_port_; }
+
+  // Blocks until Shutdown has completed.
+  void Wait();
+  // Graceful stop: health NOT_SERVING, new work refused (UNAVAILABLE), calls
+  // finish within shutdown_grace, running jobs keep their leases (their
+  // workers reconnect to the next front), the store is closed cleanly.
+  void Shutdown();
+
+ private:
+  explicit Server(const ServerOptions& options) : options_(options) {}
+  absl::Status Start();
+  void SetHealth(bool ready);
+
+  const ServerOptions options_;
+  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<Authenticator> auth_;
+  EventHub hub_;
+  std::unique_ptr<Executor> store_executor_;
+  std::unique_ptr<Executor> io_executor_;
+  std::unique_ptr<TimerQueue> timers_;
+  std::unique_ptr<Scheduler> scheduler_;
+  Front front_;
+  std::unique_ptr<ApiService> api_service_;
+  std::unique_ptr<WorkerService> worker_service_;
+  std::unique_ptr<grpc::Server> api_server_;
+  std::unique_ptr<grpc::Server> worker_server_;
+  std::unique_ptr<grpc::Server> health_server_;
+  int api_port_ = 0;
+  int worker_port_ = 0;
+  int health_port_ = 0;
+  std::optional<bool> health_logged_;  // the status last logged
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  absl::Notification stopped_;
+};
+
+}  // namespace restyle::server
+
+#endif  // RESTYLE_SERVER_SERVER_H_
