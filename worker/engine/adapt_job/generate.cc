@@ -94,11 +94,12 @@ torch::Tensor GenerateImages(GeneratorImpl& generator, const std::vector<uint64_
   return at::cat(images, 0);
 }
 
-JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& source_path,
-                                const torch::Device& device) {
+namespace {
+
+// result.json of the job in `job_dir`, checked to be one.
+Json ReadJobResult(const std::string& job_dir) {
   namespace fs = std::filesystem;
   const std::string result_path = (fs::path(job_dir) / "result.json").string();
-  const std::string delta_path = (fs::path(job_dir) / "generator_delta.safetensors").string();
   std::ifstream in(result_path);
   if (!in) {
     // `restyle-train --method both` writes one job per method below its --out.
@@ -127,28 +128,29 @@ JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& s
       !result.contains("adapted_digest")) {
     Fail(ErrorCode::kDataLoss, result_path + ": not the result record of an adaptation job");
   }
+  return result;
+}
+
+// The job's generators from its result record and `source` (`source_label`
+// names it in errors).
+JobGenerators JobGeneratorsFrom(const std::string& job_dir, const Json& result, Generator source,
+                                const std::string& source_label, const torch::Device& device) {
+  namespace fs = std::filesystem;
+  const std::string result_path = (fs::path(job_dir) / "result.json").string();
+  const std::string delta_path = (fs::path(job_dir) / "generator_delta.safetensors").string();
   const std::string source_name = result["source"].value("name", "");
   const std::string source_digest = result["source"].value("digest", "");
-
   JobGenerators g;
   g.label = result.value("label", "");
   if (result.contains("options") && result["options"].is_object()) {
     g.target = result["options"].value("target_class", "");
     g.sample_truncation = result["options"].value("sample_truncation", g.sample_truncation);
   }
-  if (!source_path.empty()) {
-    g.source = LoadGenerator(source_path);
-  } else if (source_name == kDemoGeneratorName) {
-    g.source = DemoGenerator();
-  } else {
-    Fail(ErrorCode::kInvalidArgument, "the job in " + job_dir + " adapted \"" + source_name +
-                                          "\": give that generator's file as the source");
-  }
+  g.source = std::move(source);
   const std::string given_digest = GeneratorImpl::Digest(*g.source);
   if (given_digest != source_digest) {
     Fail(ErrorCode::kFailedPrecondition,
-         (source_path.empty() ? std::string("the demo generator") : source_path) +
-             " is not the source the job in " + job_dir + " adapted (\"" + source_name +
+         source_label + " is not the source the job in " + job_dir + " adapted (\"" + source_name +
              "\"): weights digest " + Short(given_digest) + "... instead of " +
              Short(source_digest) + "...");
   }
@@ -166,6 +168,32 @@ JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& s
     (*m)->eval();
   }
   return g;
+}
+
+}  // namespace
+
+JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& source_path,
+                                const torch::Device& device) {
+  const Json result = ReadJobResult(job_dir);
+  const std::string source_name = result["source"].value("name", "");
+  Generator source{nullptr};
+  if (!source_path.empty()) {
+    source = LoadGenerator(source_path);
+  } else if (source_name == kDemoGeneratorName) {
+    source = DemoGenerator();
+  } else {
+    Fail(ErrorCode::kInvalidArgument, "the job in " + job_dir + " adapted \"" + source_name +
+                                          "\": give that generator's file as the source");
+  }
+  return JobGeneratorsFrom(job_dir, result, std::move(source),
+                           source_path.empty() ? std::string("the demo generator") : source_path,
+                           device);
+}
+
+JobGenerators LoadJobGenerators(const std::string& job_dir, Generator source,
+                                const torch::Device& device) {
+  return JobGeneratorsFrom(job_dir, ReadJobResult(job_dir), std::move(source),
+                           "the loaded source generator", device);
 }
 
 }  // namespace restyle::engine

@@ -71,6 +71,12 @@ struct JobGenerators {
 JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& source_path,
                                 const torch::Device& device);
 
+// The same with the source already loaded (a worker's resident model; it is
+// shared, not copied, and moved to `device`): the same checks of `source`
+// and the delta against result.json.
+JobGenerators LoadJobGenerators(const std::string& job_dir, Generator source,
+                                const torch::Device& device);
+
 }  // namespace restyle::engine
 
 #endif  // RESTYLE_WORKER_ENGINE_ADAPT_JOB_GENERATE_H_

@@ -231,7 +231,6 @@ class StageMeter {
 
 JobModels LoadJobModels(const JobOptions& options) {
   if (options.device == JobDevice::kCuda) RequireCuda();
-  const torch::Device device = ToTorchDevice(options.device);
   JobModels m;
   if (options.demo) {
     m.source = DemoGenerator();
@@ -251,6 +250,12 @@ JobModels LoadJobModels(const JobOptions& options) {
       m.clip_weights.push_back(spec.weight);
     }
   }
+  PrepareJobModels(m, options.device);
+  return m;
+}
+
+void PrepareJobModels(JobModels& m, JobDevice job_device) {
+  const torch::Device device = ToTorchDevice(job_device);
   m.source_digest = GeneratorImpl::Digest(*m.source);
   m.source->SetAllTrainable(false);
   m.source->eval();
@@ -260,8 +265,9 @@ JobModels LoadJobModels(const JobOptions& options) {
     clip->eval();
     clip->to(device);
   }
-  m.tokenizer = std::shared_ptr<const Tokenizer>(Tokenizer::FromFile(DefaultVocabPath()));
-  return m;
+  if (m.tokenizer == nullptr) {
+    m.tokenizer = std::shared_ptr<const Tokenizer>(Tokenizer::FromFile(DefaultVocabPath()));
+  }
 }
 
 namespace {

@@ -77,6 +77,12 @@ struct JobModels {
 // not available.
 JobModels LoadJobModels(const JobOptions& options);
 
+// What LoadJobModels does once the files are read: freezes the models, moves
+// them to `device`, computes the source digest, and loads the tokenizer when
+// `m` has none. For callers that assemble JobModels themselves (a worker
+// shares its CLIP models and tokenizer between its source generators).
+void PrepareJobModels(JobModels& m, JobDevice device);
+
 // Reported after every training step.
 struct JobProgress {
   std::string label;    // the job's label ("IPL", "NADA" or JobOptions::label)

@@ -1,0 +1,110 @@
+// restyle-worker: flags -> WorkerOptions, then work for the front until
+// SIGTERM or SIGINT (a second one exits at once).
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/ascii.h"
+#include "common/files.h"
+#include "common/logging.h"
+#include "worker/worker.h"
+
+int main(int argc, char** argv) {
+  restyle::worker::WorkerOptions o;
+  std::string device = "cpu", cuda_math = "tf32", log_level = "info", token_file;
+  bool no_cudnn_autotune = false;
+  double poll_wait = 10;
+  int64_t cache_mb = 0;
+  std::vector<std::string> job_settings;
+  CLI::App app{"restyle-worker: runs Restyle's engine (adaptation jobs, image generation) for a front"};
+  app.add_option("--front", o.front.address, "the front's worker port, host:port")->required();
+  app.add_option("--models", o.model_dir,
+                 "model directory with manifest.json (default: the embedded demo models)");
+  app.add_option("--work-dir", o.work_dir, "job outputs and the cache of adapted generators")
+      ->required();
+  app.add_option("--id", o.worker_id, "worker id (default: <hostname>-<random>)");
+  app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "LibTorch threads (0: all CPUs)")->capture_default_str();
+  app.add_option("--cuda-math", cuda_math, "CUDA matrix arithmetic: tf32 or fp32")
+      ->check(CLI::IsMember({"tf32", "fp32"}))->capture_default_str();
+  app.add_flag("--no-cudnn-autotune", no_cudnn_autotune, "reproducible CUDA convolutions");
+  app.add_option("--job-setting", job_settings,
+                 "KEY=VALUE: a setting of the machine for every job (conv_mode, channels_last, "
+                 "source_precision, stage2.selection_precision, stage2.train_precision)");
+  app.add_option("--cache-memory-mb", cache_mb, "MiB of adapted generators kept in memory (0: 2048)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-generation-tasks", o.max_generation_tasks, "generation requests held at once")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--images-per-slot", o.images_per_slot,
+                 "images generated between two training steps")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--poll-wait", poll_wait, "seconds a poll waits at the front")
+      ->capture_default_str()->check(CLI::Range(0.1, 30.0));
+  app.add_option("--tls-ca", o.front.tls_ca_file, "PEM CA: TLS to the front")->check(CLI::ExistingFile);
+  app.add_option("--token-file", token_file, "file with the bearer token for the front")
+      ->check(CLI::ExistingFile);
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (absl::Status s = restyle::InitLogging({.program = "restyle-worker", .level = log_level}); !s.ok()) {
+    std::fprintf(stderr, "restyle-worker: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  o.device = device == "cuda" ? restyle::engine::JobDevice::kCuda : restyle::engine::JobDevice::kCpu;
+  o.cuda_math = cuda_math == "fp32" ? restyle::engine::CudaMath::kFp32 : restyle::engine::CudaMath::kTf32;
+  o.cudnn_autotune = !no_cudnn_autotune;
+  o.cache_bytes = cache_mb << 20;
+  o.poll_wait = absl::Milliseconds(static_cast<int64_t>(poll_wait * 1000));
+  for (const std::string& kv : job_settings) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      std::fprintf(stderr, "restyle-worker: --job-setting %s: expected KEY=VALUE\n", kv.c_str());
+      return 2;
+    }
+    o.job_settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> token = restyle::ReadFileToString(token_file);
+    if (!token.ok()) {
+      std::fprintf(stderr, "restyle-worker: %s\n", std::string(token.status().message()).c_str());
+      return 2;
+    }
+    o.front.token = std::string(absl::StripAsciiWhitespace(*token));
+  } else if (const char* token = std::getenv("RESTYLE_TOKEN")) {
+    o.front.token = token;
+  }
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<restyle::worker::Worker>> worker = restyle::worker::Worker::Create(o);
+  if (!worker.ok()) {
+    spdlog::error("cannot start: {}",
+                  worker.status().ToString(absl::StatusToStringMode::kWithNoExtraData));
+    return 1;
+  }
+  std::thread([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    spdlog::info("{} received", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    (*worker)->Shutdown();
+    sigwait(&signals, &signal);
+    spdlog::warn("second signal: exiting now");
+    std::_Exit(130);
+  }).detach();
+  absl::Status status = (*worker)->Run();
+  if (!status.ok()) {
+    spdlog::error("{}", status.ToString(absl::StatusToStringMode::kWithNoExtraData));
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,946 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <torch/nn/functional/pooling.h>
+
+#include <cctype>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/ids.h"
+#include "common/job_spec.h"
+#include "common/names.h"
+#include "common/status.h"
+#include "common/time.h"
+#include "worker/engine/adapt_job/generate.h"
+#include "worker/engine/adapt_job/settings.h"
+#include "worker/engine/common/cpu_allocator.h"
+#include "worker/engine/common/cuda_math.h"
+#include "worker/engine/common/threads.h"
+#include "worker/engine/image/png.h"
+#include "worker/engine_boundary.h"
+
+#ifndef RESTYLE_VERSION
+#define RESTYLE_VERSION "dev"
+#endif
+
+namespace restyle::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr absl::Duration kCallTimeout = absl::Seconds(15);
+constexpr char kCheckpointFile[] = "stage1_checkpoint.safetensors";
+
+std::string IdOf(const std::string& name) { return name.substr(name.find('/') + 1); }
+
+// <hostname>-<random>, as a valid worker id.
+std::string MakeWorkerId() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::string id;
+  for (const char* c = host; *c != '\0' && id.size() < 40; ++c) {
+    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(*c)));
+    id.push_back(std::isalnum(static_cast<unsigned char>(l)) ? l : '-');
+  }
+  if (id.empty() || !std::isalnum(static_cast<unsigned char>(id[0]))) id = "worker" + id;
+  return absl::StrCat(id, "-", RandomId(6));
+}
+
+int64_t HostMemoryBytes() {
+  return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+bool Unreachable(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+restyle::v1::JobProgress ProgressOf(const engine::JobProgress& p) {
+  restyle::v1::JobProgress out;
+  out.set_stage(p.stage == 1 ? restyle::v1::JOB_STAGE_TRAINING_MAPPER : restyle::v1::JOB_STAGE_FINE_TUNING_GENERATOR);
+  out.set_step(p.step);
+  out.set_total(p.total);
+  for (const auto& [name, value] : p.losses) (*out.mutable_losses())[name] = value;
+  out.set_images_per_second(p.images_per_second);
+  *out.mutable_eta() = ToProtoDuration(absl::Milliseconds(static_cast<int64_t>(p.eta_seconds * 1000)));
+  return out;
+}
+
+restyle::v1::ImageSetScore ScoreOf(const engine::ImageSetScore& s) {
+  restyle::v1::ImageSetScore out;
+  out.set_target_similarity(s.target_similarity);
+  out.set_diversity(s.diversity);
+  return out;
+}
+
+restyle::v1::StageTiming TimingOf(const engine::StageTiming& t) {
+  restyle::v1::StageTiming out;
+  out.set_steps(t.steps);
+  *out.mutable_duration() = ToProtoDuration(absl::Milliseconds(static_cast<int64_t>(t.seconds * 1000)));
+  return out;
+}
+
+// What a failed job tells the front: its reason, and whether another
+// attempt (on this or another worker) could succeed.
+restyle::v1::JobError JobErrorOf(const absl::Status& status) {
+  restyle::v1::JobError e;
+  e.set_code(static_cast<int>(status.code()));
+  e.set_code_name(absl::StatusCodeToString(status.code()));
+  const restyle::v1::ErrorDetail detail = ErrorDetailOf(status);
+  e.set_reason(detail.reason().empty() ? "ENGINE_ERROR" : detail.reason());
+  e.set_message(std::string(status.message()));
+  for (const auto& [k, v] : detail.metadata()) (*e.mutable_metadata())[k] = v;
+  if (e.reason() == "OUT_OF_MEMORY") {
+    const std::string m(status.message());
+    (*e.mutable_metadata())["lower"] =
+        absl::StrContains(m, "stage 1") ? "stage1.batch"
+        : absl::StrContains(m, "stage 2") ? "stage2.auto_layer_batch,stage2.batch"
+                                          : "stage1.batch,stage2.batch,stage2.auto_layer_batch";
+  }
+  return e;
+}
+
+bool Retryable(const absl::Status& status) {
+  const std::string reason = ErrorReason(status);
+  if (reason == "NON_FINITE_LOSS" || reason == "OUT_OF_MEMORY" || reason == "INVALID_FIELD") {
+    return false;
+  }
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnimplemented:
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+// --- start ---------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options) {
+  if (options.work_dir.empty()) return absl::InvalidArgumentError("a work directory is required");
+  auto worker = std::unique_ptr<Worker>(new Worker(options));
+  const std::string id = options.worker_id.empty() ? MakeWorkerId() : options.worker_id;
+  if (!IsValidId(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker id \"", id, "\": 1-63 lower-case letters, digits and '-'"));
+  }
+  worker->name_ = MakeName(kWorkers, id);
+  // The process-wide LibTorch settings, once: no job changes them.
+  RESTYLE_RETURN_IF_ERROR(RunEngine("setting up LibTorch", [&] {
+    const int threads = engine::SetThreadCount(options.threads);
+    engine::InstallCachingCpuAllocator();
+    if (options.device == engine::JobDevice::kCuda) {
+      engine::RequireCuda();
+      engine::SetCudaMath(options.cuda_math == engine::CudaMath::kTf32, options.cudnn_autotune);
+    }
+    spdlog::info("LibTorch: {} thread(s), device {}", threads,
+                 options.device == engine::JobDevice::kCuda ? "cuda" : "cpu");
+  }));
+  for (const auto& [key, value] : options.job_settings) {
+    const auto& worker_keys = WorkerSettingKeys();
+    if (std::find(worker_keys.begin(), worker_keys.end(), key) == worker_keys.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--job-setting ", key, ": not one of the worker's settings (a request sets it)"));
+    }
+    engine::JobOptions probe;
+    RESTYLE_RETURN_IF_ERROR(RunSettings(absl::StrCat("--job-setting ", key), [&] {
+      engine::SetJobSetting(probe, key, value);
+      engine::ValidateJobOptions(probe);
+    }));
+  }
+  const absl::Time start = absl::Now();
+  RESTYLE_ASSIGN_OR_RETURN(worker->models_, Models::Load(options.model_dir, options.device));
+  spdlog::info("models loaded in {} ({} source(s), {} CLIP model(s){})",
+               absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
+               worker->models_->sources().size(), worker->models_->clip_names().size(),
+               worker->models_->demo() ? ", the embedded demo models" : "");
+  RESTYLE_ASSIGN_OR_RETURN(worker->front_, FrontClient::Create(options.front));
+  std::error_code ec;
+  fs::create_directories(options.work_dir + "/jobs", ec);
+  fs::create_directories(options.work_dir + "/generators", ec);
+  if (ec) return absl::InternalError(absl::StrCat("creating ", options.work_dir, ": ", ec.message()));
+  worker->cache_ = std::make_unique<GeneratorCache>(
+      options.cache_bytes > 0 ? options.cache_bytes : int64_t{2} << 30,
+      options.work_dir + "/generators");
+  return worker;
+}
+
+Worker::~Worker() {
+  Shutdown();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+bool Worker::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+void Worker::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  if (!stopping_) spdlog::info("stopping: no new work; the current step finishes first");
+  stopping_ = true;
+  for (grpc::ClientContext* poll : polls_) poll->TryCancel();
+}
+
+absl::Status Worker::Register() {
+  wv1::RegisterWorkerRequest request;
+  request.set_worker_id(IdOf(name_));
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  request.set_hostname(host);
+  request.set_device(options_.device == engine::JobDevice::kCuda ? "cuda" : "cpu");
+  request.set_memory_bytes(HostMemoryBytes());
+  request.set_version(RESTYLE_VERSION);
+  for (const LoadedSource& s : models_->sources()) *request.add_sources() = s.model;
+  for (const std::string& c : models_->clip_names()) request.add_clip_models(c);
+  request.set_max_generation_tasks(options_.max_generation_tasks);
+  {
+    absl::MutexLock lock(&mu_);
+    if (current_ != nullptr && !current_->lost) {
+      wv1::Lease* lease = request.add_leases();
+      lease->set_job(current_->job);
+      lease->set_attempt(current_->attempt);
+    }
+  }
+  wv1::RegisterWorkerResponse response;
+  RESTYLE_RETURN_IF_ERROR(front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
+    return front_->stub().RegisterWorker(c, request, &response);
+  }));
+  heartbeat_interval_ = std::max(absl::Milliseconds(100), FromProtoDuration(response.heartbeat_interval()));
+  absl::MutexLock lock(&mu_);
+  registered_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Worker::Run() {
+  bool warned = false;
+  for (absl::Duration backoff = absl::Milliseconds(200);;) {
+    absl::Status status = Register();
+    if (status.ok()) break;
+    if (stopping()) return absl::OkStatus();
+    if (!warned) {
+      spdlog::warn("cannot register with {}: {}; retrying", options_.front.address, status.ToString());
+      warned = true;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+  spdlog::info("{} registered with {}", name_, options_.front.address);
+  threads_.emplace_back([this] { HeartbeatLoop(); });
+  threads_.emplace_back([this] { ReporterLoop(); });
+  threads_.emplace_back([this] { SenderLoop(); });
+  std::thread engine([this] { EngineLoop(); });
+  std::vector<std::thread> polls;
+  if (models_->can_adapt()) polls.emplace_back([this] { AdaptPollLoop(); });
+  polls.emplace_back([this] { GenerationPollLoop(); });
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&stopping_));
+  }
+  for (std::thread& t : polls) t.join();
+  {
+    absl::MutexLock lock(&mu_);
+    polls_done_ = true;
+  }
+  engine.join();
+  FlushReports();
+  {
+    absl::MutexLock lock(&mu_);
+    engine_done_ = true;
+  }
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  spdlog::info("{} stopped", name_);
+  return absl::OkStatus();
+}
+
+// --- talking to the front ----------------------------------------------------------
+
+absl::Status Worker::Persist(absl::Duration patience, const std::function<absl::Status()>& call,
+                             const std::shared_ptr<CurrentJob>& job) {
+  const absl::Time until = absl::Now() + patience;
+  absl::Duration backoff = absl::Milliseconds(200);
+  while (true) {
+    absl::Status status = call();
+    if (ErrorReason(status) == "LEASE_LOST" && job != nullptr) job->lost = true;
+    if (!Unreachable(status) || absl::Now() + backoff > until || (job != nullptr && job->lost)) {
+      return status;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+void Worker::NoteLease(const std::string& job, bool lost, bool cancel) {
+  absl::MutexLock lock(&mu_);
+  if (current_ == nullptr || current_->job != job) return;
+  if (lost && !current_->lost) spdlog::warn("{}: the lease is lost; stopping without reporting", job);
+  if (cancel && !current_->cancel) spdlog::info("{}: cancel asked; stopping after this step", job);
+  current_->lost = current_->lost || lost;
+  current_->cancel = current_->cancel || cancel;
+}
+
+void Worker::HeartbeatLoop() {
+  bool unreachable = false;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&engine_done_), heartbeat_interval_);
+      if (engine_done_) return;
+    }
+    wv1::HeartbeatRequest request;
+    request.set_worker(name_);
+    std::shared_ptr<CurrentJob> job;
+    {
+      absl::MutexLock lock(&mu_);
+      job = current_;
+      request.set_generation_tasks(generation_held_);
+      request.set_draining(stopping_);
+    }
+    if (job != nullptr && !job->lost) {
+      wv1::Lease* lease = request.add_leases();
+      lease->set_job(job->job);
+      lease->set_attempt(job->attempt);
+    }
+    for (const std::string& g : cache_->Resident()) request.add_resident_generators(g);
+    wv1::HeartbeatResponse response;
+    absl::Status status = front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
+      return front_->stub().Heartbeat(c, request, &response);
+    });
+    if (ErrorReason(status) == "WORKER_UNKNOWN") {
+      spdlog::info("the front does not know {} (it restarted?): registering again", name_);
+      status = Register();
+    }
+    if (!status.ok()) {
+      if (!unreachable) spdlog::warn("heartbeat to {} failed: {}", options_.front.address, status.ToString());
+      unreachable = true;
+      continue;
+    }
+    if (unreachable) spdlog::info("the front answers again");
+    unreachable = false;
+    for (const wv1::LeaseStatus& s : response.leases()) {
+      NoteLease(s.job(), s.state() == wv1::LeaseStatus::STATE_LOST,
+                s.state() == wv1::LeaseStatus::STATE_CANCEL_REQUESTED);
+    }
+  }
+}
+
+void Worker::AdaptPollLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->stopping_ || (w->current_ == nullptr && !w->pending_adapt_);
+          },
+          this));
+      if (stopping_) return;
+    }
+    wv1::PollWorkRequest request;
+    request.set_worker(name_);
+    request.set_lane(wv1::LANE_ADAPTATION);
+    *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
+    std::unique_ptr<grpc::ClientContext> context =
+        front_->Context(options_.poll_wait + absl::Seconds(10));
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      polls_.push_back(context.get());
+    }
+    wv1::PollWorkResponse response;
+    absl::Status status = FromGrpcStatus(front_->stub().PollWork(context.get(), request, &response));
+    {
+      absl::MutexLock lock(&mu_);
+      polls_.erase(std::find(polls_.begin(), polls_.end(), context.get()));
+    }
+    if (status.ok() && response.has_adapt()) {
+      absl::MutexLock lock(&mu_);
+      if (!stopping_) {
+        pending_adapt_ = response.adapt();
+        continue;
+      }
+    }
+    if (status.ok() && response.has_adapt()) {  // taken while stopping: give it back
+      const wv1::AdaptTask& t = response.adapt();
+      wv1::ReleaseJobRequest release;
+      release.set_worker(name_);
+      release.set_job(t.job());
+      release.set_attempt(t.attempt());
+      release.set_reason("the worker is shutting down");
+      wv1::ReleaseJobResponse ignored;
+      front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
+              return front_->stub().ReleaseJob(c, release, &ignored);
+            }).IgnoreError();
+      return;
+    }
+    if (!status.ok() && !stopping()) absl::SleepFor(absl::Seconds(1));
+  }
+}
+
+void Worker::GenerationPollLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->stopping_ || w->generation_held_ < w->options_.max_generation_tasks;
+          },
+          this));
+      if (stopping_) return;
+    }
+    wv1::PollWorkRequest request;
+    request.set_worker(name_);
+    request.set_lane(wv1::LANE_GENERATION);
+    *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
+    std::unique_ptr<grpc::ClientContext> context =
+        front_->Context(options_.poll_wait + absl::Seconds(10));
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      polls_.push_back(context.get());
+    }
+    wv1::PollWorkResponse response;
+    absl::Status status = FromGrpcStatus(front_->stub().PollWork(context.get(), request, &response));
+    {
+      absl::MutexLock lock(&mu_);
+      polls_.erase(std::find(polls_.begin(), polls_.end(), context.get()));
+    }
+    if (!status.ok()) {
+      if (!stopping()) absl::SleepFor(absl::Seconds(1));
+      continue;
+    }
+    if (!response.has_generate()) continue;
+    auto work = std::make_shared<GenWork>();
+    work->task = response.generate();
+    {
+      absl::MutexLock lock(&mu_);
+      ++generation_held_;
+    }
+    // An adapted generator's files come to the disk cache before the engine
+    // sees the task, so no training step waits on the network.
+    absl::Status fetched = absl::OkStatus();
+    if (work->task.has_delta()) {
+      const std::string dir = cache_->DiskDir(work->task.generator());
+      for (const restyle::v1::Artifact* a : {&work->task.delta(), &work->task.result_record()}) {
+        const std::string path = dir + "/" + a->name().substr(a->name().rfind('/') + 1);
+        if (fetched.ok() && !fs::exists(path)) fetched = front_->Download(name_, *a, path);
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    if (!fetched.ok()) {
+      Outgoing error;
+      error.work = work;
+      error.error = JobErrorOf(Annotate(fetched, absl::StrCat("fetching ", work->task.generator())));
+      outgoing_.push_back(std::move(error));
+    } else {
+      generation_.push_back(work);
+    }
+  }
+}
+
+// --- the engine thread ---------------------------------------------------------------------
+
+void Worker::EngineLoop() {
+  while (true) {
+    std::optional<wv1::AdaptTask> task;
+    std::shared_ptr<CurrentJob> job;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->pending_adapt_.has_value() || !w->generation_.empty() || w->polls_done_;
+          },
+          this));
+      if (generation_.empty()) {
+        if (!pending_adapt_) return;  // polls done and nothing left
+        task.swap(pending_adapt_);
+        // current_ is set with the task taken, so the poll does not ask again.
+        job = std::make_shared<CurrentJob>();
+        job->job = task->job();
+        job->attempt = task->attempt();
+        current_ = job;
+      }
+    }
+    if (task) {
+      RunAdapt(*task, job);
+    } else {
+      ServeGeneration(-1);
+    }
+  }
+}
+
+void Worker::ServeGeneration(int budget) {
+  constexpr int kChunk = 8;  // images per engine call
+  while (budget != 0) {
+    std::shared_ptr<GenWork> work;
+    {
+      absl::MutexLock lock(&mu_);
+      if (generation_.empty()) return;
+      work = generation_.front();
+    }
+    const wv1::GenerateTask& t = work->task;
+    absl::Status status = absl::OkStatus();
+    if (work->generator.is_empty() && !work->cancelled) {
+      const LoadedSource* source = models_->Source(t.source_id());
+      if (source == nullptr) {
+        status = ErrorWithReason(absl::StatusCode::kUnavailable, "SOURCE_NOT_LOADED",
+                                 absl::StrCat(name_, " has no source ", t.source_id()));
+      } else if (t.has_delta()) {
+        absl::StatusOr<engine::Generator> g =
+            cache_->Acquire(t.generator(), source->job_models.source,
+                            source->job_models.source->parameters().front().device());
+        status = g.status();
+        if (g.ok()) {
+          work->generator = *g;
+          work->from_cache = true;
+        }
+      } else {
+        work->generator = source->job_models.source;
+      }
+    }
+    const int remaining = t.seeds_size() - work->next;
+    int n = std::min(remaining, kChunk);
+    if (budget > 0) n = std::min(n, budget);
+    if (status.ok() && !work->cancelled && n > 0) {
+      std::vector<uint64_t> seeds(t.seeds().begin() + work->next, t.seeds().begin() + work->next + n);
+      absl::StatusOr<torch::Tensor> pixels = CallEngine("generating", [&] {
+        engine::GenerateOptions o;
+        o.truncation = t.truncation();
+        torch::Tensor images = engine::GenerateImages(*work->generator, seeds, o);
+        const int64_t size = images.size(-1);
+        if (t.max_resolution() > 0 && size > t.max_resolution()) {
+          int64_t target = 1;
+          while (target * 2 <= t.max_resolution()) target *= 2;
+          images = torch::nn::functional::avg_pool2d(
+              images, torch::nn::functional::AvgPool2dFuncOptions(size / target));
+        }
+        return engine::ToUint8Images(images);
+      });
+      status = pixels.status();
+      if (status.ok()) {
+        absl::MutexLock lock(&mu_);
+        for (int i = 0; i < n; ++i) {
+          Outgoing image;
+          image.work = work;
+          image.index = work->next + i;
+          image.seed = seeds[i];
+          image.pixels = (*pixels)[i];
+          outgoing_.push_back(std::move(image));
+        }
+      }
+      work->next += n;
+      if (budget > 0) budget -= n;
+    }
+    const bool done = !status.ok() || work->cancelled || work->next >= t.seeds_size();
+    if (done) {
+      if (work->from_cache) cache_->Release(t.generator());
+      work->generator = engine::Generator{nullptr};
+      absl::MutexLock lock(&mu_);
+      generation_.pop_front();
+      Outgoing end;
+      end.work = work;
+      end.end = true;
+      if (!status.ok()) end.error = JobErrorOf(status);
+      outgoing_.push_back(std::move(end));
+    }
+  }
+}
+
+void Worker::RunAdapt(const wv1::AdaptTask& task, const std::shared_ptr<CurrentJob>& job) {
+  const std::string out_dir = absl::StrCat(options_.work_dir, "/jobs/", IdOf(task.job()));
+  std::error_code ec;
+  fs::remove_all(out_dir, ec);
+  fs::create_directories(out_dir, ec);
+  spdlog::info("{} attempt {}: {} -> \"{}\"", task.job(), task.attempt(),
+               task.spec().source_generator(), task.spec().target_text());
+  bool stage1_trained = false;
+  absl::StatusOr<engine::JobResult> result = TrainJob(task, job, out_dir, &stage1_trained);
+  absl::Status status = result.status();
+  if (result.ok() && !job->lost) status = PublishResult(task, *result, out_dir, job, stage1_trained);
+  EndJob(task, status, stage1_trained, out_dir, job);
+  {
+    absl::MutexLock lock(&mu_);
+    current_ = nullptr;
+  }
+  fs::remove_all(out_dir, ec);
+}
+
+absl::StatusOr<engine::JobResult> Worker::TrainJob(const wv1::AdaptTask& task,
+                                                   const std::shared_ptr<CurrentJob>& job,
+                                                   const std::string& out_dir,
+                                                   bool* stage1_trained) {
+  const LoadedSource* source = models_->Source(task.source_id());
+  if (source == nullptr) {
+    return ErrorWithReason(absl::StatusCode::kFailedPrecondition, "SOURCE_NOT_LOADED",
+                           absl::StrCat(name_, " has no source generator ", task.source_id()));
+  }
+  RESTYLE_ASSIGN_OR_RETURN(engine::JobOptions options, JobOptionsFromSpec(task.spec()));
+  options.device = options_.device;
+  options.cuda_math = options_.cuda_math;
+  options.cudnn_autotune = options_.cudnn_autotune;
+  RESTYLE_RETURN_IF_ERROR(RunSettings("worker settings", [&] {
+    for (const auto& [key, value] : options_.job_settings) engine::SetJobSetting(options, key, value);
+  }));
+  options.out_dir = out_dir;
+  options.resume = true;
+  options.demo = models_->demo();
+  if (task.has_stage1_checkpoint() && !task.stage1_checkpoint().name().empty()) {
+    absl::Status fetched =
+        front_->Download(name_, task.stage1_checkpoint(), out_dir + "/" + kCheckpointFile);
+    if (fetched.ok()) {
+      spdlog::info("{}: stage-1 checkpoint of an earlier attempt fetched", task.job());
+      job->checkpoint_uploaded = true;  // the front has it
+    } else {
+      spdlog::warn("{}: the stage-1 checkpoint could not be fetched ({}); stage 1 trains again",
+                   task.job(), fetched.ToString());
+    }
+  }
+  engine::JobCallbacks callbacks;
+  callbacks.on_progress = [&](const engine::JobProgress& p) {
+    if (p.stage == 1) *stage1_trained = true;
+    if (p.stage == 2 && *stage1_trained && !job->checkpoint_uploaded) {
+      Report upload;
+      upload.job = task.job();
+      upload.attempt = task.attempt();
+      upload.upload_path = out_dir + "/" + kCheckpointFile;
+      upload.upload_file = kCheckpointFile;
+      upload.upload_kind = "stage1_checkpoint";
+      job->checkpoint_uploaded = true;
+      Enqueue(std::move(upload));
+    }
+    Report r;
+    r.job = task.job();
+    r.attempt = task.attempt();
+    r.event.emplace();
+    *r.event->mutable_progress() = ProgressOf(p);
+    if (!p.preview_path.empty()) {
+      r.upload_path = p.preview_path;
+      r.upload_file = "previews/" + fs::path(p.preview_path).filename().string();
+      r.upload_kind = "preview";
+    }
+    Enqueue(std::move(r));
+    ServeGeneration(options_.images_per_slot);
+  };
+  callbacks.is_cancelled = [&] { return job->cancel || job->lost || stopping(); };
+  callbacks.on_log = [&](const std::string& line) {
+    spdlog::info("{}: {}", task.job(), line);
+    Report r;
+    r.job = task.job();
+    r.attempt = task.attempt();
+    r.event.emplace();
+    r.event->set_log(line);
+    Enqueue(std::move(r));
+  };
+  return CallEngine(absl::StrCat("running ", task.job()),
+                    [&] { return engine::RunJob(options, source->job_models, callbacks); });
+}
+
+absl::Status Worker::UploadCheckpoint(const std::shared_ptr<CurrentJob>& job,
+                                      const std::string& out_dir) {
+  const std::string path = out_dir + "/" + kCheckpointFile;
+  if (job->checkpoint_uploaded.exchange(true) || !fs::exists(path)) return absl::OkStatus();
+  return UploadFile(job->job, job->attempt, path, kCheckpointFile, "stage1_checkpoint").status();
+}
+
+absl::StatusOr<restyle::v1::Artifact> Worker::UploadFile(const std::string& job, int attempt,
+                                                         const std::string& path,
+                                                         const std::string& file,
+                                                         const std::string& kind) {
+  wv1::UploadArtifactRequest::Header header;
+  header.set_worker(name_);
+  header.set_job(job);
+  header.set_attempt(attempt);
+  header.set_file(file);
+  header.set_kind(kind);
+  absl::StatusOr<restyle::v1::Artifact> artifact;
+  std::shared_ptr<CurrentJob> current;
+  {
+    absl::MutexLock lock(&mu_);
+    current = current_;
+  }
+  absl::Status status = Persist(
+      absl::Minutes(10),
+      [&] {
+        artifact = front_->Upload(header, path);
+        return artifact.status();
+      },
+      current != nullptr && current->job == job ? current : nullptr);
+  if (!status.ok()) return status;
+  return artifact;
+}
+
+absl::Status Worker::PublishResult(const wv1::AdaptTask& task, const engine::JobResult& result,
+                                   const std::string& out_dir,
+                                   const std::shared_ptr<CurrentJob>& job, bool stage1_trained) {
+  Report exporting;
+  exporting.job = task.job();
+  exporting.attempt = task.attempt();
+  exporting.event.emplace();
+  exporting.event->mutable_progress()->set_stage(restyle::v1::JOB_STAGE_EXPORTING);
+  Enqueue(std::move(exporting));
+  FlushReports();
+  std::vector<std::pair<std::string, std::string>> files = {
+      {"generator_delta.safetensors", "generator_delta"},
+      {"samples.png", "samples"},
+      {"quality.json", "quality"},
+      {"result.json", "result"}};
+  for (const std::string& mapper : result.mapper_paths) {
+    files.emplace_back(fs::path(mapper).filename().string(), "mapper");
+  }
+  for (const auto& [file, kind] : files) {
+    const std::string path = out_dir + "/" + file;
+    if (!fs::exists(path)) continue;  // samples.png without libpng
+    RESTYLE_RETURN_IF_ERROR(UploadFile(task.job(), task.attempt(), path, file, kind).status());
+  }
+  if (stage1_trained) RESTYLE_RETURN_IF_ERROR(UploadCheckpoint(job, out_dir));
+
+  const LoadedSource* source = models_->Source(task.source_id());
+  wv1::CompleteJobRequest request;
+  request.set_worker(name_);
+  request.set_job(task.job());
+  request.set_attempt(task.attempt());
+  restyle::v1::JobResult& r = *request.mutable_result();
+  const engine::QualityReport& q = result.quality;
+  restyle::v1::QualityReport& quality = *r.mutable_quality();
+  quality.set_target_prompt(q.target_prompt);
+  quality.set_samples(q.samples);
+  quality.set_truncation(q.truncation);
+  *quality.mutable_source() = ScoreOf(q.source);
+  *quality.mutable_adapted() = ScoreOf(q.adapted);
+  for (const auto& m : q.models) {
+    restyle::v1::QualityReport::PerModel& pm = *quality.add_models();
+    pm.set_name(m.name);
+    pm.set_weight(m.weight);
+    *pm.mutable_source() = ScoreOf(m.source);
+    *pm.mutable_adapted() = ScoreOf(m.adapted);
+  }
+  *r.mutable_stage1() = TimingOf(result.stage1);
+  *r.mutable_stage2() = TimingOf(result.stage2);
+  *r.mutable_total_duration() =
+      ToProtoDuration(absl::Milliseconds(static_cast<int64_t>(result.total_seconds * 1000)));
+  r.set_stage1_resumed(result.stage1_resumed);
+  RESTYLE_ASSIGN_OR_RETURN(std::string digest, CallEngine("digest", [&] {
+                             return engine::GeneratorImpl::Digest(*result.adapted);
+                           }));
+  r.set_generator_digest(digest);
+  for (const std::string& c : models_->clip_names()) r.add_clip_models(c);
+  if (source != nullptr) r.set_source_digest(source->job_models.source_digest);
+  wv1::CompleteJobResponse response;
+  return Persist(
+      absl::Minutes(10),
+      [&] {
+        return front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
+          return front_->stub().CompleteJob(c, request, &response);
+        });
+      },
+      job);
+}
+
+void Worker::EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool stage1_trained,
+                    const std::string& out_dir, const std::shared_ptr<CurrentJob>& job) {
+  FlushReports();
+  if (job->lost) {
+    spdlog::warn("{} attempt {}: stopped, the lease had moved on", task.job(), task.attempt());
+    return;
+  }
+  if (status.ok()) {
+    spdlog::info("{} attempt {}: done", task.job(), task.attempt());
+    return;
+  }
+  wv1::CompleteJobRequest complete;
+  complete.set_worker(name_);
+  complete.set_job(task.job());
+  complete.set_attempt(task.attempt());
+  if (status.code() == absl::StatusCode::kCancelled && !job->cancel) {
+    // Stopping (SIGTERM): keep stage 1's work for the next attempt, hand back.
+    if (stage1_trained) {
+      absl::Status uploaded = UploadCheckpoint(job, out_dir);
+      if (!uploaded.ok()) spdlog::warn("{}: checkpoint upload failed: {}", task.job(), uploaded.ToString());
+    }
+    wv1::ReleaseJobRequest release;
+    release.set_worker(name_);
+    release.set_job(task.job());
+    release.set_attempt(task.attempt());
+    release.set_reason("the worker is shutting down");
+    wv1::ReleaseJobResponse ignored;
+    absl::Status released = Persist(absl::Seconds(20), [&] {
+      return front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
+        return front_->stub().ReleaseJob(c, release, &ignored);
+      });
+    });
+    spdlog::info("{} attempt {}: released ({})", task.job(), task.attempt(),
+                 released.ok() ? "ok" : released.ToString());
+    return;
+  }
+  if (status.code() == absl::StatusCode::kCancelled) {
+    *complete.mutable_error() = JobErrorOf(status);
+    complete.mutable_error()->set_reason("CANCELLED");
+  } else {
+    *complete.mutable_error() = JobErrorOf(status);
+    complete.set_retryable(Retryable(status));
+    spdlog::warn("{} attempt {} failed: {}", task.job(), task.attempt(), status.ToString());
+  }
+  wv1::CompleteJobResponse response;
+  absl::Status reported = Persist(
+      absl::Minutes(10),
+      [&] {
+        return front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
+          return front_->stub().CompleteJob(c, complete, &response);
+        });
+      },
+      job);
+  if (!reported.ok()) spdlog::warn("{}: reporting the end failed: {}", task.job(), reported.ToString());
+}
+
+// --- the reporter -----------------------------------------------------------------------
+
+void Worker::Enqueue(Report report) {
+  absl::MutexLock lock(&mu_);
+  reports_.push_back(std::move(report));
+}
+
+void Worker::FlushReports() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+        return w->reports_.empty() && !w->reporting_;
+      },
+      this));
+}
+
+void Worker::ReporterLoop() {
+  while (true) {
+    std::deque<Report> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return !w->reports_.empty() || w->engine_done_;
+          },
+          this));
+      if (reports_.empty()) return;
+      batch.swap(reports_);
+      reporting_ = true;
+    }
+    // Sends the events gathered for one lease, in order.
+    wv1::ReportProgressRequest request;
+    auto send = [&] {
+      if (request.events_size() == 0) return;
+      wv1::ReportProgressResponse response;
+      absl::Status status = Persist(absl::Seconds(30), [&] {
+        return front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
+          return front_->stub().ReportProgress(c, request, &response);
+        });
+      });
+      if (ErrorReason(status) == "LEASE_LOST") NoteLease(request.job(), true, false);
+      if (status.ok() && response.cancel_requested()) NoteLease(request.job(), false, true);
+      if (!status.ok() && ErrorReason(status) != "LEASE_LOST") {
+        spdlog::warn("{}: {} progress event(s) not delivered: {}", request.job(),
+                     request.events_size(), status.ToString());
+      }
+      request.clear_events();
+    };
+    for (Report& r : batch) {
+      if (request.events_size() > 0 &&
+          (request.job() != r.job || request.attempt() != r.attempt || !r.upload_path.empty())) {
+        send();
+      }
+      request.set_worker(name_);
+      request.set_job(r.job);
+      request.set_attempt(r.attempt);
+      if (!r.upload_path.empty()) {
+        absl::StatusOr<restyle::v1::Artifact> a =
+            UploadFile(r.job, r.attempt, r.upload_path, r.upload_file, r.upload_kind);
+        if (!a.ok()) {
+          spdlog::warn("{}: upload of {} failed: {}", r.job, r.upload_file, a.status().ToString());
+        } else if (r.event && r.event->has_progress()) {
+          r.event->mutable_progress()->set_preview(a->name());
+        }
+      }
+      if (r.event) *request.add_events() = std::move(*r.event);
+    }
+    send();
+    absl::MutexLock lock(&mu_);
+    reporting_ = false;
+  }
+}
+
+// --- the sender -----------------------------------------------------------------------------
+
+void Worker::SenderLoop() {
+  struct Stream {
+    std::unique_ptr<grpc::ClientContext> context;
+    wv1::SendImagesResponse response;
+    std::unique_ptr<grpc::ClientWriter<wv1::SendImagesRequest>> writer;
+    bool broken = false;
+  };
+  std::map<std::string, Stream> streams;
+  while (true) {
+    Outgoing item;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Worker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return !w->outgoing_.empty() || w->engine_done_;
+          },
+          this));
+      if (outgoing_.empty()) return;
+      item = std::move(outgoing_.front());
+      outgoing_.pop_front();
+    }
+    const std::string& id = item.work->task.task_id();
+    auto it = streams.find(id);
+    if (it == streams.end()) {
+      Stream s;
+      s.context = front_->Context(absl::Minutes(30));
+      s.writer = front_->stub().SendImages(s.context.get(), &s.response);
+      wv1::SendImagesRequest header;
+      header.mutable_header()->set_worker(name_);
+      header.mutable_header()->set_task_id(id);
+      s.broken = !s.writer->Write(header);
+      it = streams.emplace(id, std::move(s)).first;
+    }
+    Stream& s = it->second;
+    wv1::SendImagesRequest message;
+    if (item.error) {
+      *message.mutable_error() = *item.error;
+      if (!s.broken) s.broken = !s.writer->Write(message);
+      item.end = true;
+    } else if (!item.end && !s.broken) {
+      absl::StatusOr<std::string> png =
+          CallEngine("encoding PNG", [&] { return engine::EncodePng(item.pixels); });
+      if (png.ok()) {
+        wv1::SendImagesRequest::Image& image = *message.mutable_image();
+        image.set_index(item.index);
+        image.set_seed(item.seed);
+        image.set_height(static_cast<int32_t>(item.pixels.size(0)));
+        image.set_width(static_cast<int32_t>(item.pixels.size(1)));
+        image.set_png(std::move(*png));
+        s.broken = !s.writer->Write(message);
+      }
+    }
+    if (s.broken) item.work->cancelled = true;  // the engine stops drawing its images
+    if (item.end) {
+      if (!s.broken) s.writer->WritesDone();
+      absl::Status status = FromGrpcStatus(s.writer->Finish());
+      if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+        spdlog::warn("generation {}: {}", id, status.ToString());
+      }
+      streams.erase(it);
+      absl::MutexLock lock(&mu_);
+      --generation_held_;
+    }
+  }
+}
+
+}  // namespace restyle::worker

@@ -1,0 +1,196 @@
+// restyle-worker: one process per GPU (or CPU machine) that owns the engine
+// and works for a front (pull model: it connects to the front's worker port,
+// so it needs no discovery and the front no list of workers).
+//
+// At start it loads its models (manifest.h, or the demo models), sets the
+// process-wide LibTorch settings once (threads, TF32 / cuDNN), and
+// registers. Then threads of its own:
+//   heartbeat   renews the lease of the running job; learns of cancels and
+//               lost leases; registers again when the front forgot it
+//   polls       one long poll per lane (adaptation only while idle;
+//               generation while it has room), fetching an adapted
+//               generator's files before the task is queued
+//   engine      the only thread that runs LibTorch: a job at a time, and
+//               generation tasks while idle or between training steps
+//   reporter    progress batches (and preview and stage-1 checkpoint
+//               uploads) to the front, never blocking a training step
+//   sender      encodes generated images as PNG and streams them back
+// A job's end: artifacts uploaded (sha256 checked by the front), then
+// CompleteJob; a non-finite loss or an out-of-memory fails it with its
+// reason; a lost lease stops it without reporting anything more.
+//
+// Shutdown (SIGTERM): stops taking work, lets the current step finish,
+// uploads the stage-1 checkpoint if there is one, releases the lease,
+// finishes the generation tasks it holds, and returns from Run.
+//
+// Thread-safety: Shutdown from any thread; everything else is internal.
+#ifndef RESTYLE_WORKER_WORKER_H_
+#define RESTYLE_WORKER_WORKER_H_
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "worker/engine/adapt_job/job.h"
+#include "worker/front_client.h"
+#include "worker/generator_cache.h"
+#include "worker/models.h"
+
+namespace restyle::worker {
+
+struct WorkerOptions {
+  ConnectionOptions front;
+  // manifest.json and model files; "" loads the embedded demo models.
+  std::string model_dir;
+  // Job outputs and the disk cache of adapted generators. Required.
+  std::string work_dir;
+  // Stable for the process; "" makes <hostname>-<random>.
+  std::string worker_id;
+  engine::JobDevice device = engine::JobDevice::kCpu;
+  // LibTorch intra-op threads (0: every CPU).
+  int threads = 0;
+  // CUDA arithmetic, process-wide (set once at start, the same for every job).
+  engine::CudaMath cuda_math = engine::CudaMath::kTf32;
+  bool cudnn_autotune = true;
+  // The worker's own job settings (common/job_spec.h WorkerSettingKeys, such
+  // as "conv_mode" or "stage2.train_precision"), as the table's key and text.
+  std::vector<std::pair<std::string, std::string>> job_settings;
+  // Parameter bytes of adapted generators kept in memory (0: 2 GiB).
+  int64_t cache_bytes = 0;
+  // Generation tasks held at a time (queued, running or sending).
+  int max_generation_tasks = 4;
+  // Images generated between two training steps while a job runs.
+  int images_per_slot = 4;
+  // How long a poll waits at the front.
+  absl::Duration poll_wait = absl::Seconds(10);
+};
+
+class Worker {
+ public:
+  // Loads the models and prepares the connection (nothing is sent yet).
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(const WorkerOptions& options);
+  ~Worker();
+
+  // Registers and works until Shutdown; returns once the lease (if any) is
+  // released and the threads have stopped.
+  absl::Status Run();
+  void Shutdown();
+
+  const std::string& name() const { return name_; }
+
+ private:
+  // The job the engine runs, and what the front said of its lease.
+  struct CurrentJob {
+    std::string job;  // "jobs/{id}"
+    int attempt = 0;
+    std::atomic<bool> cancel{false};  // a client asked: stop and report CANCELLED
+    std::atomic<bool> lost{false};    // the lease moved on: stop, report nothing
+    std::atomic<bool> checkpoint_uploaded{false};
+  };
+  // A generation task held by this worker.
+  struct GenWork {
+    wv1::GenerateTask task;
+    int next = 0;                         // index of the next seed to draw
+    std::atomic<bool> cancelled{false};   // its client left (set by the sender)
+    engine::Generator generator{nullptr}; // resolved on the engine thread
+    bool from_cache = false;              // an adapted generator to release
+  };
+  // An event for the front about a job, or a file to upload first.
+  struct Report {
+    std::string job;
+    int attempt = 0;
+    std::optional<wv1::ProgressEvent> event;
+    // Uploaded before `event` is sent: a preview (its artifact name goes in
+    // event.progress.preview) or, without an event, another file.
+    std::string upload_path;
+    std::string upload_file;
+    std::string upload_kind;
+  };
+  // An image to send (or the end of a task, or its error).
+  struct Outgoing {
+    std::shared_ptr<GenWork> work;
+    int index = 0;
+    uint64_t seed = 0;
+    torch::Tensor pixels;  // (H,W,3) uint8
+    bool end = false;
+    std::optional<restyle::v1::JobError> error;
+  };
+
+  explicit Worker(const WorkerOptions& options) : options_(options) {}
+
+  absl::Status Register();
+  void HeartbeatLoop();
+  void AdaptPollLoop();
+  void GenerationPollLoop();
+  void ReporterLoop();
+  void SenderLoop();
+
+  // The engine thread's work.
+  void EngineLoop();
+  // Runs a leased job to its end (`job` is current_).
+  void RunAdapt(const wv1::AdaptTask& task, const std::shared_ptr<CurrentJob>& job);
+  absl::StatusOr<engine::JobResult> TrainJob(const wv1::AdaptTask& task,
+                                             const std::shared_ptr<CurrentJob>& job,
+                                             const std::string& out_dir, bool* stage1_trained);
+  absl::Status PublishResult(const wv1::AdaptTask& task, const engine::JobResult& result,
+                             const std::string& out_dir, const std::shared_ptr<CurrentJob>& job,
+                             bool stage1_trained);
+  void EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool stage1_trained,
+              const std::string& out_dir, const std::shared_ptr<CurrentJob>& job);
+  // Uploads the stage-1 checkpoint in `out_dir` once per attempt.
+  absl::Status UploadCheckpoint(const std::shared_ptr<CurrentJob>& job, const std::string& out_dir);
+  // Generates up to `budget` images of queued tasks (all when budget < 0).
+  void ServeGeneration(int budget);
+
+  // Reporter: queues an event (or an upload) for the current job; Flush
+  // waits until everything queued has been sent (or given up).
+  void Enqueue(Report report);
+  void FlushReports();
+  // Retries `call` while the front is unreachable, up to `patience`.
+  absl::Status Persist(absl::Duration patience, const std::function<absl::Status()>& call,
+                       const std::shared_ptr<CurrentJob>& job = nullptr);
+  // Marks the current job's lease lost or cancelled as the front says.
+  void NoteLease(const std::string& job, bool lost, bool cancel);
+  absl::StatusOr<restyle::v1::Artifact> UploadFile(const std::string& job, int attempt,
+                                                   const std::string& path,
+                                                   const std::string& file,
+                                                   const std::string& kind);
+  bool stopping() const;
+
+  const WorkerOptions options_;
+  std::string name_;  // "workers/{id}"
+  std::unique_ptr<Models> models_;
+  std::unique_ptr<FrontClient> front_;
+  std::unique_ptr<GeneratorCache> cache_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(2);
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<CurrentJob> current_ ABSL_GUARDED_BY(mu_);
+  std::optional<wv1::AdaptTask> pending_adapt_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<GenWork>> generation_ ABSL_GUARDED_BY(mu_);
+  bool polls_done_ ABSL_GUARDED_BY(mu_) = false;
+  // Generation tasks held: queued, running or being sent.
+  int generation_held_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Report> reports_ ABSL_GUARDED_BY(mu_);
+  bool reporting_ ABSL_GUARDED_BY(mu_) = false;  // the reporter is sending
+  std::deque<Outgoing> outgoing_ ABSL_GUARDED_BY(mu_);
+  bool engine_done_ ABSL_GUARDED_BY(mu_) = false;
+  // Poll calls in flight, cancelled by Shutdown.
+  std::vector<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace restyle::worker
+
+#endif  // RESTYLE_WORKER_WORKER_H_
