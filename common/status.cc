@@ -49,6 +49,13 @@ std::string ErrorReason(const absl::Status& status) { return ErrorDetailOf(statu
 
 std::string DefaultReason(absl::StatusCode code) { return absl::StatusCodeToString(code); }
 
+std::string StatusText(const absl::Status& status) {
+  if (status.ok()) return "OK";
+  const std::string reason = ErrorReason(status);
+  return absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message(),
+                      reason.empty() ? "" : absl::StrCat(" (", reason, ")"));
+}
+
 absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   if (status.ok()) return status;
   absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));

@@ -72,6 +72,9 @@ std::string ErrorReason(const absl::Status& status);
 // A reason for a status that has none: the code's name ("NOT_FOUND").
 std::string DefaultReason(absl::StatusCode code);
 
+// For logs and people: "CODE: message (REASON)", without payload bytes.
+std::string StatusText(const absl::Status& status);
+
 // `status` with `context + ": "` before its message, keeping its payloads.
 absl::Status Annotate(const absl::Status& status, absl::string_view context);
 

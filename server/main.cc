@@ -3,11 +3,14 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
+#include "common/signals.h"
+#include "common/status.h"
 #include "server/server.h"
 
 namespace {
@@ -62,25 +65,22 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals go to one thread that asks the server to stop.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   absl::StatusOr<std::unique_ptr<restyle::server::Server>> server =
       restyle::server::Server::Create(o);
   if (!server.ok()) {
-    spdlog::error("cannot start: {}", server.status().ToString(absl::StatusToStringMode::kWithNoExtraData));
+    spdlog::error("cannot start: {}", restyle::StatusText(server.status()));
     return 1;
   }
-  std::thread([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
+  restyle::server::Server* s = server->get();
+  restyle::WatchTerminationSignals([s](int signal, int count) {
     spdlog::info("{} received", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    (*server)->Shutdown();
-  }).detach();
+    if (count == 1) {
+      std::thread([s] { s->Shutdown(); }).detach();
+    } else {
+      spdlog::warn("second signal: exiting now");
+      std::_Exit(1);
+    }
+  });
   (*server)->Wait();
   return 0;
 }

@@ -129,7 +129,7 @@ wv1::RegisterWorkerResponse Scheduler::Register(const wv1::RegisterWorkerRequest
     store_executor_->Schedule([this, new_sources] {
       for (const v1::Generator& g : new_sources) {
         absl::Status s = store_->PutSource(g);
-        if (!s.ok()) spdlog::warn("recording source {}: {}", g.name(), s.ToString());
+        if (!s.ok()) spdlog::warn("recording source {}: {}", g.name(), StatusText(s));
       }
     });
   }
@@ -351,7 +351,7 @@ void Scheduler::TryLease(std::shared_ptr<Waiter> w) {
     absl::StatusOr<std::optional<JobUpdate>> lease =
         sources.empty() ? std::optional<JobUpdate>()
                         : store_->Lease(w->worker, sources, absl::Now(), options_.lease_ttl);
-    if (!lease.ok()) spdlog::warn("leasing a job for {}: {}", w->worker, lease.status().ToString());
+    if (!lease.ok()) spdlog::warn("leasing a job for {}: {}", w->worker, StatusText(lease.status()));
     if (!lease.ok() || !*lease) {
       bool retry = false;
       {
@@ -614,7 +614,7 @@ void Scheduler::Tick() {
     absl::StatusOr<std::vector<JobUpdate>> expired = store_->ExpireDue(absl::Now());
     tick_running_ = false;
     if (!expired.ok()) {
-      spdlog::warn("applying job deadlines: {}", expired.status().ToString());
+      spdlog::warn("applying job deadlines: {}", StatusText(expired.status()));
       return;
     }
     for (const JobUpdate& u : *expired) {

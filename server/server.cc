@@ -65,8 +65,8 @@ absl::Status Server::Start() {
   if (ec) return ErrnoStatus(absl::StrCat("create ", options_.data_dir), ec.value());
   RESTYLE_ASSIGN_OR_RETURN(store_,
                            SqliteJobStore::Open({.path = options_.data_dir + "/restyle.db"}));
-  // Workers get a lease period to reconnect before their jobs move.
-  RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + options_.scheduler.lease_ttl));
+  // Workers get two lease periods to reconnect before their jobs move.
+  RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + 2 * options_.scheduler.lease_ttl));
   artifacts_ = std::make_unique<ArtifactStore>(options_.data_dir + "/artifacts", store_.get());
   RESTYLE_ASSIGN_OR_RETURN(auth_, Authenticator::Create(options_.tokens_file));
   RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, Credentials(options_));

@@ -60,8 +60,8 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Opens the store, applies a lease grace period after a restart, binds
-  // the ports and starts serving.
+  // Opens the store, gives the leases of a previous run two lease periods
+  // for their workers to reconnect, binds the ports and starts serving.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options);
   ~Server();
 

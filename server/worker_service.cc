@@ -170,8 +170,13 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
     out.set_width(image->width());
     out.set_height(image->height());
     out.set_allocated_png(image->release_png());
+    // Counted before the write: once written, the client stream's OnWritten
+    // may start the next read, whose end can run before this line would.
+    {
+      absl::MutexLock lock(&mu_);
+      ++task->images_sent;
+    }
     if (!task->stream->Write(std::move(out))) return End(false, absl::CancelledError("the client left"));
-    ++task->images_sent;  // only this call's reads touch it
     // Otherwise the client stream's OnWritten asks for the next one.
     if (task->stream->queued() < kMaxAhead) Read();
   }
@@ -213,13 +218,17 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
     if (task != nullptr) {
       if (worker_done) {
         const int want = task->task.seeds_size();
-        if (task->images_sent == want) {
+        int sent;
+        {
+          absl::MutexLock lock(&mu_);
+          sent = task->images_sent;
+        }
+        if (sent == want) {
           task->stream->Finish(absl::OkStatus());
         } else {
           task->stream->Finish(ErrorWithReason(
               absl::StatusCode::kUnavailable, "WORKER_LOST",
-              absl::StrCat("the worker stopped after ", task->images_sent, " of ", want,
-                           " images; retry")));
+              absl::StrCat("the worker stopped after ", sent, " of ", want, " images; retry")));
         }
       }
       front_->scheduler->GenerationDone(task->task.task_id());

@@ -35,7 +35,9 @@ absl::StatusOr<std::unique_ptr<FrontClient>> FrontClient::Create(const Connectio
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // A restarted front is found again within a second or two.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);
   args.SetMaxReceiveMessageSize(8 << 20);
   auto channel = grpc::CreateCustomChannel(options.address, creds, args);
   return std::unique_ptr<FrontClient>(new FrontClient(channel, options.token));

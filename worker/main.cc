@@ -12,6 +12,8 @@
 #include "absl/strings/ascii.h"
 #include "common/files.h"
 #include "common/logging.h"
+#include "common/signals.h"
+#include "common/status.h"
 #include "worker/worker.h"
 
 int main(int argc, char** argv) {
@@ -80,30 +82,25 @@ int main(int argc, char** argv) {
     o.front.token = token;
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   absl::StatusOr<std::unique_ptr<restyle::worker::Worker>> worker = restyle::worker::Worker::Create(o);
   if (!worker.ok()) {
     spdlog::error("cannot start: {}",
-                  worker.status().ToString(absl::StatusToStringMode::kWithNoExtraData));
+                  restyle::StatusText(worker.status()));
     return 1;
   }
-  std::thread([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
+  restyle::worker::Worker* w = worker->get();
+  restyle::WatchTerminationSignals([w](int signal, int count) {
     spdlog::info("{} received", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    (*worker)->Shutdown();
-    sigwait(&signals, &signal);
-    spdlog::warn("second signal: exiting now");
-    std::_Exit(130);
-  }).detach();
+    if (count == 1) {
+      w->Shutdown();
+    } else {
+      spdlog::warn("second signal: exiting now");
+      std::_Exit(130);
+    }
+  });
   absl::Status status = (*worker)->Run();
   if (!status.ok()) {
-    spdlog::error("{}", status.ToString(absl::StatusToStringMode::kWithNoExtraData));
+    spdlog::error("{}", restyle::StatusText(status));
     return 1;
   }
   return 0;

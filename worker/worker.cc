@@ -229,7 +229,7 @@ absl::Status Worker::Run() {
     if (status.ok()) break;
     if (stopping()) return absl::OkStatus();
     if (!warned) {
-      spdlog::warn("cannot register with {}: {}; retrying", options_.front.address, status.ToString());
+      spdlog::warn("cannot register with {}: {}; retrying", options_.front.address, StatusText(status));
       warned = true;
     }
     absl::SleepFor(backoff);
@@ -260,6 +260,14 @@ absl::Status Worker::Run() {
   }
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  // A last word, so the front stops counting on this worker at once.
+  wv1::HeartbeatRequest goodbye;
+  goodbye.set_worker(name_);
+  goodbye.set_draining(true);
+  wv1::HeartbeatResponse ignored;
+  front_->Call(absl::Seconds(2), [&](grpc::ClientContext* c) {
+          return front_->stub().Heartbeat(c, goodbye, &ignored);
+        }).IgnoreError();
   spdlog::info("{} stopped", name_);
   return absl::OkStatus();
 }
@@ -322,7 +330,7 @@ void Worker::HeartbeatLoop() {
       status = Register();
     }
     if (!status.ok()) {
-      if (!unreachable) spdlog::warn("heartbeat to {} failed: {}", options_.front.address, status.ToString());
+      if (!unreachable) spdlog::warn("heartbeat to {} failed: {}", options_.front.address, StatusText(status));
       unreachable = true;
       continue;
     }
@@ -602,7 +610,7 @@ absl::StatusOr<engine::JobResult> Worker::TrainJob(const wv1::AdaptTask& task,
       job->checkpoint_uploaded = true;  // the front has it
     } else {
       spdlog::warn("{}: the stage-1 checkpoint could not be fetched ({}); stage 1 trains again",
-                   task.job(), fetched.ToString());
+                   task.job(), StatusText(fetched));
     }
   }
   engine::JobCallbacks callbacks;
@@ -765,7 +773,7 @@ void Worker::EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool
     // Stopping (SIGTERM): keep stage 1's work for the next attempt, hand back.
     if (stage1_trained) {
       absl::Status uploaded = UploadCheckpoint(job, out_dir);
-      if (!uploaded.ok()) spdlog::warn("{}: checkpoint upload failed: {}", task.job(), uploaded.ToString());
+      if (!uploaded.ok()) spdlog::warn("{}: checkpoint upload failed: {}", task.job(), StatusText(uploaded));
     }
     wv1::ReleaseJobRequest release;
     release.set_worker(name_);
@@ -779,7 +787,7 @@ void Worker::EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool
       });
     });
     spdlog::info("{} attempt {}: released ({})", task.job(), task.attempt(),
-                 released.ok() ? "ok" : released.ToString());
+                 released.ok() ? "ok" : StatusText(released));
     return;
   }
   if (status.code() == absl::StatusCode::kCancelled) {
@@ -788,7 +796,7 @@ void Worker::EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool
   } else {
     *complete.mutable_error() = JobErrorOf(status);
     complete.set_retryable(Retryable(status));
-    spdlog::warn("{} attempt {} failed: {}", task.job(), task.attempt(), status.ToString());
+    spdlog::warn("{} attempt {} failed: {}", task.job(), task.attempt(), StatusText(status));
   }
   wv1::CompleteJobResponse response;
   absl::Status reported = Persist(
@@ -799,7 +807,7 @@ void Worker::EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool
         });
       },
       job);
-  if (!reported.ok()) spdlog::warn("{}: reporting the end failed: {}", task.job(), reported.ToString());
+  if (!reported.ok()) spdlog::warn("{}: reporting the end failed: {}", task.job(), StatusText(reported));
 }
 
 // --- the reporter -----------------------------------------------------------------------
@@ -846,11 +854,17 @@ void Worker::ReporterLoop() {
       if (status.ok() && response.cancel_requested()) NoteLease(request.job(), false, true);
       if (!status.ok() && ErrorReason(status) != "LEASE_LOST") {
         spdlog::warn("{}: {} progress event(s) not delivered: {}", request.job(),
-                     request.events_size(), status.ToString());
+                     request.events_size(), StatusText(status));
       }
       request.clear_events();
     };
     for (Report& r : batch) {
+      bool lost = false;
+      {
+        absl::MutexLock lock(&mu_);
+        lost = current_ == nullptr || current_->job != r.job || current_->lost;
+      }
+      if (lost) continue;  // nobody wants to hear of it any more
       if (request.events_size() > 0 &&
           (request.job() != r.job || request.attempt() != r.attempt || !r.upload_path.empty())) {
         send();
@@ -862,7 +876,7 @@ void Worker::ReporterLoop() {
         absl::StatusOr<restyle::v1::Artifact> a =
             UploadFile(r.job, r.attempt, r.upload_path, r.upload_file, r.upload_kind);
         if (!a.ok()) {
-          spdlog::warn("{}: upload of {} failed: {}", r.job, r.upload_file, a.status().ToString());
+          spdlog::warn("{}: upload of {} failed: {}", r.job, r.upload_file, StatusText(a.status()));
         } else if (r.event && r.event->has_progress()) {
           r.event->mutable_progress()->set_preview(a->name());
         }
@@ -884,7 +898,8 @@ void Worker::SenderLoop() {
     std::unique_ptr<grpc::ClientWriter<wv1::SendImagesRequest>> writer;
     bool broken = false;
   };
-  std::map<std::string, Stream> streams;
+  // Heap-allocated: the writer keeps a pointer to `response`.
+  std::map<std::string, std::unique_ptr<Stream>> streams;
   while (true) {
     Outgoing item;
     {
@@ -901,16 +916,16 @@ void Worker::SenderLoop() {
     const std::string& id = item.work->task.task_id();
     auto it = streams.find(id);
     if (it == streams.end()) {
-      Stream s;
-      s.context = front_->Context(absl::Minutes(30));
-      s.writer = front_->stub().SendImages(s.context.get(), &s.response);
+      auto s = std::make_unique<Stream>();
+      s->context = front_->Context(absl::Minutes(30));
+      s->writer = front_->stub().SendImages(s->context.get(), &s->response);
       wv1::SendImagesRequest header;
       header.mutable_header()->set_worker(name_);
       header.mutable_header()->set_task_id(id);
-      s.broken = !s.writer->Write(header);
+      s->broken = !s->writer->Write(header);
       it = streams.emplace(id, std::move(s)).first;
     }
-    Stream& s = it->second;
+    Stream& s = *it->second;
     wv1::SendImagesRequest message;
     if (item.error) {
       *message.mutable_error() = *item.error;
@@ -919,7 +934,11 @@ void Worker::SenderLoop() {
     } else if (!item.end && !s.broken) {
       absl::StatusOr<std::string> png =
           CallEngine("encoding PNG", [&] { return engine::EncodePng(item.pixels); });
-      if (png.ok()) {
+      if (!png.ok()) {
+        *message.mutable_error() = JobErrorOf(png.status());
+        s.broken = !s.writer->Write(message);
+        s.broken = true;  // nothing more goes on this stream
+      } else {
         wv1::SendImagesRequest::Image& image = *message.mutable_image();
         image.set_index(item.index);
         image.set_seed(item.seed);
@@ -934,7 +953,7 @@ void Worker::SenderLoop() {
       if (!s.broken) s.writer->WritesDone();
       absl::Status status = FromGrpcStatus(s.writer->Finish());
       if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
-        spdlog::warn("generation {}: {}", id, status.ToString());
+        spdlog::warn("generation {}: {}", id, StatusText(status));
       }
       streams.erase(it);
       absl::MutexLock lock(&mu_);
