@@ -1,7 +1,6 @@
 #include "server/server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -89,14 +88,20 @@ absl::Status Server::Start() {
   api_service_ = std::make_unique<ApiService>(&front_);
   worker_service_ = std::make_unique<WorkerService>(&front_);
 
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  health_.Set(kWorkerServiceName, true);
+  SetHealth(false);
+  auto add_health = [this](grpc::ServerBuilder& b) {
+    health_services_.push_back(std::make_unique<HealthService>(&health_));
+    b.RegisterService(health_services_.back().get());
+  };
   const std::string host = options_.host;
   {
     grpc::ServerBuilder b;
     Configure(b);
     b.AddListeningPort(absl::StrCat(host, ":", options_.api_port), creds, &api_port_);
     b.RegisterService(api_service_.get());
+    add_health(b);
     RESTYLE_ASSIGN_OR_RETURN(api_server_, Build(b, "api", &api_port_, options_.api_port));
   }
   {
@@ -104,6 +109,7 @@ absl::Status Server::Start() {
     Configure(b);
     b.AddListeningPort(absl::StrCat(host, ":", options_.worker_port), creds, &worker_port_);
     b.RegisterService(worker_service_.get());
+    add_health(b);
     RESTYLE_ASSIGN_OR_RETURN(worker_server_,
                              Build(b, "worker", &worker_port_, options_.worker_port));
   }
@@ -112,13 +118,10 @@ absl::Status Server::Start() {
     Configure(b);
     b.AddListeningPort(absl::StrCat(host, ":", options_.health_port),
                        grpc::InsecureServerCredentials(), &health_port_);
+    add_health(b);
     RESTYLE_ASSIGN_OR_RETURN(health_server_,
                              Build(b, "health", &health_port_, options_.health_port));
   }
-  for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
-    s->GetHealthCheckService()->SetServingStatus(kWorkerServiceName, true);
-  }
-  SetHealth(false);  // the health service starts out SERVING
   scheduler_->OnReadinessChange([this](bool ready) { SetHealth(ready); });
   if (!options_.port_file.empty()) {
     RESTYLE_RETURN_IF_ERROR(WriteFileAtomically(
@@ -134,10 +137,7 @@ absl::Status Server::Start() {
 
 void Server::SetHealth(bool ready) {
   const bool serving = ready && !front_.draining.load();
-  for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
-    if (s == nullptr) continue;
-    for (const char* service : kServices) s->GetHealthCheckService()->SetServingStatus(service, serving);
-  }
+  for (const char* service : kServices) health_.Set(service, serving);
   if (health_logged_ != serving) {
     spdlog::info("health: {}", serving ? "SERVING (a worker is ready)" : "NOT_SERVING (no worker is ready)");
   }
@@ -153,10 +153,7 @@ void Server::Shutdown() {
   spdlog::info("shutting down: refusing new work, letting calls finish (up to {})",
                absl::FormatDuration(options_.shutdown_grace));
   front_.draining.store(true);
-  for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
-    if (s == nullptr) continue;
-    s->GetHealthCheckService()->SetServingStatus(false);
-  }
+  health_.Shutdown();
   if (scheduler_) scheduler_->Drain();
   const auto deadline = absl::ToChronoTime(absl::Now() + options_.shutdown_grace);
   for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "server/api_service.h"
 #include "server/front.h"
+#include "server/health_service.h"
 #include "server/sqlite_job_store.h"
 #include "server/worker_service.h"
 
@@ -93,6 +94,8 @@ class Server {
   Front front_;
   std::unique_ptr<ApiService> api_service_;
   std::unique_ptr<WorkerService> worker_service_;
+  HealthState health_;
+  std::vector<std::unique_ptr<HealthService>> health_services_;  // one per server
   std::unique_ptr<grpc::Server> api_server_;
   std::unique_ptr<grpc::Server> worker_server_;
   std::unique_ptr<grpc::Server> health_server_;

@@ -10,7 +10,7 @@ set -euo pipefail
 ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread
              nlohmann-json3-dev libpng-dev)
 # Tests and tools: GoogleTest, Python's torch for the checkpoint converters' tests.
-TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy)
+TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl)
 # The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite (the front's
 # job store), OpenSSL (digests, TLS), libuuid (request ids), spdlog (logs),
 # CLI11 (command lines).
@@ -23,6 +23,12 @@ if [[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]]; then
   PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}")
 fi
 
+# The service's checkers come from the npm registry (tools/package.json, pinned
+# by tools/package-lock.json): npm itself is Debian's when none is installed.
+SERVICE=1
+[[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]] && SERVICE=0
+if [[ $SERVICE == 1 ]] && ! command -v npm >/dev/null 2>&1; then PKGS+=(npm); fi
+
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -32,12 +38,17 @@ done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "deps: all ${#PKGS[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-echo "deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+tools_dir="$(cd "$(dirname "$0")" && pwd)"
+if [[ $SERVICE == 1 && ! -x "$tools_dir/node_modules/.bin/buf" ]]; then
+  echo "deps: installing buf (tools/package-lock.json)"
+  (cd "$tools_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -48,6 +48,8 @@ class Process {
 std::string RestyledBinary();
 std::string WorkerBinary();
 std::string GenerateBinary();
+// buf (tools/node_modules), "" when not installed.
+std::string BufBinary();
 
 // A fresh directory under the test temp dir.
 std::string FreshDir(const std::string& name);

@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -470,6 +472,45 @@ TEST_F(ServiceTest, EveryMalformedFieldIsInvalidArgumentNamingIt) {
   grpc::Status not_ready = reader2->Finish();
   EXPECT_EQ(not_ready.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << not_ready.error_message();
   EXPECT_EQ(ReasonOf(not_ready), "GENERATOR_NOT_READY");
+  worker->Stop();
+}
+
+// The API as a user's first tool sees it: buf curl, with no generated code,
+// reads the services through server reflection and calls them.
+TEST_F(ServiceTest, ReflectionServesTheApiToBufCurl) {
+  const std::string buf = BufBinary();
+  if (buf.empty()) {
+    if (const char* ci = std::getenv("CI"); ci != nullptr && std::string(ci) == "true") {
+      FAIL() << "buf is not installed (make deps installs it into tools/node_modules)";
+    }
+    GTEST_SKIP() << "buf is not installed (make deps)";
+  }
+  Front front(root_ + "/front");
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front));
+  const std::string url = "http://" + front.api_address();
+  Process list("buf", {buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", url},
+               root_ + "/list.log");
+  ASSERT_EQ(list.Wait(absl::Seconds(60)).value_or(-1), 0) << list.Log();
+  for (const char* method : {"restyle.v1.RestyleService/Adapt", "restyle.v1.RestyleService/WatchJob",
+                             "restyle.v1.RestyleService/Generate", "grpc.health.v1.Health/Check"}) {
+    EXPECT_NE(list.Log().find(method), std::string::npos) << list.Log();
+  }
+  Process call("buf", {buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d",
+                       R"({"kind": "GENERATOR_KIND_SOURCE"})",
+                       url + "/restyle.v1.RestyleService/ListGenerators"},
+               root_ + "/call.log");
+  ASSERT_EQ(call.Wait(absl::Seconds(60)).value_or(-1), 0) << call.Log();
+  EXPECT_NE(call.Log().find("\"name\": \"generators/demo\""), std::string::npos) << call.Log();
+  // An error comes with its message and its ErrorDetail.
+  Process bad("buf", {buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d",
+                      R"({"spec": {"source_generator": "demo"}})",
+                      url + "/restyle.v1.RestyleService/Adapt"},
+              root_ + "/bad.log");
+  bad.Wait(absl::Seconds(60));
+  EXPECT_NE(bad.Log().find("invalid_argument"), std::string::npos) << bad.Log();
+  EXPECT_NE(bad.Log().find("spec.target_text is required"), std::string::npos) << bad.Log();
+  EXPECT_NE(bad.Log().find("restyle.v1.ErrorDetail"), std::string::npos) << bad.Log();
   worker->Stop();
 }
 
