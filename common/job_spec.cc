@@ -10,6 +10,7 @@
 #include "common/status.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "worker/engine/adapt/job_texts.h"
 #include "worker/engine/adapt_job/settings.h"
 #include "worker/engine_boundary.h"
 
@@ -207,6 +208,25 @@ absl::StatusOr<engine::JobOptions> JobOptionsFromSpec(const v1::JobSpec& spec,
     if (!problem.empty()) return SettingError(setting.key, problem, field_prefix);
   }
   return options;
+}
+
+absl::Status CheckSpecTexts(const engine::Tokenizer& tokenizer, const engine::JobOptions& options,
+                            absl::string_view field_prefix) {
+  auto check = [&](const engine::AdaptOptions& adapt) {
+    return worker::RunSettings("", [&] { engine::CheckJobTexts(tokenizer, adapt); });
+  };
+  const absl::Status status = check(options.adapt);
+  if (status.ok() || status.code() != absl::StatusCode::kInvalidArgument) return status;
+  // Which text is too long: with both classes one word, only ctx_init can
+  // be; with the source one word, the target.
+  engine::AdaptOptions short_classes = options.adapt;
+  short_classes.source_class = short_classes.target_class = "x";
+  engine::AdaptOptions short_source = options.adapt;
+  short_source.source_class = "x";
+  std::string field = "settings.stage1.ctx_init";
+  if (check(short_classes).ok()) field = check(short_source).ok() ? "source_text" : "target_text";
+  field = absl::StrCat(field_prefix, ".", field);
+  return InvalidField(field, absl::StrCat(field, ": ", status.message()));
 }
 
 v1::AdaptSettings EffectiveSettings(const engine::JobOptions& options) {

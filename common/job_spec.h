@@ -28,6 +28,10 @@
 #include "restyle/v1/settings.pb.h"
 #include "worker/engine/adapt_job/job_options.h"
 
+namespace restyle::engine {
+class Tokenizer;
+}  // namespace restyle::engine
+
 namespace restyle {
 
 // The table keys a request cannot set.
@@ -45,6 +49,13 @@ const std::vector<std::pair<std::string, std::string>>& SpecSettingFields();
 // the model are not this function's.
 absl::StatusOr<engine::JobOptions> JobOptionsFromSpec(const v1::JobSpec& spec,
                                                       absl::string_view field_prefix = "spec");
+
+// Every text the job will tokenize fits CLIP's 77 positions (the engine's
+// own check, worker/engine/adapt/job_texts.h): INVALID_ARGUMENT (reason
+// INVALID_FIELD) naming the field whose text is too long (the target text,
+// the source text or spec.settings.stage1.ctx_init) and its token count.
+absl::Status CheckSpecTexts(const engine::Tokenizer& tokenizer, const engine::JobOptions& options,
+                            absl::string_view field_prefix = "spec");
 
 // Every request setting's value in `options`, defaults included.
 v1::AdaptSettings EffectiveSettings(const engine::JobOptions& options);

@@ -228,7 +228,8 @@ ServerUnaryReactor* ApiService::Adapt(CallbackServerContext* context,
                                  facts.resolution = g->resolution();
                                }
                                return facts;
-                             }));
+                             },
+                             front->tokenizer));
     std::string digest;
     if (!request->request_id().empty()) {
       std::string bytes;

@@ -21,6 +21,10 @@
 #include "server/scheduler.h"
 #include "server/timer_queue.h"
 
+namespace restyle::engine {
+class Tokenizer;
+}  // namespace restyle::engine
+
 namespace restyle::server {
 
 struct FrontLimits {
@@ -44,6 +48,8 @@ struct Front {
   Executor* io_executor = nullptr;
   TimerQueue* timers = nullptr;
   const Authenticator* auth = nullptr;
+  // CLIP's tokenizer: job texts are checked with it at create.
+  const engine::Tokenizer* tokenizer = nullptr;
   std::atomic<bool> draining{false};
 
   // The gate of every API and worker call: the token, and while draining

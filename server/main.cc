@@ -23,7 +23,7 @@ absl::Duration Seconds(double s) { return absl::Milliseconds(static_cast<int64_t
 int main(int argc, char** argv) {
   restyle::server::ServerOptions o;
   std::string log_level = "info";
-  double lease_ttl = 10, heartbeat = 2, grace = 5;
+  double lease_ttl = 10, heartbeat = 2, grace = 5, drain = 1;
   CLI::App app{"restyled: the Restyle front server (jobs, queue, artifacts, health)"};
   app.add_option("--data-dir", o.data_dir, "where the job database and artifacts live")->required();
   app.add_option("--host", o.host, "address to listen on")->capture_default_str();
@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
   app.add_option("--tokens-file", o.tokens_file,
                  "bearer tokens clients and workers must send, one per line")
       ->check(CLI::ExistingFile);
+  app.add_option("--clip-vocab", o.clip_vocab,
+                 "CLIP's bpe_simple_vocab_16e6.txt.gz (default: the one shipped with Restyle)")
+      ->check(CLI::ExistingFile);
   app.add_option("--max-queued-jobs", o.limits.max_queued_jobs, "queued jobs at most (then QUEUE_FULL)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--max-attempts", o.limits.max_attempts, "failed runs before a job fails")
@@ -49,7 +52,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0.5, 3600.0));
   app.add_option("--heartbeat-interval", heartbeat, "seconds between worker heartbeats")
       ->capture_default_str()->check(CLI::Range(0.1, 600.0));
-  app.add_option("--shutdown-grace", grace, "seconds calls may take to finish on SIGTERM")
+  app.add_option("--drain-delay", drain,
+                 "seconds between NOT_SERVING and closing the ports on SIGTERM")
+      ->capture_default_str()->check(CLI::Range(0.0, 600.0));
+  app.add_option("--shutdown-grace", grace, "seconds calls may then take to finish")
       ->capture_default_str()->check(CLI::Range(0.0, 600.0));
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -60,6 +66,7 @@ int main(int argc, char** argv) {
   o.scheduler.lease_ttl = Seconds(lease_ttl);
   o.scheduler.heartbeat_interval = Seconds(heartbeat);
   o.shutdown_grace = Seconds(grace);
+  o.drain_delay = Seconds(drain);
   if (absl::Status s = restyle::InitLogging({.program = "restyled", .level = log_level}); !s.ok()) {
     std::fprintf(stderr, "restyled: %s\n", std::string(s.message()).c_str());
     return 2;

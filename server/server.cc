@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/status.h"
+#include "worker/engine_boundary.h"
 
 namespace restyle::server {
 namespace {
@@ -68,6 +69,11 @@ absl::Status Server::Start() {
   RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + 2 * options_.scheduler.lease_ttl));
   artifacts_ = std::make_unique<ArtifactStore>(options_.data_dir + "/artifacts", store_.get());
   RESTYLE_ASSIGN_OR_RETURN(auth_, Authenticator::Create(options_.tokens_file));
+  const std::string vocab =
+      options_.clip_vocab.empty() ? engine::DefaultVocabPath() : options_.clip_vocab;
+  RESTYLE_RETURN_IF_ERROR(worker::RunSettings(absl::StrCat("loading CLIP's vocabulary ", vocab), [&] {
+    tokenizer_ = engine::Tokenizer::FromFile(vocab);
+  }));
   RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, Credentials(options_));
 
   store_executor_ = std::make_unique<Executor>(1, "store");
@@ -85,6 +91,7 @@ absl::Status Server::Start() {
   front_.io_executor = io_executor_.get();
   front_.timers = timers_.get();
   front_.auth = auth_.get();
+  front_.tokenizer = tokenizer_.get();
   api_service_ = std::make_unique<ApiService>(&front_);
   worker_service_ = std::make_unique<WorkerService>(&front_);
 
@@ -150,11 +157,13 @@ void Server::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  spdlog::info("shutting down: refusing new work, letting calls finish (up to {})",
-               absl::FormatDuration(options_.shutdown_grace));
+  spdlog::info("shutting down: NOT_SERVING and refusing new work for {}, then letting calls "
+               "finish (up to {})",
+               absl::FormatDuration(options_.drain_delay), absl::FormatDuration(options_.shutdown_grace));
   front_.draining.store(true);
   health_.Shutdown();
   if (scheduler_) scheduler_->Drain();
+  absl::SleepFor(options_.drain_delay);
   const auto deadline = absl::ToChronoTime(absl::Now() + options_.shutdown_grace);
   for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
     if (s != nullptr) s->Shutdown(deadline);

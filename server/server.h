@@ -33,6 +33,7 @@
 #include "server/health_service.h"
 #include "server/sqlite_job_store.h"
 #include "server/worker_service.h"
+#include "worker/engine/clip/tokenizer.h"
 
 namespace restyle::server {
 
@@ -50,12 +51,19 @@ struct ServerOptions {
   std::string tls_key_file;
   // Bearer tokens, one per line (auth.h); "": no authentication.
   std::string tokens_file;
+  // CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz), to check job texts
+  // as the workers will tokenize them; "": the one shipped with Restyle.
+  std::string clip_vocab;
   // When set, {"api": P, "worker": P, "health": P} is written here once the
   // ports are bound (for scripts and tests that start restyled on port 0).
   std::string port_file;
   FrontLimits limits;
   SchedulerOptions scheduler;
-  // How long Shutdown lets calls finish before cancelling them.
+  // On Shutdown, how long the ports stay open after health turns
+  // NOT_SERVING (new work refused with UNAVAILABLE, reason DRAINING), so that
+  // probes and load balancers notice before connections are refused.
+  absl::Duration drain_delay = absl::Seconds(1);
+  // Then how long calls may take to finish before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(5);
 };
 
@@ -86,6 +94,7 @@ class Server {
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<engine::Tokenizer> tokenizer_;
   EventHub hub_;
   std::unique_ptr<Executor> store_executor_;
   std::unique_ptr<Executor> io_executor_;

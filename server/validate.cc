@@ -46,7 +46,8 @@ int LatentRows(int resolution) {
 
 absl::StatusOr<v1::JobSpec> CheckAdaptRequest(
     const v1::AdaptRequest& request,
-    const std::function<SourceFacts(const std::string& name)>& source) {
+    const std::function<SourceFacts(const std::string& name)>& source,
+    const engine::Tokenizer* tokenizer) {
   if (!request.has_spec()) return InvalidField("spec", "spec is required");
   const std::string& request_id = request.request_id();
   if (request_id.size() > kMaxRequestIdLength ||
@@ -85,6 +86,7 @@ absl::StatusOr<v1::JobSpec> CheckAdaptRequest(
     RESTYLE_RETURN_IF_ERROR(CheckDuration(spec.max_run_time(), "spec.max_run_time"));
   }
   RESTYLE_ASSIGN_OR_RETURN(engine::JobOptions options, JobOptionsFromSpec(spec));
+  if (tokenizer != nullptr) RESTYLE_RETURN_IF_ERROR(CheckSpecTexts(*tokenizer, options));
   const int rows = LatentRows(facts.resolution);
   if (facts.resolution > 0 && options.adapt.stage2.auto_layer_k > rows) {
     return InvalidField("spec.settings.stage2.auto_layer_k",

@@ -15,6 +15,10 @@
 #include "absl/status/statusor.h"
 #include "restyle/v1/restyle_service.pb.h"
 
+namespace restyle::engine {
+class Tokenizer;
+}  // namespace restyle::engine
+
 namespace restyle::server {
 
 inline constexpr int kMaxTextBytes = 1000;
@@ -31,10 +35,12 @@ struct SourceFacts {
 
 // The spec as it will be stored: source_generator as "generators/{id}",
 // source_text defaulted from the source. `source` looks up what the front
-// knows of a source generator by name.
+// knows of a source generator by name; `tokenizer` checks that every text of
+// the job fits CLIP (skipped when null).
 absl::StatusOr<v1::JobSpec> CheckAdaptRequest(
     const v1::AdaptRequest& request,
-    const std::function<SourceFacts(const std::string& name)>& source);
+    const std::function<SourceFacts(const std::string& name)>& source,
+    const engine::Tokenizer* tokenizer);
 
 // The seeds a Generate request asks for, in order; the generator name in
 // full in `generator`.

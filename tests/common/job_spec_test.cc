@@ -14,6 +14,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "worker/engine/adapt_job/settings.h"
+#include "worker/engine/clip/tokenizer.h"
 
 namespace restyle {
 namespace {
@@ -207,6 +208,46 @@ TEST(JobSpecTest, BadValuesNameTheirField) {
     const std::string message(o.status().message());
     EXPECT_EQ(message.rfind(c.field, 0), 0u) << message;
     EXPECT_NE(message.find(c.says), std::string::npos) << message;
+  }
+}
+
+// A text CLIP cannot read whole is refused, naming the field whose text is
+// too long; what fits passes.
+TEST(JobSpecTest, TextsOverClipsContextNameTheirField) {
+  const std::unique_ptr<engine::Tokenizer> tokenizer =
+      engine::Tokenizer::FromFile(engine::DefaultVocabPath());
+  std::string long_text;
+  for (int i = 0; i < 75; ++i) long_text += "word ";
+  struct Case {
+    std::function<void(v1::JobSpec&)> set;
+    std::string field;  // "" = fits
+  };
+  const std::vector<Case> cases = {
+      {[](v1::JobSpec&) {}, ""},
+      {[&](v1::JobSpec& s) { s.set_target_text(long_text); }, "spec.target_text"},
+      {[&](v1::JobSpec& s) { s.set_source_text(long_text); }, "spec.source_text"},
+      {[&](v1::JobSpec& s) { s.mutable_settings()->mutable_stage1()->set_ctx_init(long_text); },
+       "spec.settings.stage1.ctx_init"},
+      {[&](v1::JobSpec& s) {
+         s.set_source_text(long_text);
+         s.set_target_text(long_text);
+       },
+       "spec.target_text"},
+  };
+  for (const Case& c : cases) {
+    v1::JobSpec spec;
+    spec.set_target_text("ukiyo-e");
+    c.set(spec);
+    absl::StatusOr<engine::JobOptions> options = JobOptionsFromSpec(spec);
+    ASSERT_TRUE(options.ok()) << options.status();
+    const absl::Status s = CheckSpecTexts(*tokenizer, *options);
+    if (c.field.empty()) {
+      EXPECT_TRUE(s.ok()) << s;
+      continue;
+    }
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_EQ(ErrorDetailOf(s).metadata().at("field"), c.field) << s.message();
+    EXPECT_NE(s.message().find("tokens, CLIP reads at most 77"), absl::string_view::npos) << s.message();
   }
 }
 

@@ -137,7 +137,8 @@ void Front::Start() {
                                    "--port-file", port_file,
                                    "--lease-ttl", "2",
                                    "--heartbeat-interval", "0.4",
-                                   "--shutdown-grace", "2"};
+                                   "--shutdown-grace", "2",
+                                   "--drain-delay", "0.5"};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   process_ = std::make_unique<Process>("restyled", argv,
                                        absl::StrCat(data_dir_, "/../front-", ++starts_, ".log"));

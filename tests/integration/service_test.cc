@@ -418,6 +418,17 @@ TEST_F(ServiceTest, EveryMalformedFieldIsInvalidArgumentNamingIt) {
       {"spec.source_generator", [](v1::AdaptRequest& r) { r.mutable_spec()->set_source_generator("jobs/x"); }},
       {"spec.target_text", [](v1::AdaptRequest& r) { r.mutable_spec()->clear_target_text(); }},
       {"spec.target_text", [](v1::AdaptRequest& r) { r.mutable_spec()->set_target_text(std::string(2000, 'a')); }},
+      // Too many tokens for CLIP (77), though short in bytes.
+      {"spec.target_text", [](v1::AdaptRequest& r) {
+         std::string words;
+         for (int i = 0; i < 80; ++i) words += "ukiyo ";
+         r.mutable_spec()->set_target_text(words);
+       }},
+      {"spec.source_text", [](v1::AdaptRequest& r) {
+         std::string words;
+         for (int i = 0; i < 80; ++i) words += "photo ";
+         r.mutable_spec()->set_source_text(words);
+       }},
       {"spec.priority", [](v1::AdaptRequest& r) { r.mutable_spec()->set_priority(5000); }},
       {"spec.max_run_time", [](v1::AdaptRequest& r) { r.mutable_spec()->mutable_max_run_time()->set_seconds(-1); }},
       {"spec.method", [](v1::AdaptRequest& r) { r.mutable_spec()->set_method(static_cast<v1::Method>(7)); }},

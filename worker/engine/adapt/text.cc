@@ -2,55 +2,25 @@
 
 #include <torch/nn/functional/normalization.h>
 
-#include <nlohmann/json.hpp>
-#include <sstream>
-
+#include "worker/engine/adapt/job_texts.h"
 #include "worker/engine/clip/tokenizer.h"
 #include "worker/engine/common/error.h"
 
 namespace restyle::engine {
 
-extern const char kTextTemplatesJson[];
-
 namespace {
 
-// clip.tokenize(text) as the reference calls it (truncate=False): a text
-// longer than CLIP's context is an error, not silently cut.
-torch::Tensor TokensTensor(const Tokenizer& tokenizer,
-                           const std::string& text) {
-  std::vector<int64_t> ids;
-  try {
-    ids = tokenizer.Tokenize(text, Tokenizer::kContextLength, /*truncate=*/false);
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::kInvalidArgument) throw;
-    const size_t n = tokenizer.Encode(text).size() + 2;  // with SOT and EOT
-    Fail(ErrorCode::kInvalidArgument,
-         "adaptation: the text \"" + (text.size() > 80 ? text.substr(0, 77) + "..." : text) +
-             "\" is " + std::to_string(n) + " tokens, CLIP reads at most " +
-             std::to_string(Tokenizer::kContextLength) + ": shorten the class text or ctx_init");
-  }
-  return torch::tensor(ids, torch::kLong).unsqueeze(0);
+torch::Tensor TokensTensor(const Tokenizer& tokenizer, const std::string& text) {
+  return torch::tensor(TokenizeJobText(tokenizer, text), torch::kLong).unsqueeze(0);
 }
 
-std::vector<std::string> Words(const std::string& text) {
-  std::istringstream in(text);
-  std::vector<std::string> words;
-  std::string word;
-  while (in >> word) words.push_back(word);
-  return words;
-}
-
-ClassTokens TokenizeClass(const Tokenizer& tokenizer,
-                          const std::string& ctx_init, const std::string& cls,
-                          const std::vector<std::string>& templates) {
-  CheckArgument(!Words(cls).empty(), "adaptation: a class text is empty");
+ClassTokens TokenizeClass(const Tokenizer& tokenizer, const ClassStrings& texts) {
   ClassTokens out;
-  out.prompt = TokensTensor(tokenizer, ctx_init + " " + cls);
-  out.stage1_base = TokensTensor(tokenizer, ctx_init + " " + cls + ".");
+  out.prompt = TokensTensor(tokenizer, texts.prompt);
+  out.stage1_base = TokensTensor(tokenizer, texts.stage1_base);
   std::vector<torch::Tensor> rows;
-  rows.reserve(templates.size());
-  for (const std::string& t : templates)
-    rows.push_back(TokensTensor(tokenizer, FormatTemplate(t, cls)));
+  rows.reserve(texts.templates.size());
+  for (const std::string& t : texts.templates) rows.push_back(TokensTensor(tokenizer, t));
   out.templates = torch::cat(rows, 0);
   return out;
 }
@@ -67,29 +37,6 @@ ClassTexts ComputeClassTexts(ClipModelImpl& clip, const ClassTokens& tokens,
 
 }  // namespace
 
-const std::vector<std::string>& TextTemplates() {
-  static const std::vector<std::string>* templates = [] {
-    auto json = nlohmann::json::parse(kTextTemplatesJson);
-    return new std::vector<std::string>(
-        json.at("imagenet_templates").get<std::vector<std::string>>());
-  }();
-  return *templates;
-}
-
-std::string FormatTemplate(const std::string& text_template,
-                           const std::string& word) {
-  std::string out;
-  for (size_t i = 0; i < text_template.size(); ++i) {
-    if (text_template.compare(i, 2, "{}") == 0) {
-      out += word;
-      ++i;
-    } else {
-      out.push_back(text_template[i]);
-    }
-  }
-  return out;
-}
-
 torch::Tensor NormalizeFeatures(const torch::Tensor& x) {
   return x / x.norm(2, {-1}, /*keepdim=*/true);
 }
@@ -97,25 +44,14 @@ torch::Tensor NormalizeFeatures(const torch::Tensor& x) {
 JobTokens TokenizeJobTexts(const Tokenizer& tokenizer,
                            const AdaptOptions& options,
                            const std::vector<std::string>& templates) {
-  const std::string& ctx = options.stage1.ctx_init;
+  const JobStrings texts = JobTextsOf(options, templates);
   JobTokens out;
-  out.n_ctx = static_cast<int64_t>(Words(ctx).size());
-  CheckArgument(out.n_ctx > 0, "adaptation: ctx_init has no words");
-  CheckArgument(!templates.empty(), "adaptation: no text templates");
-  out.source = TokenizeClass(tokenizer, ctx, options.source_class, templates);
-  out.target = TokenizeClass(tokenizer, ctx, options.target_class, templates);
-  if (options.stage2.base_text_without_class) {
-    out.stage2_source_base =
-        TokensTensor(tokenizer, FormatTemplate(ctx, options.source_class));
-    out.stage2_target_base =
-        TokensTensor(tokenizer, FormatTemplate(ctx, options.target_class));
-  } else {
-    out.stage2_source_base =
-        TokensTensor(tokenizer, ctx + " " + options.source_class);
-    out.stage2_target_base =
-        TokensTensor(tokenizer, ctx + " " + options.target_class);
-  }
-  out.target_plain = TokensTensor(tokenizer, options.target_class);
+  out.n_ctx = texts.n_ctx;
+  out.source = TokenizeClass(tokenizer, texts.source);
+  out.target = TokenizeClass(tokenizer, texts.target);
+  out.stage2_source_base = TokensTensor(tokenizer, texts.stage2_source_base);
+  out.stage2_target_base = TokensTensor(tokenizer, texts.stage2_target_base);
+  out.target_plain = TokensTensor(tokenizer, texts.target_plain);
   return out;
 }
 

@@ -24,21 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "worker/engine/adapt/job_texts.h"
 #include "worker/engine/adapt/options.h"
 #include "worker/engine/clip/model.h"
 
 namespace restyle::engine {
 
 class Tokenizer;
-
-// The 79 imagenet templates (worker/engine/adapt/data/text_templates.json,
-// embedded at build time), each with one "{}".
-const std::vector<std::string>& TextTemplates();
-
-// Python's template.format(word) for templates whose only fields are "{}":
-// every "{}" becomes `word`; a template without "{}" is returned unchanged.
-std::string FormatTemplate(const std::string& text_template,
-                           const std::string& word);
 
 // x / x.norm(dim=-1, keepdim=True) (no eps, like the reference).
 torch::Tensor NormalizeFeatures(const torch::Tensor& x);
