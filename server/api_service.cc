@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/numbers.h"
@@ -56,39 +57,80 @@ absl::Time DeadlineOf(const CallbackServerContext& context) {
 
 // --- WatchJob -----------------------------------------------------------------
 
-// One watcher: replays the stored events after after_seq, then forwards the
-// live ones (deduplicated by seq), and while the job waits in the queue a
-// queue update whenever its position changes. Ends after the event that
-// shows the job finished.
+// One watcher: catches up from the store (in pages, as fast as the client
+// reads), then forwards live events (deduplicated by seq), and while the job
+// waits in the queue sends a queue update whenever its position changes.
+// Ends after the event that shows the job finished.
+//
+// Catching up and going live without a gap: events are published only
+// after they are committed, so an event published while catching up is in
+// the store; it is noted (missed_live_) and read again before going live.
 class JobWatch : public std::enable_shared_from_this<JobWatch> {
  public:
   JobWatch(Front* front, std::string job_id, int64_t after_seq,
            std::shared_ptr<ServerStream<v1::JobEvent>> stream)
-      : front_(front), job_id_(std::move(job_id)), last_sent_(after_seq), stream_(std::move(stream)) {}
+      : front_(front),
+        job_id_(std::move(job_id)),
+        page_(static_cast<int>(std::clamp<size_t>(front->limits.max_watch_backlog / 2, 1, 500))),
+        last_sent_(after_seq),
+        stream_(std::move(stream)) {}
 
   void Start() {
     auto self = shared_from_this();
     hub_id_ = front_->hub->Subscribe(job_id_, [self](const Events& events) { self->Live(events); });
     stream_->OnCancel([self] { self->Stop(); });
-    front_->store_executor->Schedule([self] { self->Replay(); });
+    // Catching up, the next page is read once the client took most of the last.
+    stream_->OnWritten([self](size_t) {
+      {
+        absl::MutexLock lock(&self->mu_);
+        // The count now (not the one of this write, which may predate the page).
+        if (!self->waiting_for_client_ ||
+            self->stream_->queued() > static_cast<size_t>(self->page_ / 2)) {
+          return;
+        }
+        self->waiting_for_client_ = false;
+      }
+      self->front_->store_executor->Schedule([self] { self->CatchUp(); });
+    });
+    front_->store_executor->Schedule([self] { self->CatchUp(); });
   }
 
  private:
-  void Replay() {
-    absl::StatusOr<JobRow> row = front_->store->Get(job_id_);
-    if (!row.ok()) return End(row.status());
-    absl::StatusOr<Events> events = front_->store->ReadEvents(job_id_, last_sent_, 1000000);
+  // Sends the next page of stored events; at the end, goes live.
+  void CatchUp() {
+    int64_t after;
+    {
+      absl::MutexLock lock(&mu_);
+      after = last_sent_;
+      missed_live_ = false;
+    }
+    absl::StatusOr<Events> events = front_->store->ReadEvents(job_id_, after, page_);
     if (!events.ok()) return End(events.status());
     bool ended = false;
+    bool full_page = static_cast<int>(events->size()) == page_;
     {
       absl::MutexLock lock(&mu_);
       for (const v1::JobEvent& e : *events) ended |= SendLocked(e);
-      replaying_ = false;
-      for (const v1::JobEvent& e : buffered_) ended |= SendLocked(e);
-      buffered_.clear();
-      ended |= IsTerminal(row->job.state()) && last_sent_ >= row->job.event_seq();
+      if (!ended && full_page) {
+        waiting_for_client_ = true;  // OnWritten reads the next page
+        return;
+      }
+      if (!ended && missed_live_) full_page = true;  // read again before going live
+      if (!ended && !full_page) catching_up_ = false;
     }
     if (ended) return End(absl::OkStatus());
+    if (full_page) {
+      front_->store_executor->Schedule([self = shared_from_this()] { self->CatchUp(); });
+      return;
+    }
+    absl::StatusOr<JobRow> row = front_->store->Get(job_id_);
+    if (!row.ok()) return End(row.status());
+    bool done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = IsTerminal(row->job.state()) && last_sent_ >= row->job.event_seq();
+    }
+    if (done) return End(absl::OkStatus());
     if (row->job.state() == v1::JOB_STATE_QUEUED) QueueUpdate();
   }
 
@@ -96,8 +138,8 @@ class JobWatch : public std::enable_shared_from_this<JobWatch> {
     bool ended = false;
     {
       absl::MutexLock lock(&mu_);
-      if (replaying_) {
-        buffered_.insert(buffered_.end(), events.begin(), events.end());
+      if (catching_up_) {
+        missed_live_ = true;  // it is in the store: CatchUp reads it
         return;
       }
       for (const v1::JobEvent& e : events) ended |= SendLocked(e);
@@ -145,10 +187,12 @@ class JobWatch : public std::enable_shared_from_this<JobWatch> {
 
   Front* const front_;
   const std::string job_id_;
+  const int page_;  // events read from the store at a time
   absl::Mutex mu_;
   int64_t last_sent_ ABSL_GUARDED_BY(mu_);
-  bool replaying_ ABSL_GUARDED_BY(mu_) = true;
-  Events buffered_ ABSL_GUARDED_BY(mu_);
+  bool catching_up_ ABSL_GUARDED_BY(mu_) = true;
+  bool missed_live_ ABSL_GUARDED_BY(mu_) = false;
+  bool waiting_for_client_ ABSL_GUARDED_BY(mu_) = false;
   int64_t last_position_ ABSL_GUARDED_BY(mu_) = -1;
   std::shared_ptr<ServerStream<v1::JobEvent>> stream_;
   EventHub::Id hub_id_ = 0;

@@ -486,6 +486,94 @@ TEST_F(ServiceTest, EveryMalformedFieldIsInvalidArgumentNamingIt) {
   worker->Stop();
 }
 
+// A watcher that does not read falls behind and is dropped with a status
+// that says how to resume; the worker and another watcher go on unhindered.
+TEST_F(ServiceTest, ASlowWatcherIsDroppedAndOthersAreNotSlowed) {
+  Front front(root_ + "/front", {"--max-watch-backlog", "20"});
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front));
+  v1::AdaptRequest request = SmallJob(3);
+  request.mutable_spec()->mutable_settings()->mutable_stage1()->set_iterations(200);
+  request.mutable_spec()->mutable_settings()->mutable_stage1()->set_batch(2);
+  absl::StatusOr<v1::Job> job = Adapt(front, request);
+  ASSERT_TRUE(job.ok());
+  // The slow one opens the stream and does not read until the job is done;
+  // its channel takes ~1 KB ahead (no window growth), so the front's queue
+  // for it fills.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  auto slow_stub = v1::RestyleService::NewStub(
+      grpc::CreateCustomChannel(front.api_address(), grpc::InsecureChannelCredentials(), args));
+  v1::WatchJobRequest watch;
+  watch.set_name(job->name());
+  auto slow_context = Ctx(absl::Seconds(120));
+  auto slow = slow_stub->WatchJob(slow_context.get(), watch);
+  Watched fast = Watch(front, job->name(), 0);
+  ASSERT_TRUE(fast.status.ok()) << fast.status.error_message();
+  ExpectConsecutive(Seqs(fast.events), 1);
+  EXPECT_EQ(fast.events.back().job().state(), v1::JOB_STATE_SUCCEEDED);
+  v1::JobEvent e;
+  int64_t last = 0;
+  while (slow->Read(&e)) last = e.seq();
+  grpc::Status dropped = slow->Finish();
+  EXPECT_EQ(dropped.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << dropped.error_message();
+  EXPECT_EQ(ReasonOf(dropped), "WATCHER_TOO_SLOW");
+  EXPECT_NE(dropped.error_message().find("after_seq"), std::string::npos);
+  // It resumes where it was, losing nothing.
+  Watched rest = Watch(front, job->name(), last);
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message() << " after " << rest.events.size();
+  ExpectConsecutive(Seqs(rest.events), last + 1);
+  worker->Stop();
+}
+
+TEST_F(ServiceTest, GeneratorsAreListedAndAdaptedOnesDeleted) {
+  Front front(root_ + "/front");
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front));
+  absl::StatusOr<v1::Job> job = Adapt(front, SmallJob(2));
+  ASSERT_TRUE(job.ok());
+  ASSERT_EQ(WaitDone(front, job->name()).state(), v1::JOB_STATE_SUCCEEDED);
+  const std::string name = "generators/" + job->name().substr(5);
+  v1::ListGeneratorsRequest list;
+  list.set_page_size(1);
+  std::vector<std::string> names;
+  for (int page = 0; page < 5; ++page) {
+    v1::ListGeneratorsResponse response;
+    ASSERT_TRUE(front.api().ListGenerators(Ctx().get(), list, &response).ok());
+    for (const v1::Generator& g : response.generators()) names.push_back(g.name());
+    if (response.next_page_token().empty()) break;
+    list.set_page_token(response.next_page_token());
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"generators/demo", name}));
+  v1::DeleteGeneratorRequest del;
+  del.set_name("generators/demo");
+  v1::DeleteGeneratorResponse ignored;
+  grpc::Status source = front.api().DeleteGenerator(Ctx().get(), del, &ignored);
+  EXPECT_EQ(source.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(ReasonOf(source), "SOURCE_GENERATOR");
+  del.set_name(name);
+  ASSERT_TRUE(front.api().DeleteGenerator(Ctx().get(), del, &ignored).ok());
+  EXPECT_EQ(front.api().DeleteGenerator(Ctx().get(), del, &ignored).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::GetGeneratorRequest get;
+  get.set_name(name);
+  v1::Generator g;
+  EXPECT_EQ(front.api().GetGenerator(Ctx().get(), get, &g).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::GenerateRequest gen;
+  gen.set_generator(name);
+  gen.set_count(1);
+  auto context = Ctx();
+  auto reader = front.api().Generate(context.get(), gen);
+  v1::GenerateResponse image;
+  while (reader->Read(&image)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GetJob(front, job->name())->state(), v1::JOB_STATE_SUCCEEDED);  // the job stays
+  EXPECT_FALSE(fs::exists(front.data_dir() + "/artifacts/" + job->name().substr(5)));
+  worker->Stop();
+}
+
 // The API as a user's first tool sees it: buf curl, with no generated code,
 // reads the services through server reflection and calls them.
 TEST_F(ServiceTest, ReflectionServesTheApiToBufCurl) {
