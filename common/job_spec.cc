@@ -197,13 +197,13 @@ absl::StatusOr<engine::JobOptions> JobOptionsFromSpec(const v1::JobSpec& spec,
   for (const SettingText& s : job_keys) set.insert(set.begin(), s);
   for (const SettingText& s : set) {
     const absl::Status status =
-        worker::RunSettings("", [&] { engine::SetJobSetting(options, s.key, s.text); });
+        worker::RunTorchFree("", [&] { engine::SetJobSetting(options, s.key, s.text); });
     if (!status.ok()) return SettingError(s.key, std::string(status.message()), field_prefix);
   }
   for (const engine::JobSetting& setting : engine::JobSettings()) {
     std::string problem;
     const absl::Status status =
-        worker::RunSettings("", [&] { problem = engine::SettingProblem(options, setting); });
+        worker::RunTorchFree("", [&] { problem = engine::SettingProblem(options, setting); });
     if (!status.ok()) return status;
     if (!problem.empty()) return SettingError(setting.key, problem, field_prefix);
   }
@@ -213,7 +213,7 @@ absl::StatusOr<engine::JobOptions> JobOptionsFromSpec(const v1::JobSpec& spec,
 absl::Status CheckSpecTexts(const engine::Tokenizer& tokenizer, const engine::JobOptions& options,
                             absl::string_view field_prefix) {
   auto check = [&](const engine::AdaptOptions& adapt) {
-    return worker::RunSettings("", [&] { engine::CheckJobTexts(tokenizer, adapt); });
+    return worker::RunTorchFree("", [&] { engine::CheckJobTexts(tokenizer, adapt); });
   };
   const absl::Status status = check(options.adapt);
   if (status.ok() || status.code() != absl::StatusCode::kInvalidArgument) return status;

@@ -32,18 +32,11 @@ void Reply(CallbackServerContext* context, ServerUnaryReactor* reactor, const ab
   reactor->Finish(ToGrpcStatus(status, context));
 }
 
-// Checks the call, then runs `work` (which returns the call's status and
-// fills the response) on the store executor.
+// Checks the call (a token; no new work while draining), then runs `work` on
+// the store executor.
 template <typename Work>
 ServerUnaryReactor* OnStore(Front* front, CallbackServerContext* context, bool new_work, Work work) {
-  ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status admitted = front->Admit(*context, new_work);
-  if (!admitted.ok()) {
-    Reply(context, reactor, admitted);
-    return reactor;
-  }
-  front->store_executor->Schedule([context, reactor, work] { Reply(context, reactor, work()); });
-  return reactor;
+  return front->OnStore(context, front->Admit(*context, new_work), work);
 }
 
 std::string IdOf(const std::string& name) { return name.substr(name.find('/') + 1); }
@@ -333,13 +326,7 @@ ServerUnaryReactor* ApiService::ListJobs(CallbackServerContext* context,
     }
     RESTYLE_ASSIGN_OR_RETURN(JobPage page,
                              front->store->List(filter, page_size, request->page_token()));
-    for (v1::Job& job : page.jobs) {
-      if (job.state() == v1::JOB_STATE_QUEUED) {
-        absl::StatusOr<JobRow> row = front->store->Get(IdOf(job.name()));
-        if (row.ok()) job = front->Decorate(*row);
-      }
-      *response->add_jobs() = std::move(job);
-    }
+    for (const JobRow& row : page.rows) *response->add_jobs() = front->Decorate(row);
     response->set_next_page_token(page.next_page_token);
     return absl::OkStatus();
   });

@@ -1,9 +1,15 @@
 #include "server/executor.h"
 
+#include <pthread.h>
+
 namespace restyle::server {
 
 Executor::Executor(int threads, std::string name) : name_(std::move(name)) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] { Loop(); });
+    // Shows in top -H and gdb (at most 15 characters).
+    pthread_setname_np(threads_.back().native_handle(), name_.substr(0, 15).c_str());
+  }
 }
 
 Executor::~Executor() { Stop(); }

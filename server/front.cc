@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/names.h"
 #include "common/status.h"
 #include "common/time.h"
@@ -61,6 +62,20 @@ v1::Generator Front::AdaptedGenerator(const v1::Job& job) const {
   l.set_source_digest(job.result().source_digest());
   *g.mutable_create_time() = job.end_time();
   return g;
+}
+
+grpc::ServerUnaryReactor* Front::OnStore(grpc::CallbackServerContext* context,
+                                         const absl::Status& admitted,
+                                         std::function<absl::Status()> work) const {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted, context));
+    return reactor;
+  }
+  store_executor->Schedule([context, reactor, work = std::move(work)] {
+    reactor->Finish(ToGrpcStatus(work(), context));
+  });
+  return reactor;
 }
 
 void Front::Publish(const JobUpdate& update) const {

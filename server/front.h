@@ -4,7 +4,10 @@
 #ifndef RESTYLE_SERVER_FRONT_H_
 #define RESTYLE_SERVER_FRONT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +70,13 @@ struct Front {
 
   // Publishes the events of store updates to watchers.
   void Publish(const JobUpdate& update) const;
+
+  // A unary call answered from the store executor: an error in `admitted`
+  // is the answer at once; otherwise `work` runs there (filling the
+  // response) and its status is the answer.
+  grpc::ServerUnaryReactor* OnStore(grpc::CallbackServerContext* context,
+                                    const absl::Status& admitted,
+                                    std::function<absl::Status()> work) const;
 };
 
 }  // namespace restyle::server

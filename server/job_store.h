@@ -46,7 +46,7 @@ struct JobFilter {
 };
 
 struct JobPage {
-  std::vector<v1::Job> jobs;
+  std::vector<JobRow> rows;
   std::string next_page_token;  // "" on the last page
 };
 

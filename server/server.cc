@@ -71,7 +71,7 @@ absl::Status Server::Start() {
   RESTYLE_ASSIGN_OR_RETURN(auth_, Authenticator::Create(options_.tokens_file));
   const std::string vocab =
       options_.clip_vocab.empty() ? engine::DefaultVocabPath() : options_.clip_vocab;
-  RESTYLE_RETURN_IF_ERROR(worker::RunSettings(absl::StrCat("loading CLIP's vocabulary ", vocab), [&] {
+  RESTYLE_RETURN_IF_ERROR(worker::RunTorchFree(absl::StrCat("loading CLIP's vocabulary ", vocab), [&] {
     tokenizer_ = engine::Tokenizer::FromFile(vocab);
   }));
   RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, Credentials(options_));

@@ -401,13 +401,13 @@ absl::StatusOr<JobPage> SqliteJobStore::List(const JobFilter& filter, int page_s
   while (true) {
     RESTYLE_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
-    if (static_cast<int>(page.jobs.size()) == page_size) {
+    if (static_cast<int>(page.rows.size()) == page_size) {
       page.next_page_token = absl::StrCat(kPageTokenPrefix, last_seq);
       break;
     }
     RESTYLE_ASSIGN_OR_RETURN(JobRow r, RowFrom(s));
     last_seq = r.seq;
-    page.jobs.push_back(std::move(r.job));
+    page.rows.push_back(std::move(r));
   }
   return page;
 }

@@ -27,15 +27,9 @@ absl::StatusOr<std::string> JobIdOf(const std::string& name) { return ParseName(
 template <typename Work>
 ServerUnaryReactor* OnStore(Front* front, CallbackServerContext* context, const std::string& worker,
                             Work work) {
-  ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status admitted = front->auth->Check(*context);
   if (admitted.ok()) admitted = front->scheduler->CheckWorker(worker);
-  if (!admitted.ok()) {
-    Reply(context, reactor, admitted);
-    return reactor;
-  }
-  front->store_executor->Schedule([context, reactor, work] { Reply(context, reactor, work()); });
-  return reactor;
+  return front->OnStore(context, admitted, work);
 }
 
 absl::Status StatusOfJobError(const v1::JobError& e) {

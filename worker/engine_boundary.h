@@ -3,9 +3,9 @@
 // The engine (worker/engine/) throws restyle::engine::Error, and LibTorch
 // throws c10::Error; neither may cross a thread or an RPC. Every call from the
 // service into the engine goes through RunEngine() (the worker's calls, which
-// run LibTorch) or RunSettings() (the settings table, which the front calls
-// without LibTorch), which run the callable on the calling thread and map
-// what it throws:
+// run LibTorch) or RunTorchFree() (engine code without LibTorch: the settings
+// table and the tokenizer, which the front calls), which run the callable on
+// the calling thread and map what it throws:
 //
 //   engine::Error(code)      -> the absl::StatusCode of the same name, with
 //                               the error's reason (NON_FINITE_LOSS,
@@ -48,8 +48,9 @@ absl::StatusOr<T> CallEngine(absl::string_view what, F&& fn) {
 }
 
 // RunEngine for engine code that does not use LibTorch (engine::Error and
-// std::exception only). Library restyle_engine_status (no LibTorch).
-absl::Status RunSettings(absl::string_view what, const std::function<void()>& fn);
+// std::exception only; RunEngine turns LibTorch's errors into engine::Error
+// and calls it). Library restyle_engine_status (no LibTorch).
+absl::Status RunTorchFree(absl::string_view what, const std::function<void()>& fn);
 
 // The Status of an engine::Error: its code, its reason, `what: ` + message.
 absl::Status StatusFromEngineError(const engine::Error& error, absl::string_view what);

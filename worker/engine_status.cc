@@ -1,5 +1,5 @@
 // The part of the engine boundary without LibTorch (engine_boundary.h):
-// engine::Error -> Status, and RunSettings.
+// engine::Error -> Status, and RunTorchFree.
 #include <exception>
 #include <new>
 
@@ -33,7 +33,7 @@ absl::Status StatusFromEngineError(const engine::Error& error, absl::string_view
   return ErrorWithReason(ToStatusCode(error.code()), error.reason(), message);
 }
 
-absl::Status RunSettings(absl::string_view what, const std::function<void()>& fn) {
+absl::Status RunTorchFree(absl::string_view what, const std::function<void()>& fn) {
   try {
     fn();
     return absl::OkStatus();

@@ -151,7 +151,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opti
           "--job-setting ", key, ": not one of the worker's settings (a request sets it)"));
     }
     engine::JobOptions probe;
-    RESTYLE_RETURN_IF_ERROR(RunSettings(absl::StrCat("--job-setting ", key), [&] {
+    RESTYLE_RETURN_IF_ERROR(RunTorchFree(absl::StrCat("--job-setting ", key), [&] {
       engine::SetJobSetting(probe, key, value);
       engine::ValidateJobOptions(probe);
     }));
@@ -343,6 +343,23 @@ void Worker::HeartbeatLoop() {
   }
 }
 
+std::optional<absl::Status> Worker::Poll(wv1::Lane lane, wv1::PollWorkResponse* response) {
+  wv1::PollWorkRequest request;
+  request.set_worker(name_);
+  request.set_lane(lane);
+  *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
+  std::unique_ptr<grpc::ClientContext> context = front_->Context(options_.poll_wait + absl::Seconds(10));
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return std::nullopt;
+    polls_.push_back(context.get());  // Shutdown cancels it
+  }
+  const absl::Status status = FromGrpcStatus(front_->stub().PollWork(context.get(), request, response));
+  absl::MutexLock lock(&mu_);
+  polls_.erase(std::find(polls_.begin(), polls_.end(), context.get()));
+  return status;
+}
+
 void Worker::AdaptPollLoop() {
   while (true) {
     {
@@ -354,23 +371,10 @@ void Worker::AdaptPollLoop() {
           this));
       if (stopping_) return;
     }
-    wv1::PollWorkRequest request;
-    request.set_worker(name_);
-    request.set_lane(wv1::LANE_ADAPTATION);
-    *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
-    std::unique_ptr<grpc::ClientContext> context =
-        front_->Context(options_.poll_wait + absl::Seconds(10));
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      polls_.push_back(context.get());
-    }
     wv1::PollWorkResponse response;
-    absl::Status status = FromGrpcStatus(front_->stub().PollWork(context.get(), request, &response));
-    {
-      absl::MutexLock lock(&mu_);
-      polls_.erase(std::find(polls_.begin(), polls_.end(), context.get()));
-    }
+    const std::optional<absl::Status> polled = Poll(wv1::LANE_ADAPTATION, &response);
+    if (!polled) return;  // stopping
+    const absl::Status status = *polled;
     if (status.ok() && response.has_adapt()) {
       absl::MutexLock lock(&mu_);
       if (!stopping_) {
@@ -406,23 +410,10 @@ void Worker::GenerationPollLoop() {
           this));
       if (stopping_) return;
     }
-    wv1::PollWorkRequest request;
-    request.set_worker(name_);
-    request.set_lane(wv1::LANE_GENERATION);
-    *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
-    std::unique_ptr<grpc::ClientContext> context =
-        front_->Context(options_.poll_wait + absl::Seconds(10));
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      polls_.push_back(context.get());
-    }
     wv1::PollWorkResponse response;
-    absl::Status status = FromGrpcStatus(front_->stub().PollWork(context.get(), request, &response));
-    {
-      absl::MutexLock lock(&mu_);
-      polls_.erase(std::find(polls_.begin(), polls_.end(), context.get()));
-    }
+    const std::optional<absl::Status> polled = Poll(wv1::LANE_GENERATION, &response);
+    if (!polled) return;  // stopping
+    const absl::Status status = *polled;
     if (!status.ok()) {
       if (!stopping()) absl::SleepFor(absl::Seconds(1));
       continue;
@@ -596,7 +587,7 @@ absl::StatusOr<engine::JobResult> Worker::TrainJob(const wv1::AdaptTask& task,
   options.device = options_.device;
   options.cuda_math = options_.cuda_math;
   options.cudnn_autotune = options_.cudnn_autotune;
-  RESTYLE_RETURN_IF_ERROR(RunSettings("worker settings", [&] {
+  RESTYLE_RETURN_IF_ERROR(RunTorchFree("worker settings", [&] {
     for (const auto& [key, value] : options_.job_settings) engine::SetJobSetting(options, key, value);
   }));
   options.out_dir = out_dir;

@@ -129,6 +129,8 @@ class Worker {
 
   absl::Status Register();
   void HeartbeatLoop();
+  // One long poll of `lane`; nullopt when stopping.
+  std::optional<absl::Status> Poll(wv1::Lane lane, wv1::PollWorkResponse* response);
   void AdaptPollLoop();
   void GenerationPollLoop();
   void ReporterLoop();

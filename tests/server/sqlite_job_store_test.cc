@@ -302,15 +302,15 @@ TEST_F(StoreTest, ListPagesNewestFirstWithFilters) {
   do {
     auto page = store_->List({}, 3, token);
     ASSERT_TRUE(page.ok()) << page.status();
-    for (const v1::Job& j : page->jobs) seen.push_back(j.name());
+    for (const JobRow& r : page->rows) seen.push_back(r.job.name());
     token = page->next_page_token;
   } while (!token.empty());
   EXPECT_EQ(seen, (std::vector<std::string>{"jobs/j6", "jobs/j5", "jobs/j4", "jobs/j3", "jobs/j2",
                                             "jobs/j1", "jobs/j0"}));
   auto running = store_->List({.states = {v1::JOB_STATE_RUNNING}}, 10, "");
-  ASSERT_EQ(running->jobs.size(), 1u);
+  ASSERT_EQ(running->rows.size(), 1u);
   auto ffhq = store_->List({.source_generator = "generators/ffhq"}, 10, "");
-  EXPECT_EQ(ffhq->jobs.size(), 3u);
+  EXPECT_EQ(ffhq->rows.size(), 3u);
   EXPECT_EQ(ErrorReason(store_->List({}, 3, "bogus").status()), "INVALID_PAGE_TOKEN");
 }
 

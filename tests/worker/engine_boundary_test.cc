@@ -54,7 +54,7 @@ TEST(EngineBoundaryTest, ReasonsBecomeErrorDetails) {
   EXPECT_EQ(ErrorReason(s), "NON_FINITE_LOSS");
   EXPECT_EQ(s.message(), "job: stage 2 step 3");
   // Without LibTorch, the same mapping; an empty `what` adds no prefix.
-  absl::Status t = RunSettings("", [] {
+  absl::Status t = RunTorchFree("", [] {
     engine::FailWithReason(engine::ErrorCode::kInvalidArgument, "X_Y", "stage1.lr must be > 0");
   });
   EXPECT_EQ(t.code(), absl::StatusCode::kInvalidArgument);
