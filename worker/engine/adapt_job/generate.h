@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/engine/adapt_job/seeds.h"
 #include "worker/engine/stylegan2/generator.h"
 
 namespace restyle::engine {
@@ -46,10 +47,6 @@ struct GenerateOptions {
 // mean_latent_samples < 1.
 torch::Tensor GenerateImages(GeneratorImpl& generator, const std::vector<uint64_t>& seeds,
                              const GenerateOptions& options = {});
-
-// "0-7", "3", "1,5,9", "0-3,10": the seeds in the order given. Error(kInvalidArgument)
-// for anything else, a descending range, or more than `max_count` seeds.
-std::vector<uint64_t> ParseSeeds(const std::string& text, size_t max_count = 100000);
 
 // What a job directory holds, loaded.
 struct JobGenerators {
