@@ -229,12 +229,41 @@ absl::Status CheckSpecTexts(const engine::Tokenizer& tokenizer, const engine::Jo
   return InvalidField(field, absl::StrCat(field, ": ", status.message()));
 }
 
+std::vector<const engine::JobSetting*> RequestSettings() {
+  std::vector<const engine::JobSetting*> out;
+  const std::vector<std::string>& worker = WorkerSettingKeys();
+  for (const engine::JobSetting& s : engine::JobSettings()) {
+    const bool spec_field = std::any_of(SpecSettingFields().begin(), SpecSettingFields().end(),
+                                        [&](const auto& f) { return f.first == s.key; });
+    if (!spec_field && std::find(worker.begin(), worker.end(), s.key) == worker.end()) {
+      out.push_back(&s);
+    }
+  }
+  return out;
+}
+
+absl::Status SetAdaptSetting(v1::AdaptSettings& settings, const std::string& key,
+                             const std::string& text) {
+  const std::vector<const engine::JobSetting*> request = RequestSettings();
+  const auto it = std::find_if(request.begin(), request.end(),
+                               [&](const engine::JobSetting* s) { return s->key == key; });
+  if (it == request.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" is not a setting a request sets"));
+  }
+  engine::JobOptions probe;
+  std::string canonical;
+  RESTYLE_RETURN_IF_ERROR(worker::RunTorchFree("", [&] {
+    engine::SetJobSetting(probe, key, text);
+    canonical = engine::GetJobSetting(probe, **it);
+  }));
+  SetFromText(settings, key, canonical);
+  return absl::OkStatus();
+}
+
 v1::AdaptSettings EffectiveSettings(const engine::JobOptions& options) {
   v1::AdaptSettings out;
-  const std::vector<std::string>& worker = WorkerSettingKeys();
-  for (const engine::JobSetting& setting : engine::JobSettings()) {
-    if (std::find(worker.begin(), worker.end(), setting.key) != worker.end()) continue;
-    SetFromText(out, setting.key, engine::GetJobSetting(options, setting));
+  for (const engine::JobSetting* setting : RequestSettings()) {
+    SetFromText(out, setting->key, engine::GetJobSetting(options, *setting));
   }
   return out;
 }

@@ -30,6 +30,7 @@
 
 namespace restyle::engine {
 class Tokenizer;
+struct JobSetting;
 }  // namespace restyle::engine
 
 namespace restyle {
@@ -59,6 +60,18 @@ absl::Status CheckSpecTexts(const engine::Tokenizer& tokenizer, const engine::Jo
 
 // Every request setting's value in `options`, defaults included.
 v1::AdaptSettings EffectiveSettings(const engine::JobOptions& options);
+
+// Sets request setting `key` ("stage1.lr") of `settings` from the table's
+// text form ("0.02", "true", "0.5,0.9", "stored"), parsed by the table's
+// kind (ranges are checked when the job is created). INVALID_ARGUMENT
+// naming the key for a value of the wrong kind, or a key that is not a
+// request setting.
+absl::Status SetAdaptSetting(v1::AdaptSettings& settings, const std::string& key,
+                             const std::string& text);
+
+// The table's settings a request sets in AdaptSettings (not the JobSpec
+// fields, not the worker's), in the table's order.
+std::vector<const engine::JobSetting*> RequestSettings();
 
 // "random" for NOISE_MODE_RANDOM: a proto enum value as a table choice (the
 // name without the enum's prefix, lower case, '_' as '-'); "" for the zero

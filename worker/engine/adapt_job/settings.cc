@@ -471,6 +471,14 @@ std::string SettingValueName(const JobSetting& s) {
   return "";
 }
 
+std::string SettingHelp(const JobSetting& s) {
+  static const JobOptions* defaults = new JobOptions;
+  std::string value = GetJobSetting(*defaults, s);
+  if (s.kind == SettingKind::kText) value = "\"" + value + "\"";
+  return s.help + " [" + (s.key == "target_class" ? "required" : "default " + value) +
+         (s.range.empty() ? "" : "; " + s.range) + "]";
+}
+
 void SetJobSetting(JobOptions& options, std::string_view name, const std::string& value) {
   const Entry& e = EntryNamed(name);
   e.set(options, FromText(e.info, value));

@@ -56,6 +56,10 @@ const JobSetting* FindJobSetting(std::string_view name);
 // "A,B" or the enum's choices.
 std::string SettingValueName(const JobSetting& setting);
 
+// The setting's help for command lines: its line of help, then "[default
+// V; range]" with the paper's default ("[required]" for the target).
+std::string SettingHelp(const JobSetting& setting);
+
 // Parses `value` by the setting's kind and stores it in `options`. Throws
 // Error(kInvalidArgument) for an unknown name or a value of the wrong kind
 // (ranges are ValidateJobOptions' business, so that settings can be given in

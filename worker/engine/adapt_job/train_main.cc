@@ -91,7 +91,6 @@ constexpr char kUsage[] =
     std::exit(2);
   }
   std::fputs(kUsage, stdout);
-  const JobOptions defaults;
   std::string section;
   for (const JobSetting& s : JobSettings()) {
     if (s.key == "method") continue;  // --method above (it also takes "both")
@@ -104,11 +103,7 @@ constexpr char kUsage[] =
     constexpr size_t kColumn = 32;
     head = head.size() < kColumn ? head + std::string(kColumn - head.size(), ' ')
                                  : head + "\n" + std::string(kColumn, ' ');
-    std::string value = GetJobSetting(defaults, s);
-    if (s.kind == SettingKind::kText) value = "\"" + value + "\"";
-    std::printf("%s %s [%s%s%s]\n", head.c_str(), s.help.c_str(),
-                s.key == "target_class" ? "required" : ("default " + value).c_str(),
-                s.range.empty() ? "" : "; ", s.range.c_str());
+    std::printf("%s %s\n", head.c_str(), SettingHelp(s).c_str());
   }
   std::exit(0);
 }

@@ -1,0 +1,213 @@
+#include "client/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "client/commands.h"
+#include "client/connection.h"
+#include "client/exit_codes.h"
+#include "common/files.h"
+#include "common/job_spec.h"
+#include "common/status.h"
+#include "worker/engine/adapt_job/seeds.h"
+#include "worker/engine/adapt_job/settings.h"
+#include "worker/engine_boundary.h"
+
+namespace restyle::client {
+namespace {
+
+// "90" (seconds), "90s", "10m", "1h30m".
+absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& flag, const std::string& text) {
+  absl::Duration d;
+  double seconds = 0;
+  if (absl::SimpleAtod(text, &seconds)) {
+    d = absl::Milliseconds(static_cast<int64_t>(seconds * 1000));
+  } else if (!absl::ParseDuration(text, &d)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", text, ": a duration, like 90s, 10m or 1h30m"));
+  }
+  if (d <= absl::ZeroDuration()) return absl::InvalidArgumentError(absl::StrCat(flag, " must be positive"));
+  return d;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"restyle: adapt image generators to a domain named in text, follow the jobs, and "
+               "draw images from the results."};
+  app.footer(std::string("\n") + kExitCodesHelp +
+             "\nThe server: --server or $RESTYLE_SERVER; a token: --token-file or $RESTYLE_TOKEN.");
+  app.require_subcommand(1);
+  app.fallthrough();
+  ConnectionOptions connection;
+  std::string token_file, output = "text", timeout_text = "30s";
+  app.add_option("--server", connection.server, "restyled's API address, host:port")
+      ->envname("RESTYLE_SERVER")->capture_default_str();
+  app.add_option("--tls-ca", connection.tls_ca_file, "PEM CA bundle: talk TLS to the server")
+      ->check(CLI::ExistingFile);
+  app.add_option("--token-file", token_file, "file holding the bearer token (else $RESTYLE_TOKEN)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--timeout", timeout_text, "deadline of each call (90s, 2m)")->capture_default_str();
+  app.add_option("-o,--output", output, "text, or json: protobuf JSON, one object per line")
+      ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+
+  // --- adapt ---------------------------------------------------------------------
+  AdaptCommand adapt;
+  std::string seed_text, max_queue_text, max_run_text;
+  CLI::App* adapt_cmd = app.add_subcommand("adapt", "create an adaptation job (and follow it)");
+  adapt_cmd->add_option("--source", adapt.source, "the source generator (restyle generators)")->required();
+  adapt_cmd->add_option("--target", adapt.target, "the target domain, e.g. \"ukiyo-e\"")->required();
+  adapt_cmd->add_option("--source-text", adapt.source_text,
+                        "the source domain's class word [default: the source's own, e.g. photo]");
+  adapt_cmd->add_option("--method", adapt.method, "ipl (the default) or nada")
+      ->check(CLI::IsMember({"ipl", "nada"}));
+  adapt_cmd->add_option("--seed", seed_text, "one seed for the job: stage 1 N, stage 2 N+1, samples N+2");
+  adapt_cmd->add_option("--priority", adapt.priority, "higher runs first, in [-1000, 1000]")
+      ->capture_default_str();
+  adapt_cmd->add_option("--max-queue-time", max_queue_text, "fail the job when no worker took it by then");
+  adapt_cmd->add_option("--max-run-time", max_run_text, "fail a run that takes longer");
+  adapt_cmd->add_option("--request-id", adapt.request_id, "idempotency key [default: a new UUID]");
+  adapt_cmd->add_flag("-f,--follow", adapt.follow, "follow the job to its end (Ctrl-C detaches)");
+  // Every request setting of the engine's table, with restyle-train's name and help.
+  for (const engine::JobSetting* s : RequestSettings()) {
+    const std::string key = s->key;
+    const std::string group = "Settings (" + s->section + ")";
+    if (s->kind == engine::SettingKind::kBool) {
+      adapt_cmd
+          ->add_flag_function(
+              "--" + s->flag + ",!--no-" + s->flag,
+              [&adapt, key](int64_t n) { adapt.settings.emplace_back(key, n > 0 ? "true" : "false"); },
+              engine::SettingHelp(*s))
+          ->group(group);
+    } else {
+      adapt_cmd
+          ->add_option_function<std::string>(
+              "--" + s->flag, [&adapt, key](const std::string& v) { adapt.settings.emplace_back(key, v); },
+              engine::SettingHelp(*s))
+          ->type_name(engine::SettingValueName(*s))
+          ->group(group);
+    }
+  }
+
+  // --- jobs ----------------------------------------------------------------------
+  std::string job;
+  int64_t after_seq = 0;
+  CLI::App* watch_cmd = app.add_subcommand("watch", "follow a job's progress to its end (Ctrl-C detaches)");
+  watch_cmd->add_option("job", job, "jobs/ID or ID")->required();
+  watch_cmd->add_option("--after-seq", after_seq, "show only the events after this one");
+  std::string wait_text = "1h";
+  CLI::App* wait_cmd = app.add_subcommand("wait", "wait until a job ends (exit code: its outcome)");
+  wait_cmd->add_option("job", job, "jobs/ID or ID")->required();
+  wait_cmd->add_option("--timeout", wait_text, "give up after this long (exit code 5)")->capture_default_str();
+  CLI::App* get_cmd = app.add_subcommand("get", "show a job");
+  get_cmd->add_option("job", job, "jobs/ID or ID")->required();
+  ListCommand list;
+  CLI::App* list_cmd = app.add_subcommand("list", "list jobs, newest first");
+  list_cmd->add_option("--state", list.states, "only these states (repeat)");
+  list_cmd->add_option("--source", list.source, "only jobs of this source generator");
+  list_cmd->add_option("--limit", list.limit, "at most this many")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  CLI::App* cancel_cmd = app.add_subcommand("cancel", "cancel a job (a running one stops after its step)");
+  cancel_cmd->add_option("job", job, "jobs/ID or ID")->required();
+
+  // --- generators ---------------------------------------------------------------------
+  std::string generator, kind;
+  CLI::App* generators_cmd = app.add_subcommand("generators", "list source and adapted generators");
+  generators_cmd->add_option("--kind", kind, "source or adapted")->check(CLI::IsMember({"source", "adapted"}));
+  CLI::App* generator_cmd = app.add_subcommand("generator", "show a generator and its lineage");
+  generator_cmd->add_option("generator", generator, "generators/ID or ID")->required();
+  CLI::App* delete_cmd = app.add_subcommand("delete", "delete an adapted generator (and its job's files)");
+  delete_cmd->add_option("generator", generator, "generators/ID or ID")->required();
+  GenerateCommand generate;
+  std::string seeds_text = "0-7";
+  double truncation = -1;
+  CLI::App* generate_cmd = app.add_subcommand("generate", "draw images by seed");
+  generate_cmd->add_option("generator", generate.generator, "generators/ID or ID")->required();
+  generate_cmd->add_option("--seeds", seeds_text, "0-15, 3, 1,5,9 (each image depends on its seed alone)")
+      ->capture_default_str();
+  generate_cmd->add_option("--out", generate.out_dir, "write seedNNNN.png files here");
+  generate_cmd->add_option("--grid", generate.grid, "write all of them as one PNG grid");
+  generate_cmd->add_option("--columns", generate.columns, "grid columns [default: up to 8]");
+  generate_cmd->add_option("--truncation", truncation, "in [0, 1] [default: the job's own, or 0.7]");
+  generate_cmd->add_flag("--with-source", generate.with_source,
+                         "also the source generator's image of each seed (above it in the grid)");
+  generate_cmd->add_option("--max-resolution", generate.max_resolution,
+                           "downscale images larger than this many pixels a side");
+  CLI::App* workers_cmd = app.add_subcommand("workers", "list the connected workers");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+
+  Output o;
+  o.json = output == "json";
+  o.terminal = isatty(STDOUT_FILENO) == 1;
+  auto usage = [&](const std::string& message) {
+    std::fprintf(stderr, "restyle: %s\n(restyle --help, or restyle COMMAND --help)\n", message.c_str());
+    return kExitUsage;
+  };
+  absl::StatusOr<absl::Duration> timeout = ParseDurationFlag("--timeout", timeout_text);
+  if (!timeout.ok()) return usage(std::string(timeout.status().message()));
+  connection.timeout = *timeout;
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadFileToString(token_file);
+    if (!token.ok()) return usage(std::string(token.status().message()));
+    connection.token = std::string(absl::StripAsciiWhitespace(*token));
+  } else if (const char* env = std::getenv("RESTYLE_TOKEN")) {
+    connection.token = env;
+  }
+  absl::StatusOr<std::unique_ptr<Connection>> c = Connection::Create(connection);
+  if (!c.ok()) return usage(StatusText(c.status()));
+  Connection& conn = **c;
+
+  if (adapt_cmd->parsed()) {
+    if (!seed_text.empty()) {
+      int64_t seed = 0;
+      if (!absl::SimpleAtoi(seed_text, &seed) || seed < 0) return usage("--seed needs a whole number >= 0");
+      adapt.seed = seed;
+    }
+    for (auto [text, target] : {std::pair{&max_queue_text, &adapt.max_queue_time},
+                                std::pair{&max_run_text, &adapt.max_run_time}}) {
+      if (text->empty()) continue;
+      absl::StatusOr<absl::Duration> d =
+          ParseDurationFlag(target == &adapt.max_queue_time ? "--max-queue-time" : "--max-run-time", *text);
+      if (!d.ok()) return usage(std::string(d.status().message()));
+      *target = *d;
+    }
+    return Adapt(conn, o, adapt);
+  }
+  if (watch_cmd->parsed()) return Watch(conn, o, job, after_seq);
+  if (wait_cmd->parsed()) {
+    absl::StatusOr<absl::Duration> d = ParseDurationFlag("--timeout", wait_text);
+    if (!d.ok()) return usage(std::string(d.status().message()));
+    return Wait(conn, o, job, *d);
+  }
+  if (get_cmd->parsed()) return GetJob(conn, o, job);
+  if (list_cmd->parsed()) return ListJobs(conn, o, list);
+  if (cancel_cmd->parsed()) return CancelJob(conn, o, job);
+  if (generators_cmd->parsed()) return ListGenerators(conn, o, kind);
+  if (generator_cmd->parsed()) return GetGenerator(conn, o, generator);
+  if (delete_cmd->parsed()) return DeleteGenerator(conn, o, generator);
+  if (generate_cmd->parsed()) {
+    absl::Status parsed = worker::RunTorchFree("--seeds", [&] {
+      generate.seeds = engine::ParseSeeds(seeds_text, 1024);
+    });
+    if (!parsed.ok()) return usage(std::string(parsed.message()));
+    if (truncation >= 0) generate.truncation = truncation;
+    if (generate.out_dir.empty() && generate.grid.empty() && !o.json) {
+      return usage("generate: --out DIR or --grid FILE (or -o json) says where the images go");
+    }
+    return Generate(conn, o, generate);
+  }
+  if (workers_cmd->parsed()) return ListWorkers(conn, o);
+  return usage("no command");
+}
+
+}  // namespace restyle::client
