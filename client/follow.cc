@@ -61,8 +61,9 @@ class View {
 
   // Ends a live line, so that what follows starts on its own.
   void Close() {
-    if (live_) std::fputs("\n", o_.out);
-    live_ = false;
+    if (live_ == Live::kBar) std::fputs("\n", o_.out);
+    if (live_ == Live::kTransient) std::fputs("\r\033[K", o_.out);
+    live_ = Live::kNone;
     std::fflush(o_.out);
   }
 
@@ -92,10 +93,10 @@ class View {
     const bool new_stage = p.stage() != stage_;
     stage_ = p.stage();
     if (o_.terminal) {
-      if (new_stage && live_) std::fputs("\n", o_.out);  // the finished stage's bar stays
+      if (new_stage) Close();  // the finished stage's bar stays
       std::fprintf(o_.out, "\r\033[K  %s", ProgressLine(p, stages_, 24).c_str());
       std::fflush(o_.out);
-      live_ = true;
+      live_ = Live::kBar;
       return;
     }
     const absl::Time now = absl::Now();
@@ -111,17 +112,17 @@ class View {
     if (o_.terminal) {
       std::fprintf(o_.out, "\r\033[K%s", text.c_str());
       std::fflush(o_.out);
-      live_ = true;
+      live_ = Live::kTransient;
     } else {
       Line(text);
     }
   }
 
+  // A line of its own: a live bar stays above it, a queue line is replaced.
   void Line(const std::string& text) {
-    if (live_) std::fputs("\r\033[K", o_.out);
+    Close();
     std::fprintf(o_.out, "%s\n", text.c_str());
     std::fflush(o_.out);
-    live_ = false;
   }
 
   const FollowOptions o_;
@@ -129,7 +130,9 @@ class View {
   int stages_ = 2;
   v1::JobState state_ = v1::JOB_STATE_UNSPECIFIED;
   v1::JobStage stage_ = v1::JOB_STAGE_UNSPECIFIED;
-  bool live_ = false;  // the cursor is on a bar being redrawn
+  // What the cursor's line shows while it is redrawn in place.
+  enum class Live { kNone, kBar, kTransient };
+  Live live_ = Live::kNone;
   absl::Time last_line_ = absl::InfinitePast();
 };
 

@@ -10,7 +10,7 @@ set -euo pipefail
 ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread
              nlohmann-json3-dev libpng-dev)
 # Tests and tools: GoogleTest, Python's torch for the checkpoint converters' tests.
-TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl)
+TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl tmux)
 # The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite (the front's
 # job store), OpenSSL (digests, TLS), libuuid (request ids), spdlog (logs),
 # CLI11 (command lines).
