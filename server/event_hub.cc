@@ -19,6 +19,7 @@ void EventHub::Unsubscribe(const std::string& job_id, Id id) {
 
 void EventHub::Publish(const std::string& job_id, const Events& events) {
   if (events.empty()) return;
+  if (observer_) observer_(events);
   std::vector<Callback> callbacks;
   {
     absl::MutexLock lock(&mu_);

@@ -30,13 +30,17 @@ class EventHub {
   Id Subscribe(const std::string& job_id, Callback callback);
   void Unsubscribe(const std::string& job_id, Id id);
 
-  // Hands committed events of a job to its subscribers.
+  // Hands committed events of a job to its subscribers (and first to the
+  // observer, which sees every job's).
   void Publish(const std::string& job_id, const Events& events);
+  // Set once, before any Publish (metrics).
+  void SetObserver(Callback observer) { observer_ = std::move(observer); }
 
   // Subscribers of all jobs (for tests and metrics).
   size_t subscribers() const;
 
  private:
+  Callback observer_;
   mutable absl::Mutex mu_;
   Id next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<std::string, std::map<Id, Callback>> subscribers_ ABSL_GUARDED_BY(mu_);

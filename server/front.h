@@ -21,6 +21,7 @@
 #include "server/event_hub.h"
 #include "server/executor.h"
 #include "server/job_store.h"
+#include "server/metrics.h"
 #include "server/scheduler.h"
 #include "server/timer_queue.h"
 
@@ -51,6 +52,8 @@ struct Front {
   Executor* io_executor = nullptr;
   TimerQueue* timers = nullptr;
   const Authenticator* auth = nullptr;
+  // Counted here too (may be null in tests).
+  FrontMetrics* metrics = nullptr;
   // CLIP's tokenizer: job texts are checked with it at create.
   const engine::Tokenizer* tokenizer = nullptr;
   std::atomic<bool> draining{false};

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   app.add_option("--worker-port", o.worker_port, "port workers connect to")->capture_default_str();
   app.add_option("--health-port", o.health_port, "plaintext gRPC health port for probes")
       ->capture_default_str();
+  app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port (0: any free port, -1: none)")
+      ->capture_default_str();
   app.add_option("--port-file", o.port_file, "write the bound ports here as JSON");
   app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate: TLS on the api and worker ports")
       ->check(CLI::ExistingFile);

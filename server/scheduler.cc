@@ -188,6 +188,21 @@ std::vector<v1::Worker> Scheduler::Workers() const {
   return out;
 }
 
+Scheduler::WorkerCounts Scheduler::CountWorkers() const {
+  absl::MutexLock lock(&mu_);
+  WorkerCounts c;
+  for (const auto& [name, w] : workers_) {
+    if (w.draining) {
+      ++c.draining;
+    } else if (!w.info.job().empty()) {
+      ++c.training;
+    } else {
+      ++c.idle;
+    }
+  }
+  return c;
+}
+
 bool Scheduler::WorkerReady(const Worker& w, absl::Time now) const {
   return !w.draining && now - w.last_seen <= options_.lease_ttl;
 }

@@ -62,6 +62,8 @@ struct GenerationTask {
   std::string source;      // "generators/{id}" of the source generator
   // The client's stream.
   std::shared_ptr<ServerStream<v1::GenerateResponse>> stream;
+  // When the call arrived.
+  absl::Time submitted = absl::Now();
   // Images written so far (set by the SendImages handler).
   int images_sent = 0;
 };
@@ -90,6 +92,10 @@ class Scheduler {
   // OK when `worker` ("workers/{id}") is registered (and marks it seen).
   absl::Status CheckWorker(const std::string& worker);
   std::vector<v1::Worker> Workers() const;
+  struct WorkerCounts {
+    int idle = 0, training = 0, draining = 0;
+  };
+  WorkerCounts CountWorkers() const;
   // Connected workers that are not draining and have `source` (any source
   // when empty).
   int ReadyWorkers(const std::string& source = "") const;

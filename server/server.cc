@@ -10,6 +10,10 @@
 #include "common/status.h"
 #include "worker/engine_boundary.h"
 
+#ifndef RESTYLE_VERSION
+#define RESTYLE_VERSION "dev"
+#endif
+
 namespace restyle::server {
 namespace {
 
@@ -28,7 +32,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   return grpc::SslServerCredentials(ssl);
 }
 
-void Configure(grpc::ServerBuilder& b) {
+void Configure(grpc::ServerBuilder& b, GrpcMetrics* metrics = nullptr) {
+  if (metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(metrics->Interceptors());
+    b.experimental().SetInterceptorCreators(std::move(creators));
+  }
   // Clients may ping every 10 s, even between calls (the CLI's and workers'
   // keepalive); the server pings idle connections every minute.
   b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
@@ -92,6 +101,9 @@ absl::Status Server::Start() {
   front_.timers = timers_.get();
   front_.auth = auth_.get();
   front_.tokenizer = tokenizer_.get();
+  front_.metrics = &metrics_;
+  AddBuildInfo(*registry_, "restyled", RESTYLE_VERSION);
+  hub_.SetObserver([this](const Events& events) { metrics_.Observe(events); });
   api_service_ = std::make_unique<ApiService>(&front_);
   worker_service_ = std::make_unique<WorkerService>(&front_);
 
@@ -105,7 +117,7 @@ absl::Status Server::Start() {
   const std::string host = options_.host;
   {
     grpc::ServerBuilder b;
-    Configure(b);
+    Configure(b, &grpc_metrics_);
     b.AddListeningPort(absl::StrCat(host, ":", options_.api_port), creds, &api_port_);
     b.RegisterService(api_service_.get());
     add_health(b);
@@ -113,7 +125,7 @@ absl::Status Server::Start() {
   }
   {
     grpc::ServerBuilder b;
-    Configure(b);
+    Configure(b, &grpc_metrics_);
     b.AddListeningPort(absl::StrCat(host, ":", options_.worker_port), creds, &worker_port_);
     b.RegisterService(worker_service_.get());
     add_health(b);
@@ -130,16 +142,33 @@ absl::Status Server::Start() {
                              Build(b, "health", &health_port_, options_.health_port));
   }
   scheduler_->OnReadinessChange([this](bool ready) { SetHealth(ready); });
+  if (options_.metrics_port >= 0) {
+    RESTYLE_ASSIGN_OR_RETURN(metrics_server_,
+                             MetricsServer::Start(host, options_.metrics_port, registry_));
+  }
+  UpdateGauges();
   if (!options_.port_file.empty()) {
     RESTYLE_RETURN_IF_ERROR(WriteFileAtomically(
         options_.port_file, absl::StrCat("{\"api\": ", api_port_, ", \"worker\": ", worker_port_,
-                                         ", \"health\": ", health_port_, "}\n")));
+                                         ", \"health\": ", health_port_, ", \"metrics\": ",
+                                         metrics_port(), "}\n")));
   }
-  spdlog::info("restyled serving: api {}:{}, worker {}:{}, health {}:{}{}{}; data in {}", host,
-               api_port_, host, worker_port_, host, health_port_,
+  spdlog::info("restyled serving: api {}:{}, worker {}:{}, health {}:{}, metrics {}{}{}; data in {}",
+               host, api_port_, host, worker_port_, host, health_port_,
+               metrics_server_ ? absl::StrCat("http://", host, ":", metrics_port(), "/metrics") : "off",
                options_.tls_cert_file.empty() ? "" : ", TLS",
                auth_->enabled() ? ", tokens required" : "", options_.data_dir);
   return absl::OkStatus();
+}
+
+void Server::UpdateGauges() {
+  store_executor_->Schedule([this] {
+    absl::StatusOr<int64_t> queued = store_->CountQueued();
+    metrics_.SetQueued(queued.ok() ? *queued : 0, static_cast<int64_t>(scheduler_->generation_queued()));
+    const Scheduler::WorkerCounts w = scheduler_->CountWorkers();
+    metrics_.SetWorkers(w.idle, w.training, w.draining);
+    timers_->RunAfter(absl::Seconds(1), [this] { UpdateGauges(); });
+  });
 }
 
 void Server::SetHealth(bool ready) {

@@ -29,7 +29,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/api_service.h"
+#include "common/metrics.h"
 #include "server/front.h"
+#include "server/grpc_metrics.h"
 #include "server/health_service.h"
 #include "server/sqlite_job_store.h"
 #include "server/worker_service.h"
@@ -46,6 +48,8 @@ struct ServerOptions {
   int api_port = 8700;
   int worker_port = 8701;
   int health_port = 8702;
+  // Prometheus /metrics (HTTP); -1: none.
+  int metrics_port = 8703;
   // PEM files; both set: TLS on the api and worker ports.
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -54,7 +58,7 @@ struct ServerOptions {
   // CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz), to check job texts
   // as the workers will tokenize them; "": the one shipped with Restyle.
   std::string clip_vocab;
-  // When set, {"api": P, "worker": P, "health": P} is written here once the
+  // When set, {"api": P, "worker": P, "health": P, "metrics": P} is written here once the
   // ports are bound (for scripts and tests that start restyled on port 0).
   std::string port_file;
   FrontLimits limits;
@@ -77,6 +81,7 @@ class Server {
   int api_port() const { return api_port_; }
   int worker_port() const { return worker_port_; }
   int health_port() const { return health_port_; }
+  int metrics_port() const { return metrics_server_ ? metrics_server_->port() : -1; }
 
   // Blocks until Shutdown has completed.
   void Wait();
@@ -89,11 +94,17 @@ class Server {
   explicit Server(const ServerOptions& options) : options_(options) {}
   absl::Status Start();
   void SetHealth(bool ready);
+  // Sets the queue and worker gauges, then again in a second.
+  void UpdateGauges();
 
   const ServerOptions options_;
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<Authenticator> auth_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  FrontMetrics metrics_{*registry_};
+  GrpcMetrics grpc_metrics_{*registry_};
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<engine::Tokenizer> tokenizer_;
   EventHub hub_;
   std::unique_ptr<Executor> store_executor_;

@@ -217,6 +217,9 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
           absl::MutexLock lock(&mu_);
           sent = task->images_sent;
         }
+        if (front_->metrics != nullptr) {
+          front_->metrics->GenerationDone(absl::Now() - task->submitted, want, sent);
+        }
         if (sent == want) {
           task->stream->Finish(absl::OkStatus());
         } else {

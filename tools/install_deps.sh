@@ -9,14 +9,16 @@ set -euo pipefail
 # header-only JSON, PNG output.
 ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-pthread
              nlohmann-json3-dev libpng-dev)
-# Tests and tools: GoogleTest, Python's torch for the checkpoint converters' tests.
-TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl tmux)
+# Tests and tools: GoogleTest, Python's torch for the checkpoint converters'
+# tests, openssl (test certificates), tmux (the CLI in a terminal), prometheus
+# (promtool checks the /metrics scrapes).
+TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl tmux prometheus)
 # The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite (the front's
 # job store), OpenSSL (digests, TLS), libuuid (request ids), spdlog (logs),
-# CLI11 (command lines).
+# CLI11 (command lines), cpp-httplib (the /metrics endpoints).
 SERVICE_PKGS=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
               libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev uuid-dev
-              libspdlog-dev libcli11-dev)
+              libspdlog-dev libcli11-dev libcpp-httplib-dev)
 
 PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}" "${SERVICE_PKGS[@]}")
 if [[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]]; then

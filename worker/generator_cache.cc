@@ -38,6 +38,7 @@ absl::StatusOr<engine::Generator> GeneratorCache::Acquire(const std::string& nam
   bytes_ += e.bytes;
   entries_[name] = e;
   lru_.push_front(name);
+  if (on_load_) on_load_();
   EvictLocked();
   spdlog::info("{} loaded ({} MB; {} MB of adapted generators in memory)", name, e.bytes >> 20,
                bytes_ >> 20);
@@ -59,6 +60,7 @@ void GeneratorCache::EvictLocked() {
       continue;
     }
     spdlog::info("{} evicted from memory", *it);
+    if (on_evict_) on_evict_();
     bytes_ -= e->second.bytes;
     entries_.erase(e);
     it = std::make_reverse_iterator(lru_.erase(std::next(it).base()));

@@ -10,6 +10,7 @@
 #define RESTYLE_WORKER_GENERATOR_CACHE_H_
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <string>
@@ -28,6 +29,11 @@ class GeneratorCache {
   // (one in use may exceed it). `disk_dir`: <work_dir>/generators.
   GeneratorCache(int64_t budget_bytes, std::string disk_dir)
       : budget_bytes_(budget_bytes), disk_dir_(std::move(disk_dir)) {}
+
+  // Called (under the cache's lock: keep them short) on every load and
+  // eviction, for metrics. Set before use.
+  void OnLoad(std::function<void()> fn) { on_load_ = std::move(fn); }
+  void OnEvict(std::function<void()> fn) { on_evict_ = std::move(fn); }
 
   // Where generator `name`'s files go on disk ("generators/x" -> <disk>/x).
   std::string DiskDir(const std::string& name) const;
@@ -51,6 +57,8 @@ class GeneratorCache {
   };
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  std::function<void()> on_load_;
+  std::function<void()> on_evict_;
   const int64_t budget_bytes_;
   const std::string disk_dir_;
   mutable absl::Mutex mu_;

@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--poll-wait", poll_wait, "seconds a poll waits at the front")
       ->capture_default_str()->check(CLI::Range(0.1, 30.0));
+  app.add_option("--metrics-address", o.metrics_address,
+                 "serve Prometheus /metrics here (port 0: any free port; \"\": none)")
+      ->capture_default_str();
+  app.add_option("--port-file", o.port_file, "write the bound metrics port here as JSON");
   app.add_option("--tls-ca", o.front.tls_ca_file, "PEM CA: TLS to the front")->check(CLI::ExistingFile);
   app.add_option("--token-file", token_file, "file with the bearer token for the front")
       ->check(CLI::ExistingFile);

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/grpc_status.h"
 #include "common/ids.h"
 #include "common/job_spec.h"
@@ -133,6 +134,18 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opti
         absl::StrCat("worker id \"", id, "\": 1-63 lower-case letters, digits and '-'"));
   }
   worker->name_ = MakeName(kWorkers, id);
+  AddBuildInfo(*worker->registry_, "restyle-worker", RESTYLE_VERSION);
+  if (!options.metrics_address.empty()) {
+    RESTYLE_ASSIGN_OR_RETURN(auto host_port, ParseHostPort(options.metrics_address));
+    RESTYLE_ASSIGN_OR_RETURN(worker->metrics_server_,
+                             MetricsServer::Start(host_port.first, host_port.second, worker->registry_));
+    spdlog::info("metrics at http://{}/metrics (port {})", options.metrics_address,
+                 worker->metrics_server_->port());
+  }
+  if (!options.port_file.empty()) {
+    RESTYLE_RETURN_IF_ERROR(WriteFileAtomically(
+        options.port_file, absl::StrCat("{\"metrics\": ", worker->metrics_port(), "}\n")));
+  }
   // The process-wide LibTorch settings, once: no job changes them.
   RESTYLE_RETURN_IF_ERROR(RunEngine("setting up LibTorch", [&] {
     const int threads = engine::SetThreadCount(options.threads);
@@ -170,6 +183,10 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opti
   worker->cache_ = std::make_unique<GeneratorCache>(
       options.cache_bytes > 0 ? options.cache_bytes : int64_t{2} << 30,
       options.work_dir + "/generators");
+  WorkerMetrics* metrics = &worker->metrics_;
+  worker->metrics_.Sample(0, 0);
+  worker->cache_->OnLoad([metrics] { metrics->GeneratorLoaded(); });
+  worker->cache_->OnEvict([metrics] { metrics->GeneratorEvicted(); });
   return worker;
 }
 
@@ -187,7 +204,7 @@ bool Worker::stopping() const {
 
 void Worker::Shutdown() {
   absl::MutexLock lock(&mu_);
-  if (!stopping_) spdlog::info("stopping: no new work; the current step finishes first");
+  if (!stopping_ && registered_) spdlog::info("stopping: no new work; the current step finishes first");
   stopping_ = true;
   for (grpc::ClientContext* poll : polls_) poll->TryCancel();
 }
@@ -320,7 +337,9 @@ void Worker::HeartbeatLoop() {
       lease->set_job(job->job);
       lease->set_attempt(job->attempt);
     }
-    for (const std::string& g : cache_->Resident()) request.add_resident_generators(g);
+    const std::vector<std::string> resident = cache_->Resident();
+    for (const std::string& g : resident) request.add_resident_generators(g);
+    metrics_.Sample(static_cast<int>(resident.size()), cache_->resident_bytes());
     wv1::HeartbeatResponse response;
     absl::Status status = front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
       return front_->stub().Heartbeat(c, request, &response);
@@ -512,6 +531,7 @@ void Worker::ServeGeneration(int budget) {
     if (budget > 0) n = std::min(n, budget);
     if (status.ok() && !work->cancelled && n > 0) {
       std::vector<uint64_t> seeds(t.seeds().begin() + work->next, t.seeds().begin() + work->next + n);
+      const absl::Time started = absl::Now();
       absl::StatusOr<torch::Tensor> pixels = CallEngine("generating", [&] {
         engine::GenerateOptions o;
         o.truncation = t.truncation();
@@ -526,6 +546,7 @@ void Worker::ServeGeneration(int budget) {
         return engine::ToUint8Images(images);
       });
       status = pixels.status();
+      if (status.ok()) metrics_.Generated(n, absl::ToDoubleSeconds(absl::Now() - started));
       if (status.ok()) {
         absl::MutexLock lock(&mu_);
         for (int i = 0; i < n; ++i) {
@@ -605,7 +626,10 @@ absl::StatusOr<engine::JobResult> Worker::TrainJob(const wv1::AdaptTask& task,
     }
   }
   engine::JobCallbacks callbacks;
+  absl::Time last_step = absl::Now();
   callbacks.on_progress = [&](const engine::JobProgress& p) {
+    const absl::Time now = absl::Now();
+    metrics_.Step(p.stage, absl::ToDoubleSeconds(now - last_step));
     if (p.stage == 1) *stage1_trained = true;
     if (p.stage == 2 && *stage1_trained && !job->checkpoint_uploaded) {
       Report upload;
@@ -629,6 +653,7 @@ absl::StatusOr<engine::JobResult> Worker::TrainJob(const wv1::AdaptTask& task,
     }
     Enqueue(std::move(r));
     ServeGeneration(options_.images_per_slot);
+    last_step = absl::Now();  // the next step's time leaves generation out
   };
   callbacks.is_cancelled = [&] { return job->cancel || job->lost || stopping(); };
   callbacks.on_log = [&](const std::string& line) {
@@ -750,10 +775,12 @@ void Worker::EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool
   FlushReports();
   if (job->lost) {
     spdlog::warn("{} attempt {}: stopped, the lease had moved on", task.job(), task.attempt());
+    metrics_.JobEnded("lost");
     return;
   }
   if (status.ok()) {
     spdlog::info("{} attempt {}: done", task.job(), task.attempt());
+    metrics_.JobEnded("succeeded");
     return;
   }
   wv1::CompleteJobRequest complete;
@@ -777,10 +804,12 @@ void Worker::EndJob(const wv1::AdaptTask& task, const absl::Status& status, bool
         return front_->stub().ReleaseJob(c, release, &ignored);
       });
     });
+    metrics_.JobEnded("released");
     spdlog::info("{} attempt {}: released ({})", task.job(), task.attempt(),
                  released.ok() ? "ok" : StatusText(released));
     return;
   }
+  metrics_.JobEnded(status.code() == absl::StatusCode::kCancelled ? "cancelled" : "failed");
   if (status.code() == absl::StatusCode::kCancelled) {
     *complete.mutable_error() = JobErrorOf(status);
     complete.mutable_error()->set_reason("CANCELLED");

@@ -41,7 +41,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "worker/engine/adapt_job/job.h"
+#include "common/metrics.h"
 #include "worker/front_client.h"
+#include "worker/metrics.h"
 #include "worker/generator_cache.h"
 #include "worker/models.h"
 
@@ -72,6 +74,11 @@ struct WorkerOptions {
   int images_per_slot = 4;
   // How long a poll waits at the front.
   absl::Duration poll_wait = absl::Seconds(10);
+  // Prometheus /metrics on this address's port ("0.0.0.0:8710"; port 0
+  // picks one); "" for none.
+  std::string metrics_address = "0.0.0.0:8710";
+  // When set, {"metrics": PORT} is written here once it is bound.
+  std::string port_file;
 };
 
 class Worker {
@@ -86,6 +93,8 @@ class Worker {
   void Shutdown();
 
   const std::string& name() const { return name_; }
+  // The /metrics port, -1 without one.
+  int metrics_port() const { return metrics_server_ ? metrics_server_->port() : -1; }
 
  private:
   // The job the engine runs, and what the front said of its lease.
@@ -173,6 +182,9 @@ class Worker {
   std::unique_ptr<Models> models_;
   std::unique_ptr<FrontClient> front_;
   std::unique_ptr<GeneratorCache> cache_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  WorkerMetrics metrics_{*registry_};
+  std::unique_ptr<MetricsServer> metrics_server_;
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
 
   mutable absl::Mutex mu_;

@@ -27,13 +27,14 @@ check() {  # check "what" expected_code actual_code
   [[ "$2" == "$3" ]] || fail "$1: exit code $3, expected $2"
 }
 
-"$RESTYLED" --data-dir "$dir/front" --host 127.0.0.1 --port 0 --worker-port 0 --health-port 0 \
+"$RESTYLED" --data-dir "$dir/front" --host 127.0.0.1 --port 0 --worker-port 0 --health-port 0 --metrics-port 0 \
   --port-file "$dir/ports.json" --lease-ttl 3 --heartbeat-interval 0.5 --drain-delay 0 \
   > "$dir/front.log" 2>&1 &
 front_pid=$!
 for _ in $(seq 100); do [[ -s "$dir/ports.json" ]] && break; sleep 0.1; done
 read -r api worker_port < <(/usr/bin/python3 -c "import json;p=json.load(open('$dir/ports.json'));print(p['api'],p['worker'])")
 "$WORKER" --front "127.0.0.1:$worker_port" --work-dir "$dir/worker" --threads 1 --poll-wait 2 \
+  --metrics-address 127.0.0.1:0 \
   > "$dir/worker.log" 2>&1 &
 worker_pid=$!
 export RESTYLE_SERVER="127.0.0.1:$api"

@@ -1,6 +1,9 @@
 #include "tests/integration/service_fixture.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -134,6 +137,7 @@ void Front::Start() {
                                    "--port", std::to_string(ports_.api),
                                    "--worker-port", std::to_string(ports_.worker),
                                    "--health-port", std::to_string(ports_.health),
+                                   "--metrics-port", std::to_string(ports_.metrics),
                                    "--port-file", port_file,
                                    "--lease-ttl", "2",
                                    "--heartbeat-interval", "0.4",
@@ -148,7 +152,8 @@ void Front::Start() {
   }
   ASSERT_TRUE(fs::exists(port_file)) << "restyled did not start:\n" << process_->Log();
   const nlohmann::json ports = nlohmann::json::parse(ReadAll(port_file));
-  ports_ = {ports["api"].get<int>(), ports["worker"].get<int>(), ports["health"].get<int>()};
+  ports_ = {ports["api"].get<int>(), ports["worker"].get<int>(), ports["health"].get<int>(),
+            ports["metrics"].get<int>()};
   api_ = v1::RestyleService::NewStub(
       grpc::CreateChannel(api_address(), grpc::InsecureChannelCredentials()));
 }
@@ -164,13 +169,43 @@ void Front::Restart() { Start(); }
 
 std::unique_ptr<Process> StartWorker(const Front& front, const std::string& name,
                                      std::vector<std::string> extra) {
+  const std::string dir = front.data_dir() + "/../" + name;
   std::vector<std::string> argv = {WorkerBinary(),      "--front",   front.worker_address(),
-                                   "--work-dir",        front.data_dir() + "/../" + name,
+                                   "--work-dir",        dir,
                                    "--id",              name,
                                    "--threads",         "1",
-                                   "--poll-wait",       "2"};
+                                   "--poll-wait",       "2",
+                                   "--metrics-address", "127.0.0.1:0",
+                                   "--port-file",       dir + ".ports.json"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<Process>(name, argv, front.data_dir() + "/../" + name + ".log");
+}
+
+int WorkerMetricsPort(const Front& front, const std::string& name) {
+  const std::string path = front.data_dir() + "/../" + name + ".ports.json";
+  for (int i = 0; i < 200 && !fs::exists(path); ++i) absl::SleepFor(absl::Milliseconds(50));
+  if (!fs::exists(path)) return -1;
+  return nlohmann::json::parse(ReadAll(path))["metrics"].get<int>();
+}
+
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buf[65536];
+      for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) response.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
 std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout) {

@@ -58,6 +58,7 @@ struct FrontPorts {
   int api = 0;
   int worker = 0;
   int health = 0;
+  int metrics = 0;
 };
 
 // restyled on a data directory. Reads the ports it bound from its port file.
@@ -92,6 +93,11 @@ class Front {
 // restyle-worker on the demo models, one thread.
 std::unique_ptr<Process> StartWorker(const Front& front, const std::string& name,
                                      std::vector<std::string> extra = {});
+
+// The /metrics port of worker `name` (its port file), -1 when it has none.
+int WorkerMetricsPort(const Front& front, const std::string& name);
+// The body of http://127.0.0.1:PORT/PATH ("" when the call fails).
+std::string HttpGet(int port, const std::string& path);
 
 // A context with a deadline.
 std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(10));
