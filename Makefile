@@ -4,14 +4,16 @@
 #   make test    deps + build + the whole ctest suite
 #   make bench   run restyle-bench (one JSON line per benchmark)
 #   make bench-compare  engine vs the Python baseline, as ratios
-#   make demo    deps + build + the end-to-end demo on the embedded tiny models
+#   make demo    deps + build + the service end to end (restyled, a worker, the
+#                restyle CLI) on the embedded tiny models (tools/demo.sh)
+#   make demo-offline  the same models through restyle-train alone (IPL vs NADA)
 BUILD_DIR  ?= build
 BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all deps configure build test bench bench-compare demo clean
+.PHONY: all deps configure build test bench bench-compare demo demo-offline clean
 
 all: build
 
@@ -34,12 +36,18 @@ bench: build
 bench-compare: build
 	bench/compare.py --bench $(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)
 
-# Adapt (IPL and NADA on the same seeds), then draw more images from the IPL
-# result by seed.
+# The service end to end on loopback: restyled, one CPU restyle-worker, and
+# `restyle adapt --follow` then `restyle generate`; everything is stopped at
+# the end (also on failure or Ctrl-C).
 demo: build
-	$(BUILD_DIR)/worker/engine/adapt_job/restyle-train --demo --out demo-out
-	$(BUILD_DIR)/worker/engine/adapt_job/restyle-generate --job demo-out/ipl --seeds 0-15 \
-	  --grid demo-out/ipl/more.png --with-source
+	tools/demo.sh $(BUILD_DIR) demo-out
+
+# The offline tool, no service: IPL and NADA on the same seeds with
+# restyle-train, then more images of the IPL result with restyle-generate.
+demo-offline: build
+	$(BUILD_DIR)/worker/engine/adapt_job/restyle-train --demo --out demo-out/offline
+	$(BUILD_DIR)/worker/engine/adapt_job/restyle-generate --job demo-out/offline/ipl --seeds 0-15 \
+	  --grid demo-out/offline/ipl/more.png --with-source
 
 clean:
 	rm -rf $(BUILD_DIR)
