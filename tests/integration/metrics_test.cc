@@ -1,7 +1,7 @@
 // Metrics on live processes: the front's and a worker's /metrics pass
 // `promtool check metrics`, their values move as a job runs and images are
-// drawn, and every metric the Grafana dashboard (deploy/grafana) queries is
-// in those scrapes.
+// drawn, and every metric the Grafana dashboard (deploy/grafana) and the
+// suggested alerts (deploy/prometheus) use is in those scrapes.
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -131,6 +131,19 @@ TEST(MetricsTest, LiveScrapesPassPromtoolMoveWithTheWorkAndCoverTheDashboard) {
     }
   }
   EXPECT_GT(queried, 15);
+  // And every metric the suggested alerts use.
+  std::ifstream rules_in(std::string(RESTYLE_SOURCE_DIR) + "/deploy/prometheus/restyle-alerts.yml");
+  std::stringstream rules;
+  rules << rules_in.rdbuf();
+  const std::string text = rules.str();
+  int alerted = 0;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), metric); it != std::sregex_iterator(); ++it) {
+    std::string name = (*it)[1];
+    if (absl::EndsWith(name, "_bucket") && !names.count(name)) name = name.substr(0, name.size() - 7);
+    EXPECT_TRUE(names.count(name)) << "alert rules: " << name << " is in no live scrape";
+    ++alerted;
+  }
+  EXPECT_GT(alerted, 5);
   worker->Stop();
 }
 
