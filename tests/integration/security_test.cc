@@ -1,5 +1,7 @@
 // TLS on the api and worker ports, bearer tokens for clients and workers
 // (never logged), and the plaintext health port for probes.
+#include <sys/wait.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -69,6 +71,19 @@ TEST(SecurityTest, TlsAndTokensGuardTheApiAndWorkerPortsNotTheHealthPort) {
   grpc::Status waited = stub->WaitJob(right().get(), wait, &job);
   ASSERT_TRUE(waited.ok()) << waited.error_message();
   EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+
+  // The CLI, with the CA and a token file; without the token it says so.
+  std::ofstream(root + "/client-token") << "client-secret-7f3a\n";
+  const std::string server = absl::StrCat("localhost:", front.ports().api);
+  Process cli("restyle", {CliBinary(), "--server", server, "--tls-ca", root + "/cert.pem",
+                          "--token-file", root + "/client-token", "get", job.name()},
+              root + "/cli.log");
+  EXPECT_EQ(cli.Wait(absl::Seconds(30)).value_or(-1), 0) << cli.Log();
+  EXPECT_NE(cli.Log().find("succeeded"), std::string::npos) << cli.Log();
+  Process anonymous("restyle", {CliBinary(), "--server", server, "--tls-ca", root + "/cert.pem", "list"},
+                    root + "/cli-anonymous.log");
+  EXPECT_EQ(WEXITSTATUS(anonymous.Wait(absl::Seconds(30)).value_or(-1)), 1) << anonymous.Log();
+  EXPECT_NE(anonymous.Log().find("this server needs a token"), std::string::npos) << anonymous.Log();
 
   // Plaintext is refused on the TLS port.
   v1::ListJobsResponse ignored;

@@ -102,6 +102,7 @@ std::string Process::Log() const { return ReadAll(log_path_); }
 std::string RestyledBinary() { return RESTYLED_BIN; }
 std::string WorkerBinary() { return RESTYLE_WORKER_BIN; }
 std::string GenerateBinary() { return RESTYLE_GENERATE_BIN; }
+std::string CliBinary() { return RESTYLE_CLI_BIN; }
 std::string BufBinary() { return fs::exists(RESTYLE_BUF_BIN) ? RESTYLE_BUF_BIN : ""; }
 
 std::string FreshDir(const std::string& name) {

@@ -48,6 +48,7 @@ class Process {
 std::string RestyledBinary();
 std::string WorkerBinary();
 std::string GenerateBinary();
+std::string CliBinary();
 // buf (tools/node_modules), "" when not installed.
 std::string BufBinary();
 
