@@ -4,13 +4,16 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "worker/engine/adapt_job/demo_models.h"
 #include "worker/engine/common/error.h"
+#include "worker/engine/stylegan2/layers.h"
 
 namespace restyle::engine {
 namespace {
@@ -21,12 +24,24 @@ std::string Short(const std::string& digest) { return digest.substr(0, 12); }
 
 }  // namespace
 
+torch::Tensor TruncationLatent(GeneratorImpl& generator, const GenerateOptions& options) {
+  CheckArgument(options.mean_latent_samples >= 1, "generate: mean_latent_samples must be >= 1");
+  torch::NoGradGuard no_grad;
+  const torch::Device device = generator.parameters().front().device();
+  if (generator.latent_avg.defined()) return generator.latent_avg.to(device);
+  at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(options.mean_latent_seed);
+  const torch::Tensor z =
+      at::randn({options.mean_latent_samples, generator.config().style_dim}, rng);
+  return generator.Mapping(z.to(device)).mean(0, /*keepdim=*/true);
+}
+
 torch::Tensor GenerateImages(GeneratorImpl& generator, const std::vector<uint64_t>& seeds,
                              const GenerateOptions& options) {
   CheckArgument(!seeds.empty(), "generate: no seeds");
   CheckArgument(options.truncation >= 0 && options.truncation <= 1,
                 "generate: truncation must be in [0, 1], got " + std::to_string(options.truncation));
   CheckArgument(options.mean_latent_samples >= 1, "generate: mean_latent_samples must be >= 1");
+  CheckArgument(options.batch >= 1, "generate: batch must be >= 1");
   torch::NoGradGuard no_grad;
   const torch::Device device = generator.parameters().front().device();
   const int64_t style_dim = generator.config().style_dim;
@@ -37,30 +52,36 @@ torch::Tensor GenerateImages(GeneratorImpl& generator, const std::vector<uint64_
   o.noise = options.noise == NoiseMode::kStored ? NoiseMode::kStored : NoiseMode::kGiven;
   if (options.truncation < 1) {
     o.truncation = options.truncation;
-    if (generator.latent_avg.defined()) {
-      o.truncation_latent = generator.latent_avg.to(device);
-    } else {
-      at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(options.mean_latent_seed);
-      const torch::Tensor z = at::randn({options.mean_latent_samples, style_dim}, rng);
-      o.truncation_latent = generator.Mapping(z.to(device)).mean(0, /*keepdim=*/true);
-    }
+    o.truncation_latent = options.truncation_latent.defined()
+                              ? options.truncation_latent.to(device)
+                              : TruncationLatent(generator, options);
   }
+  // Every sample of a batch computed as it would be alone: an image must not
+  // depend on the other seeds.
+  std::optional<BatchInvariantGuard> invariant;
+  if (options.batch_invariant) invariant.emplace();
   std::vector<torch::Tensor> images;
-  for (const uint64_t seed : seeds) {
-    // One image per forward: the batched formulation sums in another order
-    // at batch > 1, and an image must not depend on the other seeds.
-    at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(seed);
-    const torch::Tensor z = at::randn({1, style_dim}, rng);
-    o.noise_tensors.clear();
-    if (o.noise == NoiseMode::kGiven) {  // drawn after z, so z is the same either way
-      for (const torch::Tensor& buffer : generator.noise_buffers) {
-        o.noise_tensors.push_back(
-            at::randn({1, 1, buffer.size(2), buffer.size(3)}, rng).to(device));
+  for (size_t first = 0; first < seeds.size(); first += options.batch) {
+    const size_t end = std::min(seeds.size(), first + static_cast<size_t>(options.batch));
+    std::vector<torch::Tensor> z;
+    std::vector<std::vector<torch::Tensor>> noise(generator.noise_buffers.size());
+    for (size_t i = first; i < end; ++i) {
+      at::Generator rng = at::make_generator<at::CPUGeneratorImpl>(seeds[i]);
+      z.push_back(at::randn({1, style_dim}, rng));
+      if (o.noise == NoiseMode::kGiven) {  // drawn after z, so z is the same either way
+        for (size_t l = 0; l < generator.noise_buffers.size(); ++l) {
+          const torch::Tensor& buffer = generator.noise_buffers[l];
+          noise[l].push_back(at::randn({1, 1, buffer.size(2), buffer.size(3)}, rng));
+        }
       }
     }
-    images.push_back(generator.Generate({z.to(device)}, o).image.to(torch::kCPU));
+    o.noise_tensors.clear();
+    if (o.noise == NoiseMode::kGiven) {
+      for (const auto& layer : noise) o.noise_tensors.push_back(at::cat(layer, 0).to(device));
+    }
+    images.push_back(generator.Generate({at::cat(z, 0).to(device)}, o).image.to(torch::kCPU));
   }
-  return at::cat(images, 0);
+  return images.size() == 1 ? images.front() : at::cat(images, 0);
 }
 
 namespace {

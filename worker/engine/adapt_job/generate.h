@@ -10,8 +10,10 @@
 //
 // Seeds: image i uses z ~ N(0,1) and the per-layer noise drawn, in that
 // order, from a CPU generator seeded with seeds[i], on the CPU whatever the
-// device, one image per forward. So seed s gives the same image in any list,
-// in any order, and (up to the device's float rounding) on any device.
+// device. Seeds run `batch` to a forward under BatchInvariantGuard
+// (stylegan2/layers.h), so seed s gives the same image in any list, in any
+// order, in any batch (bit for bit on the CPU), and up to the device's float
+// rounding on any device.
 //
 // Thread-safety: as GeneratorImpl (calls do not mutate the generator).
 #ifndef RESTYLE_WORKER_ENGINE_ADAPT_JOB_GENERATE_H_
@@ -40,11 +42,26 @@ struct GenerateOptions {
   // noise buffers.
   NoiseMode noise = NoiseMode::kRandom;
   ConvMode conv = ConvMode::kAuto;
+  // Images per forward (>= 1).
+  int64_t batch = 8;
+  // BatchInvariantGuard around the forwards. false: LibTorch's fastest
+  // kernels per shape (and weights folded at batch 1), so an image depends on
+  // its batch by float rounding: for benchmarks.
+  bool batch_invariant = true;
+  // The mean latent, when the caller keeps it (TruncationLatent of this
+  // generator, or of another with the same mapping network); empty: computed.
+  torch::Tensor truncation_latent;
 };
 
+// The latent that `options.truncation` moves towards: latent_avg, or the
+// mean described at GenerateOptions::truncation, as (1,style_dim) on the
+// generator's device. The mapping network is never trained, so a source
+// generator's serves every generator adapted from it.
+torch::Tensor TruncationLatent(GeneratorImpl& generator, const GenerateOptions& options = {});
+
 // (N,3,size,size) float images in about [-1,1] on the CPU, one per seed.
-// Error(kInvalidArgument) for no seeds, a truncation outside [0, 1] or
-// mean_latent_samples < 1.
+// Error(kInvalidArgument) for no seeds, a truncation outside [0, 1],
+// mean_latent_samples < 1 or batch < 1.
 torch::Tensor GenerateImages(GeneratorImpl& generator, const std::vector<uint64_t>& seeds,
                              const GenerateOptions& options = {});
 

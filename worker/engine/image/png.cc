@@ -40,7 +40,10 @@ void ReadFromString(png_structp png, png_bytep data, png_size_t length) {
 
 }  // namespace
 
-std::string EncodePng(const torch::Tensor& rgb) {
+std::string EncodePng(const torch::Tensor& rgb, const PngOptions& options) {
+  CheckArgument(options.compression_level >= 0 && options.compression_level <= 9,
+                "EncodePng: compression level " + std::to_string(options.compression_level) +
+                    " is not in 0-9");
   CheckArgument(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.scalar_type() == torch::kUInt8,
                 "EncodePng: expected an (H,W,3) uint8 tensor, got " + c10::str(rgb.sizes()) +
                     " " + std::string(c10::toString(rgb.scalar_type())));
@@ -62,7 +65,8 @@ std::string EncodePng(const torch::Tensor& rgb) {
   png_set_write_fn(png, &out, WriteToString, NoFlush);
   png_set_IHDR(png, info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_set_compression_level(png, 6);
+  png_set_compression_level(png, options.compression_level);
+  if (options.filters != 0) png_set_filter(png, PNG_FILTER_TYPE_BASE, options.filters);
   png_write_info(png, info);
   png_write_image(png, rows.data());
   png_write_end(png, nullptr);

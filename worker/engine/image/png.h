@@ -12,9 +12,18 @@
 
 namespace restyle::engine {
 
+struct PngOptions {
+  // zlib's level: 0 (stored) to 9 (smallest, slowest).
+  int compression_level = 6;
+  // The row filters libpng may choose from (PNG_FILTER_* bits; 0: libpng's
+  // default, every filter).
+  int filters = 0;
+};
+
 // Encodes an (H,W,3) uint8 tensor (any layout; copied to contiguous CPU) as a
-// PNG byte string. Error(kInvalidArgument) for other shapes or dtypes.
-std::string EncodePng(const torch::Tensor& rgb);
+// PNG byte string. Error(kInvalidArgument) for other shapes or dtypes, or a
+// compression level outside 0-9.
+std::string EncodePng(const torch::Tensor& rgb, const PngOptions& options = {});
 
 // Writes EncodePng(rgb) to `path` (Error(kNotFound) if it cannot be created).
 void WritePng(const std::string& path, const torch::Tensor& rgb);

@@ -13,6 +13,43 @@ namespace {
 
 constexpr double kSqrt2 = 1.4142135623730951;
 
+thread_local bool batch_invariant = false;
+
+// A stride-1 convolution; through oneDNN at every shape under
+// BatchInvariantGuard.
+torch::Tensor Conv(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                   int64_t pad_h, int64_t pad_w, int64_t groups = 1) {
+  if (BatchInvariantFor(x) && at::hasMKLDNN()) {
+    return at::mkldnn_convolution(x, weight.contiguous(),
+                                  bias.defined() ? c10::optional<torch::Tensor>(bias)
+                                                 : c10::nullopt,
+                                  {pad_h, pad_w}, {1, 1}, {1, 1}, groups);
+  }
+  return at::conv2d(x, weight, bias, /*stride=*/1, {pad_h, pad_w}, /*dilation=*/1, groups);
+}
+
+// x (N,in) times m (in,out); one sample at a time under BatchInvariantGuard.
+torch::Tensor MatmulRows(const torch::Tensor& x, const torch::Tensor& m) {
+  if (!BatchInvariantFor(x) || x.dim() != 2 || x.size(0) == 1) return at::matmul(x, m);
+  std::vector<torch::Tensor> rows;
+  rows.reserve(x.size(0));
+  for (int64_t i = 0; i < x.size(0); ++i) rows.push_back(at::matmul(x.narrow(0, i, 1), m));
+  return at::cat(rows, 0);
+}
+
+// at::linear, one sample at a time under BatchInvariantGuard.
+torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias = {}) {
+  if (!BatchInvariantFor(x) || x.dim() != 2 || x.size(0) == 1) return at::linear(x, weight, bias);
+  std::vector<torch::Tensor> rows;
+  rows.reserve(x.size(0));
+  for (int64_t i = 0; i < x.size(0); ++i) rows.push_back(at::linear(x.narrow(0, i, 1), weight, bias));
+  return at::cat(rows, 0);
+}
+
+// The batch-1 formulation folds style and demodulation into the weight.
+bool FoldsAtBatch1(const torch::Tensor& x) { return x.size(0) == 1 && !BatchInvariantFor(x); }
+
 std::shared_ptr<torch::nn::Module> KernelHolder(const torch::Tensor& kernel,
                                                 torch::Tensor* alias) {
   auto holder = std::make_shared<torch::nn::Module>("KernelHolder");
@@ -28,7 +65,7 @@ torch::Tensor DepthwiseBlur(const torch::Tensor& x, const torch::Tensor& kernel,
   auto k = kernel.flip({0, 1}).to(x.dtype()).view({1, 1, kernel.size(0), kernel.size(1)})
                .expand({c, 1, kernel.size(0), kernel.size(1)})
                .contiguous();
-  return at::conv2d(x, k, bias, /*stride=*/1, /*padding=*/pad, /*dilation=*/1, /*groups=*/c);
+  return Conv(x, k, bias, pad, pad, /*groups=*/c);
 }
 
 // The taps of a stride-2 transposed convolution that land on output phase
@@ -69,7 +106,7 @@ torch::Tensor ConvTransposeStride2(const torch::Tensor& x, const torch::Tensor& 
                       .index({Slice(), Slice(), Slice(PhaseTapStart(k, a), c10::nullopt, 2),
                               Slice(PhaseTapStart(k, b), c10::nullopt, 2)})
                       .contiguous();
-      PhaseOf(y, a, b).copy_(at::conv2d(x, taps, bias, 1, {pad_h, pad_w}, 1, groups));
+      PhaseOf(y, a, b).copy_(Conv(x, taps, bias, pad_h, pad_w, groups));
     }
   }
   return y;
@@ -108,8 +145,8 @@ torch::Tensor SubpixelWeight(const torch::Tensor& weight, const torch::Tensor& b
 torch::Tensor UpsampleBlurSubpixel(const torch::Tensor& x, const torch::Tensor& weight,
                                    const torch::Tensor& blur_kernel, const torch::Tensor& bias) {
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3), out = weight.size(0);
-  auto y = at::conv2d(x, SubpixelWeight(weight, blur_kernel),
-                      bias.defined() ? bias.repeat_interleave(4) : bias, 1, 1);
+  auto y = Conv(x, SubpixelWeight(weight, blur_kernel),
+                bias.defined() ? bias.repeat_interleave(4) : bias, 1, 1);
   // Pixel shuffle into x's memory format: channel o*4 + a*2 + b of input
   // position (p, q) is output (o, 2p + a, 2q + b).
   auto shuffled = at::empty({n, out, 2 * h, 2 * w},
@@ -139,7 +176,7 @@ torch::Tensor FusedUpsample(const torch::Tensor& x, const torch::Tensor& kernel)
     }
   }
   auto k = at::stack(phases).view({1, 4, 2, 2}).expand({c, 4, 2, 2}).reshape({4 * c, 1, 2, 2});
-  auto all = at::conv2d(x, k, {}, 1, 1, 1, /*groups=*/c).view({n, c, 2, 2, h + 1, w + 1});
+  auto all = Conv(x, k, {}, 1, 1, /*groups=*/c).view({n, c, 2, 2, h + 1, w + 1});
   auto y = at::empty({n, c, 2 * h, 2 * w}, x.options().memory_format(x.suggest_memory_format()));
   for (int64_t a = 0; a < 2; ++a) {
     for (int64_t b = 0; b < 2; ++b) {
@@ -150,6 +187,17 @@ torch::Tensor FusedUpsample(const torch::Tensor& x, const torch::Tensor& kernel)
 }
 
 }  // namespace
+
+BatchInvariantGuard::BatchInvariantGuard() : previous_(batch_invariant) {
+  batch_invariant = true;
+}
+
+BatchInvariantGuard::~BatchInvariantGuard() { batch_invariant = previous_; }
+
+bool BatchInvariantFor(const torch::Tensor& x) {
+  return batch_invariant && x.is_cpu() && x.scalar_type() == at::kFloat &&
+         !torch::autograd::GradMode::is_enabled();
+}
 
 ConvMode ResolveConvMode(ConvMode mode) {
   return mode == ConvMode::kAuto ? ConvMode::kFused : mode;
@@ -227,9 +275,9 @@ void EqualLinearImpl::ResetParameters(at::Generator& rng) {
 torch::Tensor EqualLinearImpl::forward(const torch::Tensor& x) {
   const double scale = options.lr_mul / std::sqrt(static_cast<double>(options.in));
   if (options.fused_lrelu) {
-    return FusedLeakyRelu(at::linear(x, weight * scale), bias * options.lr_mul);
+    return FusedLeakyRelu(Linear(x, weight * scale), bias * options.lr_mul);
   }
-  return at::linear(x, weight * scale, bias * options.lr_mul);
+  return Linear(x, weight * scale, bias * options.lr_mul);
 }
 
 torch::Tensor PixelNormImpl::forward(const torch::Tensor& x) {
@@ -310,13 +358,13 @@ std::pair<torch::Tensor, torch::Tensor> ModulatedConv2dImpl::FusedParts(
   if (options.upsample) {
     y = UpsampleConv(xs, wt, mode);
   } else {
-    y = at::conv2d(xs, wt, {}, 1, k / 2);
+    y = Conv(xs, wt, {}, k / 2, k / 2);
   }
   torch::Tensor demod;
   if (options.demodulate) {
     // sum_{i,kh,kw} (w[o,i] s[b,i])^2 = sum_i s[b,i]^2 * sum_k w[o,i,k]^2
     auto wsq = wt.pow(2).sum({2, 3});  // (out, in)
-    demod = at::rsqrt(at::matmul(s.pow(2), wsq.t()) + 1e-8);  // (b, out)
+    demod = at::rsqrt(MatmulRows(s.pow(2), wsq.t()) + 1e-8);  // (b, out)
   }
   return {y, demod};
 }
@@ -333,7 +381,7 @@ torch::Tensor ModulatedConv2dImpl::FoldedForward(const torch::Tensor& x,
     wt = wt * gain;
   }
   if (options.upsample) return UpsampleConv(x, wt, mode, bias);
-  return at::conv2d(x, wt, bias, 1, k / 2);
+  return Conv(x, wt, bias, k / 2, k / 2);
 }
 
 torch::Tensor ModulatedConv2dImpl::forward(const torch::Tensor& x, const torch::Tensor& style,
@@ -410,7 +458,7 @@ torch::Tensor StyledConvImpl::forward(const torch::Tensor& x, const torch::Tenso
   // sqrt(2) folded into weight or gain, bias and noise weight:
   // lrelu(a)*c == lrelu(a*c) for c > 0.
   torch::Tensor y, gain, bias;
-  if (x.size(0) == 1) {
+  if (FoldsAtBatch1(x)) {
     y = conv->FoldedForward(x, style, kSqrt2, activate_bias * kSqrt2, mode);
   } else {
     auto [conv_out, demod] = conv->FusedParts(x, style, mode);
@@ -452,7 +500,7 @@ torch::Tensor ToRgbImpl::forward(const torch::Tensor& x, const torch::Tensor& st
                                  const torch::Tensor& skip, ConvMode mode) {
   mode = ResolveConvMode(mode);
   torch::Tensor y;
-  if (IsFused(mode) && x.size(0) == 1) {
+  if (IsFused(mode) && FoldsAtBatch1(x)) {
     y = conv->FoldedForward(x, style, 1.0, bias.view({3}));
   } else {
     y = conv->forward(x, style, mode) + bias;

@@ -66,6 +66,33 @@ namespace restyle::engine {
 // Resolves kAuto.
 ConvMode ResolveConvMode(ConvMode mode);
 
+// Batch-invariant arithmetic on the calling thread while one is alive: the
+// generator's forward without gradients then computes each sample of a batch
+// bit for bit as it computes that sample alone, so a served image does not
+// depend on which requests shared its batch. On the CPU in float32 it
+//  * never folds the style into the weight at batch 1 (the batch > 1
+//    formulation at every batch size),
+//  * runs the linear layers and the demodulation sums one sample at a time
+//    (LibTorch's CPU GEMM sums in another order from 3 rows up), and
+//  * runs every convolution through oneDNN (LibTorch takes its own im2col
+//    kernel for one small input, e.g. 512x4x4, and oneDNN otherwise).
+// Slower at batch 1 than the folded formulation (docs/benchmarks.md). On other
+// devices and dtypes it changes nothing: cuDNN and cuBLAS choose kernels per
+// shape, so images agree with their batch-1 selves to float rounding only.
+// Under grad mode it changes nothing either.
+class BatchInvariantGuard {
+ public:
+  BatchInvariantGuard();
+  ~BatchInvariantGuard();
+  BatchInvariantGuard(const BatchInvariantGuard&) = delete;
+  BatchInvariantGuard& operator=(const BatchInvariantGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+// Whether the batch-invariant arithmetic applies to `x` on this thread.
+bool BatchInvariantFor(const torch::Tensor& x);
+
 // "auto", "reference", "fused", "fused-transposed", "fused-subpixel".
 const char* ConvModeName(ConvMode mode);
 // The inverse of ConvModeName; false for any other name.
