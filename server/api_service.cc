@@ -519,6 +519,10 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* ApiService::Generate(
   t.set_generator(ask->generator);
   for (uint64_t seed : ask->seeds) t.add_seeds(seed);
   t.set_max_resolution(request->max_resolution());
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    task->deadline = absl::FromChrono(context->deadline());
+    *t.mutable_deadline() = ToProtoTime(task->deadline);
+  }
   const bool has_truncation = request->has_truncation();
   const double truncation = request->truncation();
   Front* front = front_;

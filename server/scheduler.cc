@@ -97,6 +97,7 @@ wv1::RegisterWorkerResponse Scheduler::Register(const wv1::RegisterWorkerRequest
     *w.info.mutable_last_heartbeat_time() = ToProtoTime(now);
     w.can_adapt = request.clip_models_size() > 0;
     w.last_seen = now;
+    w.max_tasks = std::max(1, request.max_generation_tasks());
     for (const wv1::SourceModel& m : request.sources()) {
       const std::string source = MakeName(kGenerators, m.id());
       w.sources.insert(source);
@@ -243,7 +244,7 @@ void Scheduler::DropWorkerLocked(const std::string& name,
                                  std::vector<std::shared_ptr<GenerationTask>>* lost,
                                  std::vector<std::shared_ptr<Waiter>>* polls) {
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-    if (it->second.worker == name) {
+    if (it->second.worker == name) {  // the worker's entry (and its count) goes below
       lost->push_back(it->second.task);
       it = in_flight_.erase(it);
     } else {
@@ -421,7 +422,7 @@ void Scheduler::TryLease(std::shared_ptr<Waiter> w) {
 // --- the generation lane -------------------------------------------------------------
 
 absl::Status Scheduler::SubmitGeneration(std::shared_ptr<GenerationTask> task) {
-  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches;
+  GenerationMatches matches;
   {
     absl::MutexLock lock(&mu_);
     if (draining_) {
@@ -431,8 +432,12 @@ absl::Status Scheduler::SubmitGeneration(std::shared_ptr<GenerationTask> task) {
     }
     const absl::Time now = absl::Now();
     bool capable = false;
+    int capacity = 0, outstanding = 0;  // tasks the workers with the source hold at most, and now
     for (const auto& [name, w] : workers_) {
-      capable |= WorkerReady(w, now) && w.sources.count(task->source) > 0;
+      if (!WorkerReady(w, now) || w.sources.count(task->source) == 0) continue;
+      capable = true;
+      capacity += w.max_tasks;
+      outstanding += w.generating;
     }
     if (!capable) {
       return ErrorWithReason(
@@ -441,11 +446,15 @@ absl::Status Scheduler::SubmitGeneration(std::shared_ptr<GenerationTask> task) {
                        " loaded; retry when one is (restyle-worker with that model)"),
           {{"generator", task->source}}, absl::Seconds(2));
     }
-    if (static_cast<int>(generation_queue_.size()) >= options_.max_generation_queue) {
-      return ErrorWithReason(absl::StatusCode::kResourceExhausted, "QUEUE_FULL",
-                             absl::StrCat("the generation lane is full (",
-                                          generation_queue_.size(), " requests waiting); retry"),
-                             {{"lane", "generation"}}, absl::Seconds(1));
+    for (const auto& t : generation_queue_) outstanding += t->source == task->source;
+    if (outstanding >= capacity ||
+        static_cast<int>(generation_queue_.size()) >= options_.max_generation_queue) {
+      return ErrorWithReason(
+          absl::StatusCode::kResourceExhausted, "QUEUE_FULL",
+          absl::StrCat("every worker with ", task->source, " has its generation queue full (",
+                       outstanding, " requests held, room for ", capacity,
+                       "); retry after the delay, or add workers"),
+          {{"lane", "generation"}, {"generator", task->source}}, absl::Milliseconds(500));
     }
     generation_queue_.push_back(std::move(task));
     matches = MatchGenerationLocked();
@@ -455,14 +464,15 @@ absl::Status Scheduler::SubmitGeneration(std::shared_ptr<GenerationTask> task) {
 }
 
 void Scheduler::PollGeneration(const std::string& worker, std::shared_ptr<LongUnary> call,
-                               wv1::PollWorkResponse* response, absl::Duration wait) {
-  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches;
+                               wv1::PollWorkResponse* response, absl::Duration wait,
+                               int max_tasks) {
+  GenerationMatches matches;
   bool accepted = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = workers_.find(worker);
     if (!draining_ && it != workers_.end() && !it->second.draining) {
-      AddWaiter(generation_waiters_, worker, call, response, wait);
+      AddWaiter(generation_waiters_, worker, call, response, wait)->room = std::max(1, max_tasks);
       matches = MatchGenerationLocked();
       accepted = true;
     }
@@ -474,58 +484,98 @@ void Scheduler::PollGeneration(const std::string& worker, std::shared_ptr<LongUn
   AnswerGeneration(std::move(matches));
 }
 
-std::vector<std::pair<std::shared_ptr<Scheduler::Waiter>, std::shared_ptr<GenerationTask>>>
-Scheduler::MatchGenerationLocked() {
-  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches;
-  for (auto t = generation_queue_.begin(); t != generation_queue_.end() && !generation_waiters_.empty();) {
+void Scheduler::AddInFlightLocked(const std::shared_ptr<GenerationTask>& task,
+                                  const std::string& worker) {
+  in_flight_[task->task.task_id()] = {task, worker};
+  auto w = workers_.find(worker);
+  if (w != workers_.end()) ++w->second.generating;
+}
+
+void Scheduler::EraseInFlightLocked(const std::string& task_id) {
+  auto it = in_flight_.find(task_id);
+  if (it == in_flight_.end()) return;
+  auto w = workers_.find(it->second.worker);
+  if (w != workers_.end()) --w->second.generating;
+  in_flight_.erase(it);
+}
+
+Scheduler::GenerationMatches Scheduler::MatchGenerationLocked() {
+  GenerationMatches matches;
+  const absl::Time now = absl::Now();
+  std::vector<std::shared_ptr<Waiter>> answered;
+  for (auto t = generation_queue_.begin(); t != generation_queue_.end();) {
     const std::shared_ptr<GenerationTask>& task = *t;
-    auto best = generation_waiters_.end();
-    int best_score = -1;
-    for (auto it = generation_waiters_.begin(); it != generation_waiters_.end(); ++it) {
-      auto w = workers_.find(it->second->worker);
-      if (w == workers_.end() || !w->second.sources.count(task->source) || w->second.draining) continue;
-      const auto& resident = w->second.info.resident_generators();
-      const bool holds = std::find(resident.begin(), resident.end(), task->task.generator()) != resident.end();
-      int busy = 0;
-      for (const auto& [id, f] : in_flight_) busy += f.worker == w->first;
-      const int score = (holds ? 1000000 : 0) - std::min(busy, 999999);
+    if (task->deadline <= now) {
+      matches.expired.push_back(task);
+      t = generation_queue_.erase(t);
+      continue;
+    }
+    std::shared_ptr<Waiter> best;
+    int best_score = 0;
+    for (auto& [id, waiter] : generation_waiters_) {
+      if (static_cast<int>(waiter->assigned.size()) >= waiter->room) continue;
+      auto w = workers_.find(waiter->worker);
+      if (w == workers_.end() || !w->second.sources.count(task->source) || w->second.draining) {
+        continue;
+      }
+      const Worker& worker = w->second;
+      const auto& resident = worker.info.resident_generators();
+      const bool holds =
+          std::find(resident.begin(), resident.end(), task->task.generator()) != resident.end();
+      const bool training = !worker.info.job().empty();
+      const bool free_enough = !training && worker.generating < std::max(1, worker.max_tasks / 2);
+      // Holding the generator wins while the worker is free enough; then the
+      // least loaded, a training worker counting as a full queue's load.
+      const int load = worker.generating + (training ? worker.max_tasks : 0);
+      const int score = (holds && free_enough ? 1 << 24 : 0) + (1 << 20) - std::min(load, 1 << 19);
       if (score > best_score) {
         best_score = score;
-        best = it;
+        best = waiter;
       }
     }
-    if (best == generation_waiters_.end()) {
+    if (best == nullptr) {
       ++t;
       continue;
     }
-    std::shared_ptr<Waiter> waiter = best->second;
-    generation_waiters_.erase(best);
-    in_flight_[task->task.task_id()] = {task, waiter->worker};
-    matches.emplace_back(std::move(waiter), task);
+    if (best->assigned.empty()) answered.push_back(best);
+    best->assigned.push_back(task);
+    AddInFlightLocked(task, best->worker);
     t = generation_queue_.erase(t);
   }
+  for (auto& waiter : answered) generation_waiters_.erase(waiter->id);
+  matches.answers = std::move(answered);
   return matches;
 }
 
-void Scheduler::AnswerGeneration(
-    std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches) {
-  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> again;
-  for (auto& [waiter, task] : matches) {
+void Scheduler::AnswerGeneration(GenerationMatches matches) {
+  for (auto& task : matches.expired) {
+    task->stream->Finish(ErrorWithReason(
+        absl::StatusCode::kDeadlineExceeded, "DEADLINE_EXCEEDED",
+        "the request's deadline passed while it waited for a worker; retry with a longer "
+        "deadline or when the lane is less busy"));
+  }
+  GenerationMatches again;
+  for (auto& waiter : matches.answers) {
     timers_->Cancel(waiter->timer);
     wv1::PollWorkResponse* response = waiter->response;
-    const wv1::GenerateTask& t = task->task;
+    const std::vector<std::shared_ptr<GenerationTask>> tasks = std::move(waiter->assigned);
+    waiter->assigned.clear();
     if (!waiter->call->Finish([&] {
-          *response->mutable_generate() = t;
+          for (const auto& task : tasks) *response->add_generate() = task->task;
           return absl::OkStatus();
         })) {
+      // The poll ended meanwhile: the tasks go back, first in line.
       absl::MutexLock lock(&mu_);
-      in_flight_.erase(t.task_id());
-      generation_queue_.push_front(task);
-      auto more = MatchGenerationLocked();
-      again.insert(again.end(), more.begin(), more.end());
+      for (auto it = tasks.rbegin(); it != tasks.rend(); ++it) {
+        EraseInFlightLocked((*it)->task.task_id());
+        generation_queue_.push_front(*it);
+      }
+      GenerationMatches more = MatchGenerationLocked();
+      again.answers.insert(again.answers.end(), more.answers.begin(), more.answers.end());
+      again.expired.insert(again.expired.end(), more.expired.begin(), more.expired.end());
     }
   }
-  if (!again.empty()) AnswerGeneration(std::move(again));
+  if (!again.answers.empty() || !again.expired.empty()) AnswerGeneration(std::move(again));
 }
 
 std::shared_ptr<GenerationTask> Scheduler::InFlight(const std::string& task_id,
@@ -538,12 +588,12 @@ std::shared_ptr<GenerationTask> Scheduler::InFlight(const std::string& task_id,
 
 void Scheduler::GenerationDone(const std::string& task_id) {
   absl::MutexLock lock(&mu_);
-  in_flight_.erase(task_id);
+  EraseInFlightLocked(task_id);
 }
 
 void Scheduler::CancelGeneration(const std::string& task_id) {
   absl::MutexLock lock(&mu_);
-  in_flight_.erase(task_id);
+  EraseInFlightLocked(task_id);
   for (auto it = generation_queue_.begin(); it != generation_queue_.end(); ++it) {
     if ((*it)->task.task_id() == task_id) {
       generation_queue_.erase(it);
@@ -605,8 +655,10 @@ void Scheduler::PublishAll(const std::vector<JobUpdate>& updates) {
 void Scheduler::Tick() {
   std::vector<std::shared_ptr<GenerationTask>> lost;
   std::vector<std::shared_ptr<Waiter>> polls;
+  GenerationMatches matches;  // the queue's expired tasks, mostly
   {
     absl::MutexLock lock(&mu_);
+    matches = MatchGenerationLocked();
     const absl::Time now = absl::Now();
     std::vector<std::string> stale;
     for (const auto& [name, w] : workers_) {
@@ -622,6 +674,7 @@ void Scheduler::Tick() {
     t->stream->Finish(ErrorWithReason(absl::StatusCode::kUnavailable, "WORKER_LOST",
                                      "the worker serving the request was lost; retry"));
   }
+  AnswerGeneration(std::move(matches));
   UpdateReadiness();
   store_executor_->Schedule([this] {
     if (tick_running_) return;

@@ -4,10 +4,18 @@
 // keeps one long poll open per lane (PollWork). The adaptation lane is the
 // job store's queue (priority, then age); a job is leased only to a worker
 // that has its source generator, inside a store transaction. The generation
-// lane is a bounded in-memory queue of Generate calls (interactive, so it
-// never waits behind an adaptation, and lost with the client's stream
-// anyway); a task goes to a polling worker that has its source, preferring
-// one that holds the adapted generator in memory, then the least busy.
+// lane is an in-memory queue of Generate calls (interactive, so it never
+// waits behind an adaptation, and lost with the client's stream anyway),
+// bounded by what the workers can hold: a call is refused with
+// RESOURCE_EXHAUSTED when every worker with its source has its own bounded
+// queue full. A task goes to a polling worker that has its source: one that
+// holds the adapted generator in memory when one is free enough (not
+// training, under half its queue), otherwise the least loaded (a training
+// worker counts as loaded: it draws images only between training steps). A
+// poll takes as many tasks as its worker has room for, so requests for one
+// generator reach the worker together and it can batch them. Tasks whose
+// deadline passes in the queue are ended (DEADLINE_EXCEEDED) without a worker
+// seeing them.
 // Workers that stop calling for a lease period are dropped; their in-flight
 // generation tasks fail with UNAVAILABLE (the client retries) and their
 // leased jobs move when the leases expire (the store's deadlines, applied
@@ -66,6 +74,8 @@ struct GenerationTask {
   absl::Time submitted = absl::Now();
   // Images written so far (set by the SendImages handler).
   int images_sent = 0;
+  // The client's deadline.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 class Scheduler {
@@ -120,8 +130,9 @@ class Scheduler {
   // has its source, RESOURCE_EXHAUSTED (QUEUE_FULL) when the lane is full,
   // UNAVAILABLE (DRAINING) while the front shuts down.
   absl::Status SubmitGeneration(std::shared_ptr<GenerationTask> task);
+  // A worker's long poll for up to `max_tasks` generation tasks.
   void PollGeneration(const std::string& worker, std::shared_ptr<LongUnary> call,
-                      wv1::PollWorkResponse* response, absl::Duration wait);
+                      wv1::PollWorkResponse* response, absl::Duration wait, int max_tasks);
   // The in-flight task `task_id` of `worker` (nullptr when it is not, e.g.
   // the client went away).
   std::shared_ptr<GenerationTask> InFlight(const std::string& task_id, const std::string& worker);
@@ -151,6 +162,8 @@ class Scheduler {
     bool can_adapt = false;         // has CLIP models
     bool draining = false;
     absl::Time last_seen;
+    int max_tasks = 4;   // its generation queue's bound
+    int generating = 0;  // generation tasks in flight on it
   };
   struct Waiter {
     uint64_t id = 0;
@@ -160,6 +173,8 @@ class Scheduler {
     TimerQueue::Id timer = 0;
     absl::Time deadline;  // when it answers "nothing"
     bool trying = false;  // a lease attempt is running on the store executor
+    int room = 1;         // generation: tasks it takes at most
+    std::vector<std::shared_ptr<GenerationTask>> assigned;  // generation: matched
   };
   struct InFlightTask {
     std::shared_ptr<GenerationTask> task;
@@ -175,12 +190,18 @@ class Scheduler {
                                     wv1::PollWorkResponse* response, absl::Duration wait)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveWaiter(uint64_t id);
-  // Generation: matches queued tasks with waiting workers; returns the
-  // pairs to answer (outside the lock).
-  std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>>
-  MatchGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AnswerGeneration(
-      std::vector<std::pair<std::shared_ptr<Waiter>, std::shared_ptr<GenerationTask>>> matches);
+  // Generation: what MatchGenerationLocked decided, to carry out outside
+  // the lock (AnswerGeneration).
+  struct GenerationMatches {
+    std::vector<std::shared_ptr<Waiter>> answers;  // each with its tasks assigned
+    std::vector<std::shared_ptr<GenerationTask>> expired;
+  };
+  // Matches queued tasks with waiting workers, and takes expired tasks out.
+  GenerationMatches MatchGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AnswerGeneration(GenerationMatches matches);
+  void AddInFlightLocked(const std::shared_ptr<GenerationTask>& task, const std::string& worker)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseInFlightLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets a worker: its in-flight tasks go to `lost`, its polls to
   // `polls` (both to be finished outside the lock).
   void DropWorkerLocked(const std::string& name, std::vector<std::shared_ptr<GenerationTask>>* lost,

@@ -334,7 +334,8 @@ ServerUnaryReactor* WorkerService::PollWork(CallbackServerContext* context,
   if (request->lane() == wv1::LANE_ADAPTATION) {
     front_->scheduler->PollAdaptation(request->worker(), call, response, wait);
   } else {
-    front_->scheduler->PollGeneration(request->worker(), call, response, wait);
+    front_->scheduler->PollGeneration(request->worker(), call, response, wait,
+                                      request->max_tasks());
   }
   return call->reactor();
 }

@@ -26,6 +26,7 @@ absl::StatusOr<engine::Generator> GeneratorCache::Acquire(const std::string& nam
       return it->second.generator;
     }
   }
+  const absl::Time started = absl::Now();
   RESTYLE_ASSIGN_OR_RETURN(engine::JobGenerators loaded,
                            CallEngine(absl::StrCat("loading ", name), [&] {
                              return engine::LoadJobGenerators(DiskDir(name), source, device);
@@ -38,7 +39,7 @@ absl::StatusOr<engine::Generator> GeneratorCache::Acquire(const std::string& nam
   bytes_ += e.bytes;
   entries_[name] = e;
   lru_.push_front(name);
-  if (on_load_) on_load_();
+  if (on_load_) on_load_(absl::ToDoubleSeconds(absl::Now() - started));
   EvictLocked();
   spdlog::info("{} loaded ({} MB; {} MB of adapted generators in memory)", name, e.bytes >> 20,
                bytes_ >> 20);
@@ -52,10 +53,22 @@ void GeneratorCache::Release(const std::string& name) {
   EvictLocked();
 }
 
+void GeneratorCache::Pin(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  ++pins_[name];
+}
+
+void GeneratorCache::Unpin(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = pins_.find(name);
+  if (it != pins_.end() && --it->second <= 0) pins_.erase(it);
+  EvictLocked();
+}
+
 void GeneratorCache::EvictLocked() {
   for (auto it = lru_.rbegin(); it != lru_.rend() && bytes_ > budget_bytes_;) {
     auto e = entries_.find(*it);
-    if (e->second.in_use > 0) {
+    if (e->second.in_use > 0 || pins_.count(*it) > 0) {
       ++it;
       continue;
     }

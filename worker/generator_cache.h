@@ -1,6 +1,6 @@
 // Adapted generators a worker keeps in memory for Generate requests, least
 // recently used evicted first when they exceed a memory budget, never one in
-// use. Each is rebuilt from its source (resident anyway) and the job's delta
+// use (drawing, or needed by a queued request). Each is rebuilt from its source (resident anyway) and the job's delta
 // file, which lives in the worker's disk cache (<work_dir>/generators/<id>/,
 // fetched from the front once; generator_delta.safetensors + result.json,
 // checked by the engine against the job's digests).
@@ -32,7 +32,8 @@ class GeneratorCache {
 
   // Called (under the cache's lock: keep them short) on every load and
   // eviction, for metrics. Set before use.
-  void OnLoad(std::function<void()> fn) { on_load_ = std::move(fn); }
+  // OnLoad's gets the load's seconds.
+  void OnLoad(std::function<void(double seconds)> fn) { on_load_ = std::move(fn); }
   void OnEvict(std::function<void()> fn) { on_evict_ = std::move(fn); }
 
   // Where generator `name`'s files go on disk ("generators/x" -> <disk>/x).
@@ -44,6 +45,11 @@ class GeneratorCache {
   absl::StatusOr<engine::Generator> Acquire(const std::string& name, engine::Generator source,
                                             const torch::Device& device);
   void Release(const std::string& name);
+  // A queued request needs `name`: it is not evicted (loaded or not yet)
+  // before the matching Unpin, so a long request's generator stays between
+  // its batches.
+  void Pin(const std::string& name);
+  void Unpin(const std::string& name);
 
   // Names in memory, most recently used first.
   std::vector<std::string> Resident() const;
@@ -57,13 +63,14 @@ class GeneratorCache {
   };
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::function<void()> on_load_;
+  std::function<void(double)> on_load_;
   std::function<void()> on_evict_;
   const int64_t budget_bytes_;
   const std::string disk_dir_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);  // front: most recent
+  std::map<std::string, int> pins_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   std::string device = "cpu", cuda_math = "tf32", log_level = "info", token_file;
   bool no_cudnn_autotune = false;
   double poll_wait = 10;
-  int64_t cache_mb = 0;
+  uint64_t cache_bytes = 0;
+  double window_ms = 2;
   std::vector<std::string> job_settings;
   CLI::App app{"restyle-worker: runs Restyle's engine (adaptation jobs, image generation) for a front"};
   app.add_option("--front", o.front.address, "the front's worker port, host:port")->required();
@@ -39,10 +40,23 @@ int main(int argc, char** argv) {
   app.add_option("--job-setting", job_settings,
                  "KEY=VALUE: a setting of the machine for every job (conv_mode, channels_last, "
                  "source_precision, stage2.selection_precision, stage2.train_precision)");
-  app.add_option("--cache-memory-mb", cache_mb, "MiB of adapted generators kept in memory (0: 2048)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-generation-tasks", o.max_generation_tasks, "generation requests held at once")
+  app.add_option("--cache-memory", cache_bytes,
+                 "adapted generators kept in memory, e.g. 4GiB or 500MB (0: a quarter of the "
+                 "host's memory on the CPU, 8GiB on CUDA)")
+      ->transform(CLI::AsSizeValue(false))->capture_default_str();
+  app.add_option("--max-generation-tasks", o.max_generation_tasks,
+                 "generation requests held at once (the worker's queue)")
       ->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--max-generation-batch", o.max_generation_batch,
+                 "images drawn in one forward at most (0: 8 on the CPU, 32 on CUDA)")
+      ->capture_default_str()->check(CLI::Range(0, 1024));
+  app.add_option("--generation-window-ms", window_ms,
+                 "how long a request waits for others of its generator to batch with (0: never)")
+      ->capture_default_str()->check(CLI::Range(0.0, 10000.0));
+  app.add_option("--png-level", o.png_level, "zlib level of the PNGs sent (0-9)")
+      ->capture_default_str()->check(CLI::Range(0, 9));
+  app.add_option("--encode-threads", o.encode_threads, "threads encoding PNGs (0: half the CPUs)")
+      ->capture_default_str()->check(CLI::Range(0, 256));
   app.add_option("--images-per-slot", o.images_per_slot,
                  "images generated between two training steps")
       ->capture_default_str()->check(CLI::Range(1, 1024));
@@ -65,7 +79,8 @@ int main(int argc, char** argv) {
   o.device = device == "cuda" ? restyle::engine::JobDevice::kCuda : restyle::engine::JobDevice::kCpu;
   o.cuda_math = cuda_math == "fp32" ? restyle::engine::CudaMath::kFp32 : restyle::engine::CudaMath::kTf32;
   o.cudnn_autotune = !no_cudnn_autotune;
-  o.cache_bytes = cache_mb << 20;
+  o.cache_bytes = static_cast<int64_t>(cache_bytes);
+  o.generation_window = absl::Microseconds(static_cast<int64_t>(window_ms * 1000));
   o.poll_wait = absl::Milliseconds(static_cast<int64_t>(poll_wait * 1000));
   for (const std::string& kv : job_settings) {
     const size_t eq = kv.find('=');

@@ -47,6 +47,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
                             .Help("Images drawn per engine call")
                             .Register(r)
                             .Add({}, CountBuckets())),
+      expired_(prometheus::BuildCounter()
+                   .Name("restyle_worker_generation_expired_total")
+                   .Help("Generate requests ended without drawing: their deadline had passed")
+                   .Register(r)
+                   .Add({})),
       resident_(prometheus::BuildGauge()
                     .Name("restyle_generators_resident")
                     .Help("Adapted generators held in memory")
@@ -62,6 +67,11 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r)
                  .Help("Adapted generators loaded into memory")
                  .Register(r)
                  .Add({})),
+      load_seconds_(prometheus::BuildHistogram()
+                        .Name("restyle_generator_load_seconds")
+                        .Help("Loading an adapted generator into memory (a cache miss)")
+                        .Register(r)
+                        .Add({}, DurationBuckets())),
       evictions_(prometheus::BuildCounter()
                      .Name("restyle_generator_evictions_total")
                      .Help("Adapted generators evicted from memory (least recently used first)")

@@ -180,12 +180,20 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opti
   fs::create_directories(options.work_dir + "/jobs", ec);
   fs::create_directories(options.work_dir + "/generators", ec);
   if (ec) return absl::InternalError(absl::StrCat("creating ", options.work_dir, ": ", ec.message()));
-  worker->cache_ = std::make_unique<GeneratorCache>(
-      options.cache_bytes > 0 ? options.cache_bytes : int64_t{2} << 30,
-      options.work_dir + "/generators");
+  const int64_t cache_bytes =
+      options.cache_bytes > 0                           ? options.cache_bytes
+      : options.device == engine::JobDevice::kCuda ? int64_t{8} << 30
+                                                        : HostMemoryBytes() / 4;
+  worker->cache_ = std::make_unique<GeneratorCache>(cache_bytes, options.work_dir + "/generators");
+  worker->max_batch_ = options.max_generation_batch > 0 ? options.max_generation_batch
+                                                        : DefaultGenerationBatch(options.device);
+  spdlog::info("generation: batches of up to {} image(s), window {}, {} MiB of adapted "
+               "generators in memory, queue of {} request(s)",
+               worker->max_batch_, absl::FormatDuration(options.generation_window),
+               cache_bytes >> 20, options.max_generation_tasks);
   WorkerMetrics* metrics = &worker->metrics_;
   worker->metrics_.Sample(0, 0);
-  worker->cache_->OnLoad([metrics] { metrics->GeneratorLoaded(); });
+  worker->cache_->OnLoad([metrics](double seconds) { metrics->GeneratorLoaded(seconds); });
   worker->cache_->OnEvict([metrics] { metrics->GeneratorEvicted(); });
   return worker;
 }
@@ -221,6 +229,7 @@ absl::Status Worker::Register() {
   for (const LoadedSource& s : models_->sources()) *request.add_sources() = s.model;
   for (const std::string& c : models_->clip_names()) request.add_clip_models(c);
   request.set_max_generation_tasks(options_.max_generation_tasks);
+  request.set_max_generation_batch(max_batch_);
   {
     absl::MutexLock lock(&mu_);
     if (current_ != nullptr && !current_->lost) {
@@ -256,6 +265,10 @@ absl::Status Worker::Run() {
   threads_.emplace_back([this] { HeartbeatLoop(); });
   threads_.emplace_back([this] { ReporterLoop(); });
   threads_.emplace_back([this] { SenderLoop(); });
+  const int encoders = options_.encode_threads > 0
+                           ? options_.encode_threads
+                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+  for (int i = 0; i < encoders; ++i) threads_.emplace_back([this] { EncoderLoop(); });
   std::thread engine([this] { EngineLoop(); });
   std::vector<std::thread> polls;
   if (models_->can_adapt()) polls.emplace_back([this] { AdaptPollLoop(); });
@@ -362,10 +375,12 @@ void Worker::HeartbeatLoop() {
   }
 }
 
-std::optional<absl::Status> Worker::Poll(wv1::Lane lane, wv1::PollWorkResponse* response) {
+std::optional<absl::Status> Worker::Poll(wv1::Lane lane, wv1::PollWorkResponse* response,
+                                         int max_tasks) {
   wv1::PollWorkRequest request;
   request.set_worker(name_);
   request.set_lane(lane);
+  request.set_max_tasks(max_tasks);
   *request.mutable_wait() = ToProtoDuration(options_.poll_wait);
   std::unique_ptr<grpc::ClientContext> context = front_->Context(options_.poll_wait + absl::Seconds(10));
   {
@@ -420,6 +435,7 @@ void Worker::AdaptPollLoop() {
 
 void Worker::GenerationPollLoop() {
   while (true) {
+    int room = 0;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -428,45 +444,54 @@ void Worker::GenerationPollLoop() {
           },
           this));
       if (stopping_) return;
+      room = options_.max_generation_tasks - generation_held_;
     }
     wv1::PollWorkResponse response;
-    const std::optional<absl::Status> polled = Poll(wv1::LANE_GENERATION, &response);
+    const std::optional<absl::Status> polled = Poll(wv1::LANE_GENERATION, &response, room);
     if (!polled) return;  // stopping
     const absl::Status status = *polled;
     if (!status.ok()) {
       if (!stopping()) absl::SleepFor(absl::Seconds(1));
       continue;
     }
-    if (!response.has_generate()) continue;
-    auto work = std::make_shared<GenWork>();
-    work->task = response.generate();
-    {
-      absl::MutexLock lock(&mu_);
-      ++generation_held_;
-    }
-    // An adapted generator's files come to the disk cache before the engine
-    // sees the task, so no training step waits on the network.
-    absl::Status fetched = absl::OkStatus();
-    if (work->task.has_delta()) {
-      const std::string dir = cache_->DiskDir(work->task.generator());
-      for (const restyle::v1::Artifact* a : {&work->task.delta(), &work->task.result_record()}) {
-        const std::string path = dir + "/" + a->name().substr(a->name().rfind('/') + 1);
-        if (fetched.ok() && !fs::exists(path)) fetched = front_->Download(name_, *a, path);
+    for (const wv1::GenerateTask& task : response.generate()) {
+      auto work = std::make_shared<GenWork>();
+      work->task = task;
+      if (task.has_deadline()) work->deadline = FromProtoTime(task.deadline());
+      {
+        absl::MutexLock lock(&mu_);
+        ++generation_held_;
       }
-    }
-    absl::MutexLock lock(&mu_);
-    if (!fetched.ok()) {
-      Outgoing error;
-      error.work = work;
-      error.error = JobErrorOf(Annotate(fetched, absl::StrCat("fetching ", work->task.generator())));
-      outgoing_.push_back(std::move(error));
-    } else {
-      generation_.push_back(work);
+      // An adapted generator's files come to the disk cache before the
+      // engine sees the task, so no training step waits on the network.
+      absl::Status fetched = absl::OkStatus();
+      if (task.has_delta()) {
+        const std::string dir = cache_->DiskDir(task.generator());
+        for (const restyle::v1::Artifact* a : {&task.delta(), &task.result_record()}) {
+          const std::string path = dir + "/" + a->name().substr(a->name().rfind('/') + 1);
+          if (fetched.ok() && !fs::exists(path)) fetched = front_->Download(name_, *a, path);
+        }
+      }
+      absl::MutexLock lock(&mu_);
+      if (!fetched.ok()) {
+        EndTaskLocked(work, Annotate(fetched, absl::StrCat("fetching ", task.generator())));
+      } else {
+        if (task.has_delta()) {
+          cache_->Pin(task.generator());
+          work->pinned = true;
+        }
+        work->arrived = absl::Now();
+        generation_.push_back(work);
+      }
     }
   }
 }
 
 // --- the engine thread ---------------------------------------------------------------------
+
+int DefaultGenerationBatch(engine::JobDevice device) {
+  return device == engine::JobDevice::kCuda ? 32 : 8;
+}
 
 void Worker::EngineLoop() {
   while (true) {
@@ -492,86 +517,176 @@ void Worker::EngineLoop() {
     if (task) {
       RunAdapt(*task, job);
     } else {
-      ServeGeneration(-1);
+      ServeGeneration(-1, /*wait=*/true);
     }
   }
 }
 
-void Worker::ServeGeneration(int budget) {
-  constexpr int kChunk = 8;  // images per engine call
+void Worker::PushOutgoing(Outgoing item) {
+  item.seq = next_seq_++;
+  outgoing_.push_back(std::move(item));
+}
+
+void Worker::EndTaskLocked(const std::shared_ptr<GenWork>& work, const absl::Status& status) {
+  if (work->pinned) cache_->Unpin(work->task.generator());
+  work->pinned = false;
+  Outgoing end;
+  end.work = work;
+  end.end = true;
+  if (!status.ok()) end.error = JobErrorOf(status);
+  PushOutgoing(std::move(end));
+}
+
+namespace {
+
+// Requests batch together when they draw from the same generator the same way.
+bool SameBatch(const wv1::GenerateTask& a, const wv1::GenerateTask& b) {
+  return a.generator() == b.generator() && a.source_id() == b.source_id() &&
+         a.truncation() == b.truncation() && a.max_resolution() == b.max_resolution();
+}
+
+}  // namespace
+
+Worker::Batch Worker::NextBatch(int limit) {
+  Batch batch;
+  const absl::Time now = absl::Now();
+  const wv1::GenerateTask* key = nullptr;
+  for (auto it = generation_.begin(); it != generation_.end() && batch.images < limit;) {
+    const std::shared_ptr<GenWork>& work = *it;
+    if (work->cancelled || work->deadline <= now) {
+      if (work->cancelled) {
+        EndTaskLocked(work, absl::OkStatus());
+      } else {
+        metrics_.GenerationExpired();
+        EndTaskLocked(work, ErrorWithReason(absl::StatusCode::kDeadlineExceeded,
+                                            "DEADLINE_EXCEEDED",
+                                            "the request's deadline passed before its images "
+                                            "were drawn"));
+      }
+      it = generation_.erase(it);
+      continue;
+    }
+    if (key == nullptr) key = &work->task;
+    if (SameBatch(*key, work->task)) {
+      const int count = std::min(limit - batch.images, work->task.seeds_size() - work->next);
+      batch.parts.push_back({work, work->next, count});
+      batch.images += count;
+    }
+    ++it;
+  }
+  return batch;
+}
+
+void Worker::ServeGeneration(int budget, bool wait) {
   while (budget != 0) {
-    std::shared_ptr<GenWork> work;
+    const int limit = budget > 0 ? std::min(budget, max_batch_) : max_batch_;
+    Batch batch;
     {
       absl::MutexLock lock(&mu_);
-      if (generation_.empty()) return;
-      work = generation_.front();
-    }
-    const wv1::GenerateTask& t = work->task;
-    absl::Status status = absl::OkStatus();
-    if (work->generator.is_empty() && !work->cancelled) {
-      const LoadedSource* source = models_->Source(t.source_id());
-      if (source == nullptr) {
-        status = ErrorWithReason(absl::StatusCode::kUnavailable, "SOURCE_NOT_LOADED",
-                                 absl::StrCat(name_, " has no source ", t.source_id()));
-      } else if (t.has_delta()) {
-        absl::StatusOr<engine::Generator> g =
-            cache_->Acquire(t.generator(), source->job_models.source,
-                            source->job_models.source->parameters().front().device());
-        status = g.status();
-        if (g.ok()) {
-          work->generator = *g;
-          work->from_cache = true;
-        }
-      } else {
-        work->generator = source->job_models.source;
+      batch = NextBatch(limit);
+      if (batch.parts.empty()) return;
+      // Company for the oldest request: more of its generator may be on the
+      // way; it waits for them at most the window from its arrival.
+      const absl::Time until = batch.parts.front().work->arrived + options_.generation_window;
+      while (wait && batch.images < limit && absl::Now() < until && !stopping_) {
+        struct Arrivals {
+          Worker* worker;
+          size_t queued;
+        } arrivals{this, generation_.size()};
+        mu_.AwaitWithDeadline(absl::Condition(
+                                  +[](Arrivals* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                    return a->worker->generation_.size() != a->queued ||
+                                           a->worker->stopping_;
+                                  },
+                                  &arrivals),
+                              until);
+        batch = NextBatch(limit);
+        if (batch.parts.empty()) return;
       }
     }
-    const int remaining = t.seeds_size() - work->next;
-    int n = std::min(remaining, kChunk);
-    if (budget > 0) n = std::min(n, budget);
-    if (status.ok() && !work->cancelled && n > 0) {
-      std::vector<uint64_t> seeds(t.seeds().begin() + work->next, t.seeds().begin() + work->next + n);
-      const absl::Time started = absl::Now();
-      absl::StatusOr<torch::Tensor> pixels = CallEngine("generating", [&] {
-        engine::GenerateOptions o;
-        o.truncation = t.truncation();
-        torch::Tensor images = engine::GenerateImages(*work->generator, seeds, o);
-        const int64_t size = images.size(-1);
-        if (t.max_resolution() > 0 && size > t.max_resolution()) {
-          int64_t target = 1;
-          while (target * 2 <= t.max_resolution()) target *= 2;
-          images = torch::nn::functional::avg_pool2d(
-              images, torch::nn::functional::AvgPool2dFuncOptions(size / target));
-        }
-        return engine::ToUint8Images(images);
-      });
-      status = pixels.status();
-      if (status.ok()) metrics_.Generated(n, absl::ToDoubleSeconds(absl::Now() - started));
-      if (status.ok()) {
-        absl::MutexLock lock(&mu_);
-        for (int i = 0; i < n; ++i) {
-          Outgoing image;
-          image.work = work;
-          image.index = work->next + i;
-          image.seed = seeds[i];
-          image.pixels = (*pixels)[i];
-          outgoing_.push_back(std::move(image));
-        }
+    RunBatch(batch);
+    if (budget > 0) budget -= batch.images;
+  }
+}
+
+void Worker::RunBatch(const Batch& batch) {
+  const wv1::GenerateTask& t = batch.parts.front().work->task;
+  absl::Status status = absl::OkStatus();
+  engine::Generator generator{nullptr};
+  const LoadedSource* source = models_->Source(t.source_id());
+  if (source == nullptr) {
+    status = ErrorWithReason(absl::StatusCode::kUnavailable, "SOURCE_NOT_LOADED",
+                             absl::StrCat(name_, " has no source ", t.source_id()));
+  } else if (t.has_delta()) {
+    absl::StatusOr<engine::Generator> g =
+        cache_->Acquire(t.generator(), source->job_models.source,
+                        source->job_models.source->parameters().front().device());
+    status = g.status();
+    if (g.ok()) generator = *g;
+  } else {
+    generator = source->job_models.source;
+  }
+  std::vector<uint64_t> seeds;
+  for (const Batch::Part& p : batch.parts) {
+    seeds.insert(seeds.end(), p.work->task.seeds().begin() + p.first,
+                 p.work->task.seeds().begin() + p.first + p.count);
+  }
+  torch::Tensor pixels;  // (N,H,W,3) uint8
+  if (status.ok()) {
+    const absl::Time started = absl::Now();
+    absl::StatusOr<torch::Tensor> drawn = CallEngine("generating", [&] {
+      engine::GenerateOptions o;
+      o.truncation = t.truncation();
+      o.batch = static_cast<int64_t>(seeds.size());
+      if (o.truncation < 1) {
+        // The mapping network is never trained: the source's mean serves
+        // every generator adapted from it.
+        torch::Tensor& mean = truncation_latents_[t.source_id()];
+        if (!mean.defined()) mean = engine::TruncationLatent(*source->job_models.source.ptr());
+        o.truncation_latent = mean;
       }
-      work->next += n;
-      if (budget > 0) budget -= n;
+      torch::Tensor images = engine::GenerateImages(*generator, seeds, o);
+      const int64_t size = images.size(-1);
+      if (t.max_resolution() > 0 && size > t.max_resolution()) {
+        int64_t target = 1;
+        while (target * 2 <= t.max_resolution()) target *= 2;
+        images = torch::nn::functional::avg_pool2d(
+            images, torch::nn::functional::AvgPool2dFuncOptions(size / target));
+      }
+      return engine::ToUint8Images(images);
+    });
+    status = drawn.status();
+    if (status.ok()) {
+      pixels = *std::move(drawn);
+      metrics_.Generated(static_cast<int>(seeds.size()),
+                         absl::ToDoubleSeconds(absl::Now() - started));
     }
-    const bool done = !status.ok() || work->cancelled || work->next >= t.seeds_size();
-    if (done) {
-      if (work->from_cache) cache_->Release(t.generator());
-      work->generator = engine::Generator{nullptr};
-      absl::MutexLock lock(&mu_);
-      generation_.pop_front();
-      Outgoing end;
-      end.work = work;
-      end.end = true;
-      if (!status.ok()) end.error = JobErrorOf(status);
-      outgoing_.push_back(std::move(end));
+  }
+  if (t.has_delta() && !generator.is_empty()) cache_->Release(t.generator());
+  absl::MutexLock lock(&mu_);
+  int offset = 0;
+  for (const Batch::Part& p : batch.parts) {
+    if (status.ok()) {
+      for (int i = 0; i < p.count; ++i) {
+        Outgoing image;
+        image.work = p.work;
+        image.index = p.first + i;
+        image.seed = seeds[offset + i];
+        image.pixels = pixels[offset + i];
+        image.height = pixels.size(1);
+        image.width = pixels.size(2);
+        PushOutgoing(std::move(image));
+      }
+    }
+    offset += p.count;
+    p.work->next = p.first + p.count;
+    // Done, or to the back of the queue: a long request takes turns with
+    // the others rather than holding the engine to its end.
+    generation_.erase(std::find(generation_.begin(), generation_.end(), p.work));
+    if (!status.ok() || p.work->next >= p.work->task.seeds_size()) {
+      EndTaskLocked(p.work, status);
+    } else {
+      generation_.push_back(p.work);
     }
   }
 }
@@ -652,7 +767,7 @@ absl::StatusOr<engine::JobResult> Worker::TrainJob(const wv1::AdaptTask& task,
       r.upload_kind = "preview";
     }
     Enqueue(std::move(r));
-    ServeGeneration(options_.images_per_slot);
+    ServeGeneration(options_.images_per_slot, /*wait=*/false);
     last_step = absl::Now();  // the next step's time leaves generation out
   };
   callbacks.is_cancelled = [&] { return job->cancel || job->lost || stopping(); };
@@ -911,15 +1026,9 @@ void Worker::ReporterLoop() {
 
 // --- the sender -----------------------------------------------------------------------------
 
-void Worker::SenderLoop() {
-  struct Stream {
-    std::unique_ptr<grpc::ClientContext> context;
-    wv1::SendImagesResponse response;
-    std::unique_ptr<grpc::ClientWriter<wv1::SendImagesRequest>> writer;
-    bool broken = false;
-  };
-  // Heap-allocated: the writer keeps a pointer to `response`.
-  std::map<std::string, std::unique_ptr<Stream>> streams;
+void Worker::EncoderLoop() {
+  engine::PngOptions png;
+  png.compression_level = options_.png_level;
   while (true) {
     Outgoing item;
     {
@@ -932,6 +1041,51 @@ void Worker::SenderLoop() {
       if (outgoing_.empty()) return;
       item = std::move(outgoing_.front());
       outgoing_.pop_front();
+    }
+    if (!item.end && !item.error && !item.work->cancelled) {
+      absl::StatusOr<std::string> encoded =
+          CallEngine("encoding PNG", [&] { return engine::EncodePng(item.pixels, png); });
+      if (encoded.ok()) {
+        item.png = *std::move(encoded);
+      } else {
+        item.error = JobErrorOf(encoded.status());
+      }
+      item.pixels = torch::Tensor();
+    }
+    absl::MutexLock lock(&mu_);
+    const uint64_t seq = item.seq;
+    encoded_.emplace(seq, std::move(item));
+  }
+}
+
+void Worker::SenderLoop() {
+  struct Stream {
+    std::unique_ptr<grpc::ClientContext> context;
+    wv1::SendImagesResponse response;
+    std::unique_ptr<grpc::ClientWriter<wv1::SendImagesRequest>> writer;
+    bool broken = false;
+  };
+  // Heap-allocated: the writer keeps a pointer to `response`.
+  std::map<std::string, std::unique_ptr<Stream>> streams;
+  struct Next {
+    Worker* worker;
+    uint64_t seq;  // the item to send next
+  } next{this, 0};
+  while (true) {
+    Outgoing item;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Next* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            Worker* w = n->worker;
+            return (!w->encoded_.empty() && w->encoded_.begin()->first == n->seq) ||
+                   (w->engine_done_ && w->next_seq_ == n->seq);
+          },
+          &next));
+      if (encoded_.empty() || encoded_.begin()->first != next.seq) return;  // all sent
+      item = std::move(encoded_.begin()->second);
+      encoded_.erase(encoded_.begin());
+      ++next.seq;
     }
     const std::string& id = item.work->task.task_id();
     auto it = streams.find(id);
@@ -949,24 +1103,16 @@ void Worker::SenderLoop() {
     wv1::SendImagesRequest message;
     if (item.error) {
       *message.mutable_error() = *item.error;
-      if (!s.broken) s.broken = !s.writer->Write(message);
-      item.end = true;
-    } else if (!item.end && !s.broken) {
-      absl::StatusOr<std::string> png =
-          CallEngine("encoding PNG", [&] { return engine::EncodePng(item.pixels); });
-      if (!png.ok()) {
-        *message.mutable_error() = JobErrorOf(png.status());
-        s.broken = !s.writer->Write(message);
-        s.broken = true;  // nothing more goes on this stream
-      } else {
-        wv1::SendImagesRequest::Image& image = *message.mutable_image();
-        image.set_index(item.index);
-        image.set_seed(item.seed);
-        image.set_height(static_cast<int32_t>(item.pixels.size(0)));
-        image.set_width(static_cast<int32_t>(item.pixels.size(1)));
-        image.set_png(std::move(*png));
-        s.broken = !s.writer->Write(message);
-      }
+      if (!s.broken) s.writer->Write(message);
+      s.broken = true;  // nothing more goes on this stream
+    } else if (!item.end && !s.broken && !item.png.empty()) {
+      wv1::SendImagesRequest::Image& image = *message.mutable_image();
+      image.set_index(item.index);
+      image.set_seed(item.seed);
+      image.set_height(static_cast<int32_t>(item.height));
+      image.set_width(static_cast<int32_t>(item.width));
+      image.set_png(std::move(item.png));
+      s.broken = !s.writer->Write(message);
     }
     if (s.broken) item.work->cancelled = true;  // the engine stops drawing its images
     if (item.end) {

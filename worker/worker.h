@@ -8,13 +8,20 @@
 //   heartbeat   renews the lease of the running job; learns of cancels and
 //               lost leases; registers again when the front forgot it
 //   polls       one long poll per lane (adaptation only while idle;
-//               generation while it has room), fetching an adapted
-//               generator's files before the task is queued
+//               generation for as many tasks as its queue has room for),
+//               fetching an adapted generator's files before the task is
+//               queued
 //   engine      the only thread that runs LibTorch: a job at a time, and
-//               generation tasks while idle or between training steps
+//               generation while idle or between training steps, in
+//               dynamic batches: the queued requests for one generator (and
+//               truncation and size) run as one forward of up to
+//               max_generation_batch images, the first waiting at most
+//               generation_window for company; a request whose deadline has
+//               passed is ended without being drawn
+//   encoders    encode generated images as PNG, in parallel
 //   reporter    progress batches (and preview and stage-1 checkpoint
 //               uploads) to the front, never blocking a training step
-//   sender      encodes generated images as PNG and streams them back
+//   sender      streams the encoded images back, in order
 // A job's end: artifacts uploaded (sha256 checked by the front), then
 // CompleteJob; a non-finite loss or an out-of-memory fails it with its
 // reason; a lost lease stops it without reporting anything more.
@@ -29,6 +36,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,12 +74,23 @@ struct WorkerOptions {
   // The worker's own job settings (common/job_spec.h WorkerSettingKeys, such
   // as "conv_mode" or "stage2.train_precision"), as the table's key and text.
   std::vector<std::pair<std::string, std::string>> job_settings;
-  // Parameter bytes of adapted generators kept in memory (0: 2 GiB).
+  // Parameter bytes of adapted generators kept in memory (0: a quarter of
+  // the host's memory on the CPU, 8 GiB on CUDA).
   int64_t cache_bytes = 0;
-  // Generation tasks held at a time (queued, running or sending).
-  int max_generation_tasks = 4;
+  // Generation tasks held at a time (queued, running or sending): the bound
+  // of the worker's queue.
+  int max_generation_tasks = 32;
+  // Images in one generation forward, at most (0: DefaultGenerationBatch).
+  int max_generation_batch = 0;
+  // How long the first request of a batch waits for more of its generator
+  // (zero: never).
+  absl::Duration generation_window = absl::Milliseconds(2);
   // Images generated between two training steps while a job runs.
   int images_per_slot = 4;
+  // zlib level of the PNGs sent (0-9; docs/benchmarks.md#png).
+  int png_level = 1;
+  // Threads encoding PNGs (0: half the CPUs, at least 1).
+  int encode_threads = 0;
   // How long a poll waits at the front.
   absl::Duration poll_wait = absl::Seconds(10);
   // Prometheus /metrics on this address's port ("0.0.0.0:8710"; port 0
@@ -80,6 +99,9 @@ struct WorkerOptions {
   // When set, {"metrics": PORT} is written here once it is bound.
   std::string port_file;
 };
+
+// max_generation_batch's default on `device` (docs/benchmarks.md).
+int DefaultGenerationBatch(engine::JobDevice device);
 
 class Worker {
  public:
@@ -110,8 +132,19 @@ class Worker {
     wv1::GenerateTask task;
     int next = 0;                         // index of the next seed to draw
     std::atomic<bool> cancelled{false};   // its client left (set by the sender)
-    engine::Generator generator{nullptr}; // resolved on the engine thread
-    bool from_cache = false;              // an adapted generator to release
+    absl::Time arrived;                   // queued on the engine
+    absl::Time deadline = absl::InfiniteFuture();
+    bool pinned = false;                  // its adapted generator (GeneratorCache::Pin)
+  };
+  // Seeds of one or more tasks drawn in one forward.
+  struct Batch {
+    struct Part {
+      std::shared_ptr<GenWork> work;
+      int first = 0;  // seed index
+      int count = 0;
+    };
+    std::vector<Part> parts;
+    int images = 0;
   };
   // An event for the front about a job, or a file to upload first.
   struct Report {
@@ -126,10 +159,13 @@ class Worker {
   };
   // An image to send (or the end of a task, or its error).
   struct Outgoing {
+    uint64_t seq = 0;  // the order the sender keeps
     std::shared_ptr<GenWork> work;
     int index = 0;
     uint64_t seed = 0;
-    torch::Tensor pixels;  // (H,W,3) uint8
+    torch::Tensor pixels;  // (H,W,3) uint8, until encoded
+    std::string png;       // set by an encoder
+    int64_t height = 0, width = 0;
     bool end = false;
     std::optional<restyle::v1::JobError> error;
   };
@@ -138,11 +174,14 @@ class Worker {
 
   absl::Status Register();
   void HeartbeatLoop();
-  // One long poll of `lane`; nullopt when stopping.
-  std::optional<absl::Status> Poll(wv1::Lane lane, wv1::PollWorkResponse* response);
+  // One long poll of `lane` (for up to `max_tasks` generation tasks);
+  // nullopt when stopping.
+  std::optional<absl::Status> Poll(wv1::Lane lane, wv1::PollWorkResponse* response,
+                                   int max_tasks = 1);
   void AdaptPollLoop();
   void GenerationPollLoop();
   void ReporterLoop();
+  void EncoderLoop();
   void SenderLoop();
 
   // The engine thread's work.
@@ -159,8 +198,20 @@ class Worker {
               const std::string& out_dir, const std::shared_ptr<CurrentJob>& job);
   // Uploads the stage-1 checkpoint in `out_dir` once per attempt.
   absl::Status UploadCheckpoint(const std::shared_ptr<CurrentJob>& job, const std::string& out_dir);
-  // Generates up to `budget` images of queued tasks (all when budget < 0).
-  void ServeGeneration(int budget);
+  // Generates up to `budget` images of queued tasks (all when budget < 0);
+  // `wait` lets a batch wait up to the window for company.
+  void ServeGeneration(int budget, bool wait);
+  // The next batch (empty when nothing is queued): the oldest task's key,
+  // and the seeds of every queued task with that key, in order, up to
+  // `limit` images. Tasks past their deadline are ended on the way.
+  Batch NextBatch(int limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Draws `batch` and queues its images (and the ends of finished tasks).
+  void RunBatch(const Batch& batch);
+  // Queues an image, or a task's end, for the encoders and the sender.
+  void PushOutgoing(Outgoing item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a task that has left generation_ (error when not OK).
+  void EndTaskLocked(const std::shared_ptr<GenWork>& work, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Reporter: queues an event (or an upload) for the current job; Flush
   // waits until everything queued has been sent (or given up).
@@ -198,8 +249,15 @@ class Worker {
   int generation_held_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Report> reports_ ABSL_GUARDED_BY(mu_);
   bool reporting_ ABSL_GUARDED_BY(mu_) = false;  // the reporter is sending
+  // Images and task ends: to encode (outgoing_), then by sequence number
+  // to send (encoded_).
   std::deque<Outgoing> outgoing_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Outgoing> encoded_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;  // given to the next item
   bool engine_done_ ABSL_GUARDED_BY(mu_) = false;
+  int max_batch_ = 8;
+  // Mean latents for truncation, by source id (engine thread only).
+  std::map<std::string, torch::Tensor> truncation_latents_;
   // Poll calls in flight, cancelled by Shutdown.
   std::vector<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;

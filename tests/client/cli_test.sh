@@ -23,6 +23,9 @@ cleanup() {
 trap cleanup EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# grep -q at the end of a pipe exits at the first match, and the writer's
+# SIGPIPE then fails the pipe (pipefail): `has` reads everything.
+has() { grep "$@" >/dev/null; }
 check() {  # check "what" expected_code actual_code
   [[ "$2" == "$3" ]] || fail "$1: exit code $3, expected $2"
 }
@@ -38,7 +41,7 @@ read -r api worker_port < <(/usr/bin/python3 -c "import json;p=json.load(open('$
   > "$dir/worker.log" 2>&1 &
 worker_pid=$!
 export RESTYLE_SERVER="127.0.0.1:$api"
-for _ in $(seq 100); do "$RESTYLE" workers 2>/dev/null | grep -q workers/ && break; sleep 0.1; done
+for _ in $(seq 100); do "$RESTYLE" workers 2>/dev/null | has workers/ && break; sleep 0.1; done
 
 # --- plain commands ---------------------------------------------------------------
 out=$("$RESTYLE" generators); check "generators" 0 $?
@@ -55,14 +58,14 @@ out=$("$RESTYLE" --server 127.0.0.1:1 list 2>&1); check "unreachable server" 6 $
 out=$("$RESTYLE" adapt --source demo --target x --stage1-lr -1 2>&1); check "bad setting" 2 $?
 grep -q -- "--stage1-lr must be > 0" <<<"$out" || fail "bad setting message: $out"
 "$RESTYLE" adapt --source demo 2>/dev/null; check "missing --target" 2 $?
-"$RESTYLE" adapt --help | grep -q -- "--ema-decay X .*default 0.99; in \[0, 1\]" \
+"$RESTYLE" adapt --help | has -- "--ema-decay X .*default 0.99; in \[0, 1\]" \
   || fail "adapt --help lacks the settings table's help"
 
 job=$("$RESTYLE" -o json adapt --source demo --target ukiyo-e --stage1-iters 3 --stage2-iters 3 |
       /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["name"])')
 [[ "$job" == jobs/* ]] || fail "adapt -o json printed no job: $job"
 "$RESTYLE" wait "$job" --timeout 60s >/dev/null; check "wait for a short job" 0 $?
-"$RESTYLE" list | grep -q "$job .*succeeded" || fail "list does not show $job succeeded"
+"$RESTYLE" list | has "$job .*succeeded" || fail "list does not show $job succeeded"
 "$RESTYLE" generate "generators/${job#jobs/}" --seeds 0-5 --grid "$dir/grid.png" --with-source >/dev/null
 check "generate a grid" 0 $?
 /usr/bin/python3 -c "
@@ -75,7 +78,7 @@ assert b[:8] == b'\x89PNG\r\n\x1a\n' and (w, h) == (6 * 34 + 2, 2 * 34 + 2), (w,
 long=$("$RESTYLE" -o json adapt --source demo --target "long one" --stage1-iters 100000 |
        /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["name"])')
 "$RESTYLE" wait "$long" --timeout 1s >/dev/null 2>&1; check "wait that times out" 5 $?
-"$RESTYLE" cancel "$long" | grep -q "cancell" || fail "cancel"
+"$RESTYLE" cancel "$long" | has "cancell" || fail "cancel"
 "$RESTYLE" wait "$long" --timeout 30s >/dev/null; check "wait for a cancelled job" 4 $?
 
 # --- adapt --follow in a real terminal ---------------------------------------------------
@@ -84,25 +87,25 @@ screen() { tmux capture-pane -t "$session" -p; }
 step_of_bar() { screen | grep -o '\] *[0-9]*/' | tail -1 | tr -dc '0-9'; }
 tmux send-keys -t "$session" \
   "$RESTYLE adapt --source demo --target 'ukiyo-e' --stage1-iters 1500 --stage1-batch 2 --stage2-iters 20 --follow" Enter
-for _ in $(seq 200); do screen | grep -q '\[#*\.*\]' && break; sleep 0.1; done
-screen | grep -q 'stage 1/2 mapper *\[' || fail "no progress bar on the terminal: $(screen)"
+for _ in $(seq 200); do screen | has '\[#*\.*\]' && break; sleep 0.1; done
+screen | has 'stage 1/2 mapper *\[' || fail "no progress bar on the terminal: $(screen)"
 first=$(step_of_bar)
 sleep 1.5
 second=$(step_of_bar)
 [[ -n "$first" && -n "$second" && "$second" -gt "$first" ]] || fail "the bar does not move ($first -> $second)"
 followed=$(screen | grep -o 'jobs/[a-z0-9]*' | head -1)
 tmux send-keys -t "$session" C-c
-for _ in $(seq 50); do screen | grep -q "Detached from $followed" && break; sleep 0.1; done
-screen | grep -q "Detached from $followed; it goes on. Follow it again: restyle watch $followed" \
+for _ in $(seq 50); do screen | has "Detached from $followed" && break; sleep 0.1; done
+screen | has "Detached from $followed; it goes on. Follow it again: restyle watch $followed" \
   || fail "Ctrl-C did not detach: $(screen)"
 state=$("$RESTYLE" -o json get "$followed" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 [[ "$state" == JOB_STATE_RUNNING ]] || fail "after Ctrl-C the job is $state, not running"
 # Re-attach in the terminal and follow it to the end.
 tmux send-keys -t "$session" "clear; $RESTYLE watch $followed; echo exit=\$?" Enter
-for _ in $(seq 600); do screen | grep -q 'exit=' && break; sleep 0.1; done
-screen | grep -q "$followed succeeded in" || fail "the followed job did not end on the screen: $(screen)"
-screen | grep -q 'stage 2/2 generator *\[#*\] *20/20' || fail "the stage-2 bar did not finish: $(screen)"
-screen | grep -q 'exit=0' || fail "watch of a succeeded job did not exit 0: $(screen)"
+for _ in $(seq 600); do screen | has 'exit=' && break; sleep 0.1; done
+screen | has "$followed succeeded in" || fail "the followed job did not end on the screen: $(screen)"
+screen | has 'stage 2/2 generator *\[#*\] *20/20' || fail "the stage-2 bar did not finish: $(screen)"
+screen | has 'exit=0' || fail "watch of a succeeded job did not exit 0: $(screen)"
 
 if [[ $failures -gt 0 ]]; then
   echo "--- front"; tail -20 "$dir/front.log"; echo "--- worker"; tail -20 "$dir/worker.log"

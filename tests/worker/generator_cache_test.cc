@@ -61,6 +61,24 @@ TEST(GeneratorCacheTest, EvictsTheLeastRecentlyUsedNeverOneInUse) {
   acquire("generators/b");  // c goes, not a (in use), though a is older
   EXPECT_EQ(cache.Resident(), (std::vector<std::string>{"generators/b", "generators/a"}));
   EXPECT_LE(cache.resident_bytes(), 2 * one);
+  // A pinned generator (a queued request needs it) stays when not in use,
+  // and may go once unpinned; pins count, and may come before the load.
+  cache.Release("generators/a");
+  cache.Release("generators/b");
+  cache.Pin("generators/a");
+  cache.Pin("generators/a");
+  cache.Pin("generators/c");
+  acquire("generators/c");  // b goes: a is pinned, though older
+  cache.Release("generators/c");
+  EXPECT_EQ(cache.Resident(), (std::vector<std::string>{"generators/c", "generators/a"}));
+  acquire("generators/b");  // over budget, but a and c are pinned and b in use
+  EXPECT_EQ(cache.Resident().size(), 3u);
+  cache.Unpin("generators/c");  // c goes; a is still pinned
+  EXPECT_EQ(cache.Resident(), (std::vector<std::string>{"generators/b", "generators/a"}));
+  cache.Release("generators/b");
+  cache.Unpin("generators/a");
+  cache.Unpin("generators/a");
+  EXPECT_LE(cache.resident_bytes(), 2 * one);
   // A generator whose files are not there is an error, not a crash.
   absl::StatusOr<engine::Generator> missing = cache.Acquire("generators/zz", models.source, cpu);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << StatusText(missing.status());
