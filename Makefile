@@ -4,6 +4,7 @@
 #   make test    deps + build + the whole ctest suite
 #   make bench   run restyle-bench (one JSON line per benchmark)
 #   make bench-compare  engine vs the Python baseline, as ratios
+#   make bench-load     the Generate load benchmark on the real service (bench/load.py)
 #   make demo    deps + build + the service end to end (restyled, a worker, the
 #                restyle CLI) on the embedded tiny models (tools/demo.sh)
 #   make demo-offline  the same models through restyle-train alone (IPL vs NADA)
@@ -13,7 +14,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all deps configure build test bench bench-compare demo demo-offline clean
+.PHONY: all deps configure build test bench bench-compare bench-load demo demo-offline clean
 
 all: build
 
@@ -35,6 +36,11 @@ bench: build
 # Engine and Python baseline side by side in one session, with ratios.
 bench-compare: build
 	bench/compare.py --bench $(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)
+
+# restyled and a worker on loopback under Generate load, against the engine's
+# own throughput in the same run (docs/benchmarks.md#serving).
+bench-load: build
+	/usr/bin/python3 bench/load.py --build $(BUILD_DIR) $(LOAD_FLAGS)
 
 # The service end to end on loopback: restyled, one CPU restyle-worker, and
 # `restyle adapt --follow` then `restyle generate`; everything is stopped at

@@ -18,7 +18,12 @@
 #      Among them it times bench/reference_baseline.py (the research code's
 #      formulation, CLIP in float16 as on a GPU) on the same 1024 steps, in
 #      TF32 and as run, and prints the engine's full-run time as a ratio of it,
-#      and profiles the steps (GPU time by operator and by kernel).
+#      and profiles the steps (GPU time by operator and by kernel);
+#   5. times Generate's engine side on CUDA (serve/*: images per second per
+#      batch size at 256 and 1024, batch-invariant and fastest; one grouped
+#      forward for 2-8 adapted generators against one forward each; PNG
+#      encoding on that machine's CPU), which set the worker's CUDA defaults
+#      (docs/benchmarks.md#serving).
 # Steps after the build run under a time budget (GPU_CHECK_BUDGET_S, default
 # 480 s) so that the script always ends and packs its logs in one call.
 # Output: JSON lines and logs under OUT_DIR (default $OUT, else gpu-out/).
@@ -151,6 +156,10 @@ adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
 adapt/stage1_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --profile $prof/fast
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --profile $prof/tf32
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --profile $prof/fast
+serve/generate/1024/ | --precision tf32 --cudnn-benchmark
+serve/generate/256/ | --precision tf32 --cudnn-benchmark
+serve/cross/ | --precision tf32 --cudnn-benchmark
+serve/png/ |
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --source-precision bf16 --selection-precision bf16 --train-precision bf16 --profile $prof/bf16
 adapt/stage2_step/1024 | --precision tf32 --cudnn-benchmark --channels-last --no-cuda-kernels

@@ -1,5 +1,5 @@
 // restyle-load: a closed-loop load generator for Generate, for benchmarks on
-// loopback (docs/benchmarks.md#serving; bench/load.sh runs the scenarios).
+// loopback (docs/benchmarks.md#serving; bench/load.py runs the scenarios).
 //
 //   restyle-load --server 127.0.0.1:8700 --generator generators/demo \
 //       --clients 16 --duration 20 --worker-metrics 127.0.0.1:8710

@@ -120,6 +120,7 @@ TEST_F(ServingTest, RequestsBatchedTogetherGetTheImagesTheyGetAlone) {
   Front front(root_ + "/front");
   // A long window, so requests sent together surely meet in one batch.
   auto worker = StartWorker(front, "w1", {"--generation-window-ms", "400",
+                                          "--always-wait-for-company",
                                           "--max-generation-batch", "8"});
   ASSERT_TRUE(WaitServing(front)) << worker->Log();
   const std::string demo = "generators/demo";
@@ -154,6 +155,20 @@ TEST_F(ServingTest, RequestsBatchedTogetherGetTheImagesTheyGetAlone) {
   EXPECT_GE(batches, 1);
   EXPECT_LT(batches, 3) << "the three requests did not share a batch";
   EXPECT_EQ(WorkerSample(front, "w1", "restyle_worker_generation_batch_size_sum"), 12);
+}
+
+TEST_F(ServingTest, ALoneRequestAtLowLoadDoesNotWaitTheWindow) {
+  Front front(root_ + "/front");
+  // A window far longer than a demo image takes: a request that waited it
+  // would take ten seconds.
+  auto worker = StartWorker(front, "w1", {"--generation-window-ms", "10000"});
+  ASSERT_TRUE(WaitServing(front)) << worker->Log();
+  for (uint64_t seed : {4, 2, 9}) {
+    const absl::Time start = absl::Now();
+    Generated g = Generate(front, "generators/demo", {seed});
+    ASSERT_TRUE(g.status.ok()) << g.status.error_message();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "seed " << seed << " waited for company";
+  }
 }
 
 TEST_F(ServingTest, AGeneratorARequestStillNeedsIsNeverEvicted) {
@@ -198,7 +213,7 @@ TEST_F(ServingTest, ARequestPastItsDeadlineIsNotDrawn) {
   Front front(root_ + "/front");
   // The first request waits 1.5 s for company; the second joins it with a
   // deadline that passes before the batch runs.
-  auto worker = StartWorker(front, "w1", {"--generation-window-ms", "1500"});
+  auto worker = StartWorker(front, "w1", {"--generation-window-ms", "1500", "--always-wait-for-company"});
   ASSERT_TRUE(WaitServing(front)) << worker->Log();
   Generated patient, hurried;
   std::thread first([&] { patient = Generate(front, "generators/demo", {0}); });
@@ -219,7 +234,8 @@ TEST_F(ServingTest, ARequestPastItsDeadlineIsNotDrawn) {
 TEST_F(ServingTest, AFullWorkerQueueIsResourceExhaustedWithARetryHint) {
   Front front(root_ + "/front");
   auto worker = StartWorker(front, "w1", {"--max-generation-tasks", "2",
-                                          "--generation-window-ms", "2000"});
+                                          "--generation-window-ms", "2000",
+                                          "--always-wait-for-company"});
   ASSERT_TRUE(WaitServing(front)) << worker->Log();
   Generated held[2];
   std::vector<std::thread> clients;

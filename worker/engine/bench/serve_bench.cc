@@ -6,8 +6,8 @@
 //   weights. <arithmetic>: "invariant" (BatchInvariantGuard: what the worker
 //   runs, an image the same in any batch) or "fastest" (LibTorch's own
 //   kernel per shape, folded weights at batch 1: the engine's best, whose
-//   images depend on their batch by float rounding). The JSON line's extra
-//   holds images_per_s.
+//   images depend on their batch by float rounding). Images per second:
+//   batch * 1000 / median_ms.
 // serve/png/<size>/l<level>/<filters>: EncodePng of one generated image (a
 //   random config-f generator's; real generators' smoother images compress
 //   faster) at zlib level <level>, filters "all" (libpng's adaptive choice)
@@ -21,7 +21,6 @@
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
-#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,19 +78,10 @@ Benchmark ServeGenerate(const std::string& model, int batch, bool invariant) {
     o.batch_invariant = invariant;
     std::vector<uint64_t> seeds;
     for (int i = 0; i < batch; ++i) seeds.push_back(static_cast<uint64_t>(i));
-    auto calls = std::make_shared<int>(0);
-    auto* extra = ctx.extra;
-    auto started = std::make_shared<std::chrono::steady_clock::time_point>();
-    return [g, o, seeds, ctx, calls, extra, started, batch]() mutable {
+    return [g, o, seeds, ctx]() mutable {
       torch::InferenceMode guard;
-      if ((*calls)++ == 1) *started = std::chrono::steady_clock::now();  // after the warm-up
       engine::GenerateImages(*g, seeds, o);
       Sync(ctx);
-      if (*calls > 1 && extra != nullptr) {
-        const double s =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - *started).count();
-        (*extra)["images_per_s"] = std::to_string((*calls - 1) * batch / s);
-      }
     };
   };
   return b;
@@ -114,7 +104,7 @@ Benchmark ServePng(int size, int level, bool sub) {
     const torch::Tensor pixels = engine::ToUint8Images(engine::GenerateImages(*g, {0}, o))[0];
     engine::PngOptions png;
     png.compression_level = level;
-    png.filters = sub ? 0x10 /* PNG_FILTER_SUB */ : 0;
+    png.filters = sub ? engine::kPngFilterSub : 0;
     auto* extra = ctx.extra;
     return [pixels, png, extra]() {
       const std::string bytes = engine::EncodePng(pixels, png);

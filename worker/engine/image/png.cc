@@ -38,6 +38,8 @@ void ReadFromString(png_structp png, png_bytep data, png_size_t length) {
   cursor->offset += length;
 }
 
+static_assert(kPngFilterSub == PNG_FILTER_SUB);
+
 }  // namespace
 
 std::string EncodePng(const torch::Tensor& rgb, const PngOptions& options) {
