@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace", grace, "seconds calls may then take to finish")
       ->capture_default_str()->check(CLI::Range(0.0, 600.0));
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
+  app.set_config("--config", "", "read these flags from a TOML file (key = value, long names; "
+                 "the command line wins)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error
   CLI11_PARSE(app, argc, argv);
   if (heartbeat >= lease_ttl) {
     std::fprintf(stderr, "restyled: --heartbeat-interval must be shorter than --lease-ttl\n");

@@ -53,7 +53,7 @@ wait_file "$run/front.json"
 export RESTYLE_SERVER="127.0.0.1:$(json "$run/front.json" api)"
 front_metrics="http://127.0.0.1:$(json "$run/front.json" metrics)/metrics"
 "$build/worker/restyle-worker" --front "127.0.0.1:$(json "$run/front.json" worker)" \
-  --work-dir "$run/worker" --metrics-address 127.0.0.1:0 --port-file "$run/worker.json" \
+  --work-dir "$run/worker" --metrics-address 127.0.0.1:0 --health-address 127.0.0.1:0 --port-file "$run/worker.json" \
   > "$run/worker.log" 2>&1 &
 worker_pid=$!
 wait_file "$run/worker.json"

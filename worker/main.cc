@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   app.add_option("--generation-window-ms", window_ms,
                  "how long a request waits for others of its generator to batch with (0: never)")
       ->capture_default_str()->check(CLI::Range(0.0, 10000.0));
+  app.add_flag("--always-wait-for-company", o.always_wait_for_company,
+               "wait the window even at low load (by default a lone request then runs at once)");
   app.add_option("--png-level", o.png_level, "zlib level of the PNGs sent (0-9)")
       ->capture_default_str()->check(CLI::Range(0, 9));
   app.add_option("--encode-threads", o.encode_threads, "threads encoding PNGs (0: half the CPUs)")
@@ -65,11 +67,17 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-address", o.metrics_address,
                  "serve Prometheus /metrics here (port 0: any free port; \"\": none)")
       ->capture_default_str();
-  app.add_option("--port-file", o.port_file, "write the bound metrics port here as JSON");
+  app.add_option("--health-address", o.health_address,
+                 "plaintext gRPC health for probes: liveness, models, \"\" (ready); \"\": none")
+      ->capture_default_str();
+  app.add_option("--port-file", o.port_file, "write the bound metrics and health ports here as JSON");
   app.add_option("--tls-ca", o.front.tls_ca_file, "PEM CA: TLS to the front")->check(CLI::ExistingFile);
   app.add_option("--token-file", token_file, "file with the bearer token for the front")
       ->check(CLI::ExistingFile);
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
+  app.set_config("--config", "", "read these flags from a TOML file (key = value, long names; "
+                 "the command line wins)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error
   CLI11_PARSE(app, argc, argv);
 
   if (absl::Status s = restyle::InitLogging({.program = "restyle-worker", .level = log_level}); !s.ok()) {

@@ -142,9 +142,14 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opti
     spdlog::info("metrics at http://{}/metrics (port {})", options.metrics_address,
                  worker->metrics_server_->port());
   }
+  if (!options.health_address.empty()) {
+    RESTYLE_ASSIGN_OR_RETURN(worker->health_, HealthServer::Start(options.health_address));
+    spdlog::info("health at {} (port {})", options.health_address, worker->health_->port());
+  }
   if (!options.port_file.empty()) {
     RESTYLE_RETURN_IF_ERROR(WriteFileAtomically(
-        options.port_file, absl::StrCat("{\"metrics\": ", worker->metrics_port(), "}\n")));
+        options.port_file, absl::StrCat("{\"metrics\": ", worker->metrics_port(),
+                                        ", \"health\": ", worker->health_port(), "}\n")));
   }
   // The process-wide LibTorch settings, once: no job changes them.
   RESTYLE_RETURN_IF_ERROR(RunEngine("setting up LibTorch", [&] {
@@ -175,6 +180,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opti
                absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
                worker->models_->sources().size(), worker->models_->clip_names().size(),
                worker->models_->demo() ? ", the embedded demo models" : "");
+  worker->SetHealth(HealthServer::kModels, true);
   RESTYLE_ASSIGN_OR_RETURN(worker->front_, FrontClient::Create(options.front));
   std::error_code ec;
   fs::create_directories(options.work_dir + "/jobs", ec);
@@ -214,7 +220,12 @@ void Worker::Shutdown() {
   absl::MutexLock lock(&mu_);
   if (!stopping_ && registered_) spdlog::info("stopping: no new work; the current step finishes first");
   stopping_ = true;
+  SetHealth(HealthServer::kReady, false);
   for (grpc::ClientContext* poll : polls_) poll->TryCancel();
+}
+
+void Worker::SetHealth(const std::string& service, bool serving) {
+  if (health_ != nullptr) health_->Set(service, serving);
 }
 
 absl::Status Worker::Register() {
@@ -245,6 +256,7 @@ absl::Status Worker::Register() {
   heartbeat_interval_ = std::max(absl::Milliseconds(100), FromProtoDuration(response.heartbeat_interval()));
   absl::MutexLock lock(&mu_);
   registered_ = true;
+  if (!stopping_) SetHealth(HealthServer::kReady, true);
   return absl::OkStatus();
 }
 
@@ -364,9 +376,11 @@ void Worker::HeartbeatLoop() {
     if (!status.ok()) {
       if (!unreachable) spdlog::warn("heartbeat to {} failed: {}", options_.front.address, StatusText(status));
       unreachable = true;
+      SetHealth(HealthServer::kReady, false);
       continue;
     }
     if (unreachable) spdlog::info("the front answers again");
+    if (unreachable && !stopping()) SetHealth(HealthServer::kReady, true);
     unreachable = false;
     for (const wv1::LeaseStatus& s : response.leases()) {
       NoteLease(s.job(), s.state() == wv1::LeaseStatus::STATE_LOST,
@@ -481,6 +495,8 @@ void Worker::GenerationPollLoop() {
           work->pinned = true;
         }
         work->arrived = absl::Now();
+        // Nothing else queued or being drawn, nor in the same poll.
+        work->alone = generation_.empty() && !drawing_ && response.generate_size() == 1;
         generation_.push_back(work);
       }
     }
@@ -586,9 +602,14 @@ void Worker::ServeGeneration(int budget, bool wait) {
       batch = NextBatch(limit);
       if (batch.parts.empty()) return;
       // Company for the oldest request: more of its generator may be on the
-      // way; it waits for them at most the window from its arrival.
-      const absl::Time until = batch.parts.front().work->arrived + options_.generation_window;
-      while (wait && batch.images < limit && absl::Now() < until && !stopping_) {
+      // way; it waits for them at most the window from its arrival. At low
+      // load (the last batch was one request, and this one came while
+      // nothing was queued or drawn) it would wait for nobody: it runs at once.
+      const GenWork& oldest = *batch.parts.front().work;
+      const bool quiet = !options_.always_wait_for_company && last_batch_parts_ <= 1 &&
+                         oldest.alone && batch.parts.size() == 1;
+      const absl::Time until = oldest.arrived + options_.generation_window;
+      while (wait && !quiet && batch.images < limit && absl::Now() < until && !stopping_) {
         struct Arrivals {
           Worker* worker;
           size_t queued;
@@ -603,6 +624,8 @@ void Worker::ServeGeneration(int budget, bool wait) {
         batch = NextBatch(limit);
         if (batch.parts.empty()) return;
       }
+      last_batch_parts_ = batch.parts.size();
+      drawing_ = true;
     }
     RunBatch(batch);
     if (budget > 0) budget -= batch.images;
@@ -664,6 +687,7 @@ void Worker::RunBatch(const Batch& batch) {
   }
   if (t.has_delta() && !generator.is_empty()) cache_->Release(t.generator());
   absl::MutexLock lock(&mu_);
+  drawing_ = false;
   int offset = 0;
   for (const Batch::Part& p : batch.parts) {
     if (status.ok()) {
@@ -1029,6 +1053,7 @@ void Worker::ReporterLoop() {
 void Worker::EncoderLoop() {
   engine::PngOptions png;
   png.compression_level = options_.png_level;
+  png.filters = engine::kPngFilterSub;
   while (true) {
     Outgoing item;
     {

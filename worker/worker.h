@@ -16,7 +16,9 @@
 //               dynamic batches: the queued requests for one generator (and
 //               truncation and size) run as one forward of up to
 //               max_generation_batch images, the first waiting at most
-//               generation_window for company; a request whose deadline has
+//               generation_window for company (unless the worker is quiet:
+//               the last batch was one request and this one came while
+//               nothing was queued or drawn); a request whose deadline has
 //               passed is ended without being drawn
 //   encoders    encode generated images as PNG, in parallel
 //   reporter    progress batches (and preview and stage-1 checkpoint
@@ -53,6 +55,7 @@
 #include "worker/front_client.h"
 #include "worker/metrics.h"
 #include "worker/generator_cache.h"
+#include "worker/health_server.h"
 #include "worker/models.h"
 
 namespace restyle::worker {
@@ -85,6 +88,9 @@ struct WorkerOptions {
   // How long the first request of a batch waits for more of its generator
   // (zero: never).
   absl::Duration generation_window = absl::Milliseconds(2);
+  // Wait the window even when the worker is quiet (by default a lone
+  // request at low load runs at once: nobody is coming).
+  bool always_wait_for_company = false;
   // Images generated between two training steps while a job runs.
   int images_per_slot = 4;
   // zlib level of the PNGs sent (0-9; docs/benchmarks.md#png).
@@ -96,7 +102,11 @@ struct WorkerOptions {
   // Prometheus /metrics on this address's port ("0.0.0.0:8710"; port 0
   // picks one); "" for none.
   std::string metrics_address = "0.0.0.0:8710";
-  // When set, {"metrics": PORT} is written here once it is bound.
+  // The plaintext gRPC health port for probes (health_server.h; port 0
+  // picks one); "" for none.
+  std::string health_address = "0.0.0.0:8711";
+  // When set, {"metrics": PORT, "health": PORT} is written here once they
+  // are bound (-1: none).
   std::string port_file;
 };
 
@@ -117,6 +127,8 @@ class Worker {
   const std::string& name() const { return name_; }
   // The /metrics port, -1 without one.
   int metrics_port() const { return metrics_server_ ? metrics_server_->port() : -1; }
+  // The health port, -1 without one.
+  int health_port() const { return health_ ? health_->port() : -1; }
 
  private:
   // The job the engine runs, and what the front said of its lease.
@@ -133,6 +145,7 @@ class Worker {
     int next = 0;                         // index of the next seed to draw
     std::atomic<bool> cancelled{false};   // its client left (set by the sender)
     absl::Time arrived;                   // queued on the engine
+    bool alone = false;                   // came while nothing was queued or drawn
     absl::Time deadline = absl::InfiniteFuture();
     bool pinned = false;                  // its adapted generator (GeneratorCache::Pin)
   };
@@ -227,6 +240,8 @@ class Worker {
                                                    const std::string& file,
                                                    const std::string& kind);
   bool stopping() const;
+  // The health port's status of `service` (nothing without one).
+  void SetHealth(const std::string& service, bool serving);
 
   const WorkerOptions options_;
   std::string name_;  // "workers/{id}"
@@ -236,6 +251,7 @@ class Worker {
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   WorkerMetrics metrics_{*registry_};
   std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<HealthServer> health_;
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
 
   mutable absl::Mutex mu_;
@@ -247,6 +263,10 @@ class Worker {
   bool polls_done_ ABSL_GUARDED_BY(mu_) = false;
   // Generation tasks held: queued, running or being sent.
   int generation_held_ ABSL_GUARDED_BY(mu_) = 0;
+  // Requests the last batch drew: a quiet worker runs a lone request
+  // without waiting for company.
+  size_t last_batch_parts_ ABSL_GUARDED_BY(mu_) = 0;
+  bool drawing_ ABSL_GUARDED_BY(mu_) = false;  // the engine runs a batch
   std::deque<Report> reports_ ABSL_GUARDED_BY(mu_);
   bool reporting_ ABSL_GUARDED_BY(mu_) = false;  // the reporter is sending
   // Images and task ends: to encode (outgoing_), then by sequence number

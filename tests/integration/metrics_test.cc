@@ -1,7 +1,7 @@
 // Metrics on live processes: the front's and a worker's /metrics pass
 // `promtool check metrics`, their values move as a job runs and images are
-// drawn, and every metric the Grafana dashboard (deploy/grafana) and the
-// suggested alerts (deploy/prometheus) use is in those scrapes.
+// drawn, and every metric the Grafana dashboard and the manifests (alerts,
+// autoscaling; deploy/) use is in those scrapes.
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -113,7 +113,7 @@ TEST(MetricsTest, LiveScrapesPassPromtoolMoveWithTheWorkAndCoverTheDashboard) {
   // Every metric the dashboard queries exists.
   std::set<std::string> names = MetricNames(front_after);
   for (const std::string& n : MetricNames(worker_after)) names.insert(n);
-  std::ifstream in(std::string(RESTYLE_SOURCE_DIR) + "/deploy/grafana/restyle-dashboard.json");
+  std::ifstream in(std::string(RESTYLE_SOURCE_DIR) + "/deploy/components/monitoring/restyle-dashboard.json");
   const nlohmann::json dashboard = nlohmann::json::parse(in);
   const std::regex metric(R"(\b(restyle_[a-z0-9_]+|grpc_server_[a-z0-9_]+)\b)");
   int queried = 0;
@@ -131,17 +131,20 @@ TEST(MetricsTest, LiveScrapesPassPromtoolMoveWithTheWorkAndCoverTheDashboard) {
     }
   }
   EXPECT_GT(queried, 15);
-  // And every metric the suggested alerts use.
-  std::ifstream rules_in(std::string(RESTYLE_SOURCE_DIR) + "/deploy/prometheus/restyle-alerts.yml");
-  std::stringstream rules;
-  rules << rules_in.rdbuf();
-  const std::string text = rules.str();
+  // And every metric the manifests use (alerts, recording rules, autoscaling).
   int alerted = 0;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), metric); it != std::sregex_iterator(); ++it) {
-    std::string name = (*it)[1];
-    if (absl::EndsWith(name, "_bucket") && !names.count(name)) name = name.substr(0, name.size() - 7);
-    EXPECT_TRUE(names.count(name)) << "alert rules: " << name << " is in no live scrape";
-    ++alerted;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(std::string(RESTYLE_SOURCE_DIR) + "/deploy")) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream file(entry.path());
+    std::stringstream content;
+    content << file.rdbuf();
+    const std::string text = content.str();
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), metric); it != std::sregex_iterator(); ++it) {
+      std::string name = (*it)[1];
+      if (absl::EndsWith(name, "_bucket") && !names.count(name)) name = name.substr(0, name.size() - 7);
+      EXPECT_TRUE(names.count(name)) << entry.path() << ": " << name << " is in no live scrape";
+      ++alerted;
+    }
   }
   EXPECT_GT(alerted, 5);
   worker->Stop();

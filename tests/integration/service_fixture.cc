@@ -18,10 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
-#include "grpcpp/generic/generic_stub.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
-#include <condition_variable>
-#include <mutex>
 
 namespace restyle::testing {
 namespace {
@@ -176,7 +174,7 @@ std::unique_ptr<Process> StartWorker(const Front& front, const std::string& name
                                    "--id",              name,
                                    "--threads",         "1",
                                    "--poll-wait",       "2",
-                                   "--metrics-address", "127.0.0.1:0",
+                                   "--metrics-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0",
                                    "--port-file",       dir + ".ports.json"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<Process>(name, argv, front.data_dir() + "/../" + name + ".log");
@@ -276,41 +274,28 @@ v1::Job WaitDone(Front& front, const std::string& name, absl::Duration timeout) 
       timeout);
 }
 
-bool WaitServing(Front& front, absl::Duration timeout) {
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", front.ports().health),
-                                     grpc::InsecureChannelCredentials());
+int HealthOf(int port, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  auto context = Ctx(absl::Seconds(2));
+  const grpc::Status status = stub->Check(context.get(), request, &response);
+  return status.ok() ? static_cast<int>(response.status()) : -1;
+}
+
+bool WaitHealth(int port, const std::string& service, absl::Duration timeout) {
   const absl::Time until = absl::Now() + timeout;
   while (absl::Now() < until) {
-    grpc::Slice empty;
-    grpc::ByteBuffer request_bytes(&empty, 1), response_bytes;
-    // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message.
-    grpc::GenericStub stub(channel);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-    grpc::Status status;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_bytes,
-                   &response_bytes, [&](grpc::Status s) {
-                     std::lock_guard<std::mutex> lock(mu);
-                     status = s;
-                     done = true;
-                     cv.notify_all();
-                   });
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return done; });
-    if (status.ok()) {
-      std::vector<grpc::Slice> slices;
-      response_bytes.Dump(&slices);
-      std::string bytes;
-      for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-      // HealthCheckResponse{status: SERVING = 1} encodes as 08 01.
-      if (bytes == std::string("\x08\x01", 2)) return true;
-    }
+    if (HealthOf(port, service) == grpc::health::v1::HealthCheckResponse::SERVING) return true;
     absl::SleepFor(absl::Milliseconds(50));
   }
   return false;
+}
+
+bool WaitServing(Front& front, absl::Duration timeout) {
+  return WaitHealth(front.ports().health, "", timeout);
 }
 
 std::string ReasonOf(const grpc::Status& status) { return ErrorReason(FromGrpcStatus(status)); }

@@ -113,6 +113,12 @@ v1::Job WaitUntil(Front& front, const std::string& name,
                   const std::function<bool(const v1::Job&)>& done,
                   absl::Duration timeout = absl::Seconds(60));
 v1::Job WaitDone(Front& front, const std::string& name, absl::Duration timeout = absl::Seconds(60));
+// What grpc.health.v1 on 127.0.0.1:PORT says of `service` (a
+// HealthCheckResponse status: 1 SERVING, 2 NOT_SERVING), -1 when the call
+// fails (no server, unknown service).
+int HealthOf(int port, const std::string& service);
+// Waits until it says SERVING.
+bool WaitHealth(int port, const std::string& service, absl::Duration timeout);
 // Waits until the front's health says SERVING (a worker is ready).
 bool WaitServing(Front& front, absl::Duration timeout = absl::Seconds(30));
 
