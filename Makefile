@@ -5,6 +5,7 @@
 #   make bench   run restyle-bench (one JSON line per benchmark)
 #   make bench-compare  engine vs the Python baseline, as ratios
 #   make bench-load     the Generate load benchmark on the real service (bench/load.py)
+#   make image   the CPU container images (restyle-front, restyle-worker) with podman
 #   make demo    deps + build + the service end to end (restyled, a worker, the
 #                restyle CLI) on the embedded tiny models (tools/demo.sh)
 #   make demo-offline  the same models through restyle-train alone (IPL vs NADA)
@@ -13,8 +14,10 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
+# Only these targets (e.g. "restyled restyle"): all when empty.
+BUILD_TARGETS ?=
 
-.PHONY: all deps configure build test bench bench-compare bench-load demo demo-offline clean
+.PHONY: all deps configure build test image bench bench-compare bench-load demo demo-offline clean
 
 all: build
 
@@ -25,10 +28,14 @@ configure: deps
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
 
 build: configure
-	@cmake --build $(BUILD_DIR) -j $(JOBS)
+	@cmake --build $(BUILD_DIR) -j $(JOBS) $(if $(BUILD_TARGETS),--target $(BUILD_TARGETS))
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The Dockerfile's front and worker images, offline (tools/image.sh).
+image: deps
+	tools/image.sh $(IMAGE_TARGETS)
 
 bench: build
 	$(BUILD_DIR)/worker/engine/bench/restyle-bench $(BENCH_FLAGS)

@@ -139,6 +139,12 @@ int RunCli(int argc, char** argv) {
   generate_cmd->add_option("--max-resolution", generate.max_resolution,
                            "downscale images larger than this many pixels a side");
   CLI::App* workers_cmd = app.add_subcommand("workers", "list the connected workers");
+  std::string health_service;
+  CLI::App* health_cmd = app.add_subcommand(
+      "health", "a health port's status (--server HOST:PORT; exit 0 only when SERVING)");
+  health_cmd->add_option("--service", health_service,
+                         "the service to ask about (\"\": the whole server; the front's health port "
+                         "also knows restyle.worker.v1.WorkerService, a worker's liveness and models)");
 
   try {
     app.parse(argc, argv);
@@ -207,6 +213,7 @@ int RunCli(int argc, char** argv) {
     return Generate(conn, o, generate);
   }
   if (workers_cmd->parsed()) return ListWorkers(conn, o);
+  if (health_cmd->parsed()) return Health(conn, o, health_service);
   return usage("no command");
 }
 

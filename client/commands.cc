@@ -391,4 +391,15 @@ int ListWorkers(Connection& c, const Output& o) {
   return kExitOk;
 }
 
+int Health(Connection& c, const Output& o, const std::string& service) {
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.health().Check(ctx, request, &response); });
+  if (!s.ok()) return Fail(c, o, s);
+  const std::string status = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+  std::fprintf(o.out, "%s\n", o.json ? JsonLine(response).c_str() : status.c_str());
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitError;
+}
+
 }  // namespace restyle::client

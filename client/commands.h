@@ -69,6 +69,10 @@ struct GenerateCommand {
 int Generate(Connection& c, const Output& o, const GenerateCommand& command);
 
 int ListWorkers(Connection& c, const Output& o);
+// grpc.health.v1 Check of `service` at the server (any Restyle port with
+// health, such as the plaintext health ports): prints the status; exit 0
+// only when SERVING (for scripts and container health checks).
+int Health(Connection& c, const Output& o, const std::string& service);
 
 // Prints `restyle: <what went wrong>` and returns its exit code.
 int Fail(const Connection& c, const Output& o, const absl::Status& status);

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "restyle/v1/restyle_service.grpc.pb.h"
 
 namespace restyle::client {
@@ -36,6 +37,7 @@ class Connection {
   static absl::StatusOr<std::unique_ptr<Connection>> Create(const ConnectionOptions& options);
 
   v1::RestyleService::Stub& api() { return *api_; }
+  grpc::health::v1::Health::Stub& health() { return *health_; }
   const ConnectionOptions& options() const { return options_; }
 
   // A context with the token and a deadline (`timeout`, or the options').
@@ -54,11 +56,13 @@ class Connection {
   Connection(ConnectionOptions options, std::shared_ptr<grpc::Channel> channel)
       : options_(std::move(options)),
         channel_(std::move(channel)),
-        api_(v1::RestyleService::NewStub(channel_)) {}
+        api_(v1::RestyleService::NewStub(channel_)),
+        health_(grpc::health::v1::Health::NewStub(channel_)) {}
 
   const ConnectionOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::RestyleService::Stub> api_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
 // True when `status` says the server could not be reached (or did not

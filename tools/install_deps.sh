@@ -12,7 +12,10 @@ ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-p
 # Tests and tools: GoogleTest, Python's torch for the checkpoint converters'
 # tests, openssl (test certificates), tmux (the CLI in a terminal), prometheus
 # (promtool checks the /metrics scrapes).
-TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl tmux prometheus)
+# podman, runc and debootstrap build and run the container images (make
+# image, image_test).
+TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl tmux prometheus
+           podman runc debootstrap)
 # The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite (the front's
 # job store), OpenSSL (digests, TLS), libuuid (request ids), spdlog (logs),
 # CLI11 (command lines), cpp-httplib (the /metrics endpoints).
@@ -21,15 +24,20 @@ SERVICE_PKGS=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-comp
               libspdlog-dev libcli11-dev libcpp-httplib-dev)
 
 PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}" "${SERVICE_PKGS[@]}")
-if [[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]]; then
-  PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}")
-fi
-
 # The service's checkers come from the npm registry (tools/package.json, pinned
 # by tools/package-lock.json): npm itself is Debian's when none is installed.
-SERVICE=1
-[[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]] && SERVICE=0
-if [[ $SERVICE == 1 ]] && ! command -v npm >/dev/null 2>&1; then PKGS+=(npm); fi
+TOOLS=1
+if [[ "${RESTYLE_ENGINE_ONLY:-OFF}" == "ON" ]]; then
+  PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}")
+  TOOLS=0
+fi
+# RESTYLE_DEPS=build: what building the binaries needs, no tests or checkers
+# (the Dockerfile's build stage).
+if [[ "${RESTYLE_DEPS:-all}" == "build" ]]; then
+  PKGS=("${ENGINE_PKGS[@]}" "${SERVICE_PKGS[@]}")
+  TOOLS=0
+fi
+if [[ $TOOLS == 1 ]] && ! command -v npm >/dev/null 2>&1; then PKGS+=(npm); fi
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -49,8 +57,10 @@ else
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# npm ci again whenever the lock file changed since the last install.
 tools_dir="$(cd "$(dirname "$0")" && pwd)"
-if [[ $SERVICE == 1 && ! -x "$tools_dir/node_modules/.bin/buf" ]]; then
-  echo "deps: installing buf (tools/package-lock.json)"
-  (cd "$tools_dir" && npm ci --no-audit --no-fund --loglevel=error)
+if [[ $TOOLS == 1 ]] && ! cmp -s "$tools_dir/package-lock.json" "$tools_dir/node_modules/.restyle-lock.json"; then
+  echo "deps: installing the checkers (tools/package-lock.json)"
+  (cd "$tools_dir" && npm ci --no-audit --no-fund --loglevel=error &&
+   cp package-lock.json node_modules/.restyle-lock.json)
 fi
