@@ -1,7 +1,8 @@
 # Restyle: the user's entry point.
 #   make deps    install the missing Debian packages (apt-get; sudo when not root)
 #   make build   configure and build (Release, ccache when present) in build/
-#   make test    deps + build + the whole ctest suite
+#   make test    deps + build (and the fuzz tree) + the whole ctest suite
+#   make fuzz    the libFuzzer targets for FUZZ_SECONDS each (default 600)
 #   make bench   run restyle-bench (one JSON line per benchmark)
 #   make bench-compare  engine vs the Python baseline, as ratios
 #   make bench-load     the Generate load benchmark on the real service (bench/load.py)
@@ -17,7 +18,7 @@ CTEST_FLAGS ?=
 # Only these targets (e.g. "restyled restyle"): all when empty.
 BUILD_TARGETS ?=
 
-.PHONY: all deps configure build test image bench bench-compare bench-load demo demo-offline clean
+.PHONY: all deps configure build fuzz-build fuzz test image bench bench-compare bench-load demo demo-offline clean
 
 all: build
 
@@ -30,8 +31,21 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS) $(if $(BUILD_TARGETS),--target $(BUILD_TARGETS))
 
-test: build
+test: build fuzz-build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The libFuzzer targets (tests/fuzz) in a clang tree of their own, every
+# library instrumented and under ASan + UBSan.
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_TARGETS = tokenizer safetensors request
+FUZZ_SECONDS ?= 600
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DRESTYLE_FUZZ=ON -DRESTYLE_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZ_TARGETS))
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do tests/fuzz/run.sh $(FUZZ_BUILD_DIR) $$t $(FUZZ_SECONDS) || exit 1; done
 
 # The Dockerfile's front and worker images, offline (tools/image.sh).
 image: deps

@@ -3,12 +3,19 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
 
 namespace restyle {
+
+std::string QuoteInput(absl::string_view text) {
+  constexpr size_t kShown = 60;
+  if (text.size() <= kShown) return absl::StrCat("\"", absl::CHexEscape(text), "\"");
+  return absl::StrCat("\"", absl::CHexEscape(text.substr(0, kShown)), "...\" (", text.size(), " bytes)");
+}
 
 bool IsValidId(absl::string_view id, bool relaxed) {
   if (id.empty() || id.size() > 63) return false;
@@ -32,10 +39,10 @@ absl::StatusOr<std::string> ParseName(absl::string_view name, absl::string_view 
     id.remove_prefix(prefix.size());
   } else if (absl::StrContains(name, '/')) {
     return InvalidField(field, absl::StrCat(field, " must name one of ", collection,
-                                            " (\"", collection, "/ID\"), got \"", name, "\""));
+                                            " (\"", collection, "/ID\"), got ", QuoteInput(name)));
   }
   if (!IsValidId(id, relaxed)) {
-    return InvalidField(field, absl::StrCat(field, ": \"", id, "\" is not a valid id (1-63 ",
+    return InvalidField(field, absl::StrCat(field, ": ", QuoteInput(id), " is not a valid id (1-63 ",
                                             relaxed ? "letters, digits, '-', '_' and '.'"
                                                     : "lower-case letters, digits and '-'",
                                             ")"));
@@ -70,13 +77,13 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseArtifactName(absl::stri
   constexpr absl::string_view kMiddle = "/artifacts/";
   const size_t middle = name.find(kMiddle);
   if (!absl::StartsWith(name, prefix) || middle == absl::string_view::npos) {
-    return InvalidField(field, absl::StrCat(field, " must be \"jobs/ID/artifacts/FILE\", got \"",
-                                            name, "\""));
+    return InvalidField(field, absl::StrCat(field, " must be \"jobs/ID/artifacts/FILE\", got ",
+                                            QuoteInput(name)));
   }
   const absl::string_view id = name.substr(prefix.size(), middle - prefix.size());
   const absl::string_view file = name.substr(middle + kMiddle.size());
   if (!IsValidId(id) || !IsSafeRelativePath(file)) {
-    return InvalidField(field, absl::StrCat(field, ": \"", name, "\" is not an artifact name"));
+    return InvalidField(field, absl::StrCat(field, ": ", QuoteInput(name), " is not an artifact name"));
   }
   return std::make_pair(std::string(id), std::string(file));
 }

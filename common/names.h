@@ -23,6 +23,11 @@ inline constexpr char kWorkers[] = "workers";
 // digit.
 bool IsValidId(absl::string_view id, bool relaxed = false);
 
+// A client's text for an error message: quoted, C-escaped (invalid UTF-8,
+// NUL and control bytes as \xNN), cut after 60 bytes with its length, so
+// an error never repeats a huge or unprintable input.
+std::string QuoteInput(absl::string_view text);
+
 // "jobs/abc" or "abc" (collection "jobs") -> "abc". INVALID_ARGUMENT (reason
 // INVALID_FIELD, naming `field`) for an empty name, another collection or an
 // id that is not valid.

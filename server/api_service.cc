@@ -407,6 +407,10 @@ ServerUnaryReactor* ApiService::ListGenerators(CallbackServerContext* context,
   Front* front = front_;
   return OnStore(front, context, false, [front, request, response]() -> absl::Status {
     RESTYLE_ASSIGN_OR_RETURN(const int page_size, CheckPageSize(request->page_size(), 100));
+    if (!v1::GeneratorKind_IsValid(request->kind())) {
+      return InvalidField("kind", absl::StrCat("kind ", request->kind(),
+                                               " is not a GeneratorKind (SOURCE, ADAPTED, or unset for both)"));
+    }
     int64_t offset = 0;
     const std::string& token = request->page_token();
     if (!token.empty() && (!absl::StartsWith(token, "v1.") ||

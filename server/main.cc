@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -11,12 +12,39 @@
 #include "common/logging.h"
 #include "common/signals.h"
 #include "common/status.h"
+#include "server/data_check.h"
 #include "server/server.h"
+#include "server/sqlite_job_store.h"
 
 namespace {
 
 // Seconds as an absl::Duration flag value.
 absl::Duration Seconds(double s) { return absl::Milliseconds(static_cast<int64_t>(s * 1000)); }
+
+// restyled --check: 0 when the data directory agrees with the database.
+int CheckDataDir(const std::string& data_dir) {
+  if (!std::filesystem::exists(data_dir + "/restyle.db")) {
+    std::fprintf(stderr, "restyled --check: no database in %s\n", data_dir.c_str());
+    return 2;
+  }
+  auto store = restyle::server::SqliteJobStore::Open({.path = data_dir + "/restyle.db"});
+  if (!store.ok()) {
+    std::fprintf(stderr, "restyled --check: %s\n", restyle::StatusText(store.status()).c_str());
+    return 2;
+  }
+  auto report = restyle::server::CheckDataDir(**store, data_dir + "/artifacts");
+  if (!report.ok()) {
+    std::fprintf(stderr, "restyled --check: %s\n", restyle::StatusText(report.status()).c_str());
+    return 2;
+  }
+  for (const std::string& problem : report->problems) std::printf("%s\n", problem.c_str());
+  std::printf("%lld jobs (%lld succeeded), %lld artifacts (%lld bytes) checked: %zu problem(s); "
+              "%lld temporary file(s) of interrupted uploads\n",
+              static_cast<long long>(report->jobs), static_cast<long long>(report->succeeded),
+              static_cast<long long>(report->artifacts), static_cast<long long>(report->bytes),
+              report->problems.size(), static_cast<long long>(report->leftover_temporaries));
+  return report->problems.empty() ? 0 : 1;
+}
 
 }  // namespace
 
@@ -63,6 +91,10 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace", grace, "seconds calls may then take to finish")
       ->capture_default_str()->check(CLI::Range(0.0, 600.0));
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
+  bool check = false;
+  app.add_flag("--check", check,
+               "check the data directory against the database (every artifact's size and sha256, "
+               "every succeeded job's files), print what is wrong and exit: 0 when nothing is");
   app.set_config("--config", "", "read these flags from a TOML file (key = value, long names; "
                  "the command line wins)");
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error
@@ -79,6 +111,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "restyled: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+
+  if (check) return CheckDataDir(o.data_dir);
 
   absl::StatusOr<std::unique_ptr<restyle::server::Server>> server =
       restyle::server::Server::Create(o);

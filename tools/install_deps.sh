@@ -13,9 +13,10 @@ ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-p
 # tests, openssl (test certificates), tmux (the CLI in a terminal), prometheus
 # (promtool checks the /metrics scrapes).
 # podman, runc and debootstrap build and run the container images (make
-# image, image_test).
+# image, image_test); clang with its sanitizer and libFuzzer runtimes builds
+# the fuzz targets (make fuzz-build).
 TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl tmux prometheus
-           podman runc debootstrap)
+           podman runc debootstrap clang-14 libclang-rt-14-dev)
 # The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite (the front's
 # job store), OpenSSL (digests, TLS), libuuid (request ids), spdlog (logs),
 # CLI11 (command lines), cpp-httplib (the /metrics endpoints).

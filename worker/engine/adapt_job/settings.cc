@@ -48,7 +48,7 @@ struct Range {
   }
   static std::string Number(double v) {
     char buf[32];
-    std::snprintf(buf, sizeof(buf), "%g", v);
+    std::snprintf(buf, sizeof(buf), "%.10g", v);
     return buf;
   }
 };
@@ -73,13 +73,18 @@ JobSetting Info(const char* key, const char* flag, SettingKind kind, const char*
 }
 
 Entry Integer(const char* key, const char* flag, const char* section, const char* help,
-              Field<int64_t> field, int64_t min) {
-  const Range range = AtLeast(static_cast<double>(min));
+              Field<int64_t> field, int64_t min, int64_t max = std::numeric_limits<int64_t>::max()) {
+  Range range = AtLeast(static_cast<double>(min));
+  if (max != std::numeric_limits<int64_t>::max()) range.hi = static_cast<double>(max);
   return {Info(key, flag, SettingKind::kInteger, section, help, range.Describe()),
           [field](const JobOptions& o) { return Json(Read(field, o)); },
           [field](JobOptions& o, const Json& v) { field(o) = v.get<int64_t>(); },
-          [min](const Json& v) { return v.get<int64_t>() >= min; }};
+          [min, max](const Json& v) { return v.get<int64_t>() >= min && v.get<int64_t>() <= max; }};
 }
+
+// Steps of a stage, at most: a job of more would run for weeks, and is
+// surely a typo (the paper's runs are 300 + 300).
+constexpr int64_t kMaxIterations = 1000000;
 
 Entry Seed(const char* key, const char* flag, const char* section, const char* help,
            Field<uint64_t> field) {
@@ -174,7 +179,8 @@ std::vector<Entry> MakeEntries() {
   e.push_back(Integer("stage1.batch", "stage1-batch", "stage 1", "latent codes per mapper step",
                       [](JobOptions& o) -> int64_t& { return o.adapt.stage1.batch; }, 2));
   e.push_back(Integer("stage1.iterations", "stage1-iters", "stage 1", "mapper steps (IPL only)",
-                      [](JobOptions& o) -> int64_t& { return o.adapt.stage1.iterations; }, 1));
+                      [](JobOptions& o) -> int64_t& { return o.adapt.stage1.iterations; }, 1,
+                      kMaxIterations));
   e.push_back(Real("stage1.lr", "stage1-lr", "stage 1", "Adam learning rate of the mapper",
                    [](JobOptions& o) -> double& { return o.adapt.stage1.lr; }, Positive()));
   e.push_back(Pair(
@@ -199,7 +205,8 @@ std::vector<Entry> MakeEntries() {
   e.push_back(Integer("stage2.batch", "stage2-batch", "stage 2", "latent codes per generator step",
                       [](JobOptions& o) -> int64_t& { return o.adapt.stage2.batch; }, 1));
   e.push_back(Integer("stage2.iterations", "stage2-iters", "stage 2", "generator steps",
-                      [](JobOptions& o) -> int64_t& { return o.adapt.stage2.iterations; }, 1));
+                      [](JobOptions& o) -> int64_t& { return o.adapt.stage2.iterations; }, 1,
+                      kMaxIterations));
   e.push_back(Real("stage2.lr", "stage2-lr", "stage 2", "Adam learning rate of the generator",
                    [](JobOptions& o) -> double& { return o.adapt.stage2.lr; }, Positive()));
   e.push_back(Pair(

@@ -42,7 +42,7 @@ expect 2 "unknown flag --bogus" --demo --out "$tmp/a" --bogus
 expect 2 "drop --source and --clip" --demo --clip x.safetensors --out "$tmp/a"
 expect 2 "--clip weight must be > 0" --source g.safetensors --clip "c.safetensors:-1" --target x --out "$tmp/a"
 expect 2 "--method must be ipl, nada or both" --demo --method gan --out "$tmp/a"
-expect 2 "--stage1-iters must be >= 1, got 0" --demo --stage1-iters 0 --out "$tmp/a"
+expect 2 "--stage1-iters must be in [1, 1000000], got 0" --demo --stage1-iters 0 --out "$tmp/a"
 expect 2 "--stage1-lr must be > 0" --demo --stage1-lr=-1 --out "$tmp/a"
 expect 2 "--stage1-lr needs a finite number, got \"nan\"" --demo --stage1-lr nan --out "$tmp/a"
 expect 2 "--stage2-betas needs two numbers" --demo --stage2-betas 0.9 --out "$tmp/a"
