@@ -107,6 +107,7 @@ restyle::v1::JobError JobErrorOf(const absl::Status& status) {
 
 bool Retryable(const absl::Status& status) {
   const std::string reason = ErrorReason(status);
+  if (reason == "DISK_FULL") return true;  // the front's volume, not the job
   if (reason == "NON_FINITE_LOSS" || reason == "OUT_OF_MEMORY" || reason == "INVALID_FIELD") {
     return false;
   }
@@ -320,11 +321,21 @@ absl::Status Worker::Persist(absl::Duration patience, const std::function<absl::
                              const std::shared_ptr<CurrentJob>& job) {
   const absl::Time until = absl::Now() + patience;
   absl::Duration backoff = absl::Milliseconds(200);
+  bool warned = false;
   while (true) {
     absl::Status status = call();
     if (ErrorReason(status) == "LEASE_LOST" && job != nullptr) job->lost = true;
-    if (!Unreachable(status) || absl::Now() + backoff > until || (job != nullptr && job->lost)) {
+    // The front's volume full is the front's to fix (space freed, the
+    // volume grown): wait for it as for an unreachable front.
+    const bool disk_full = ErrorReason(status) == "DISK_FULL";
+    if (!(Unreachable(status) || disk_full) || absl::Now() + backoff > until ||
+        (job != nullptr && job->lost)) {
       return status;
+    }
+    if (disk_full && !warned) {
+      spdlog::warn("the front's data directory is full; retrying for up to {}",
+                   absl::FormatDuration(absl::Trunc(until - absl::Now(), absl::Seconds(1))));
+      warned = true;
     }
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(2));

@@ -10,8 +10,11 @@
 // replayed); RESTYLE_FAULT_ROUNDS sets the number of kills (default 6;
 // docs/reliability.md runs 20).
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -37,9 +40,9 @@ int EnvInt(const char* name, int fallback) {
 int CheckDataDir(const std::string& data_dir, std::string* out) {
   Process check("restyled --check", {RestyledBinary(), "--check", "--data-dir", data_dir},
                 data_dir + "/../check.log");
-  const int status = check.Wait(absl::Seconds(60)).value_or(-1);
+  const std::optional<int> status = check.Wait(absl::Seconds(60));
   *out = check.Log();
-  return status;
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
 }
 
 // Where in a job a worker is killed.
@@ -268,6 +271,179 @@ TEST_F(FaultTest, AFrontKilledWhileClientsCreateLosesNoAcknowledgedJobAndMakesNo
   front->Terminate();
   std::string report;
   EXPECT_EQ(CheckDataDir(front->data_dir(), &report), 0) << report;
+}
+
+TEST_F(FaultTest, AFrontKilledDuringProgressAndUploadsLosesNothing) {
+  const int seed = EnvInt("RESTYLE_FAULT_SEED", 1);
+  std::mt19937 random(seed + 1);
+  auto front = std::make_unique<Front>(root_ + "/front");
+  auto worker = StartWorker(*front, "w1");
+  ASSERT_TRUE(WaitServing(*front)) << worker->Log();
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::Job> j = Adapt(*front, SmallJob(60, absl::StrCat("style ", i)));
+    ASSERT_TRUE(j.ok()) << j.status();
+    jobs.push_back(j->name());
+  }
+  // Four kills at seeded moments while the jobs train, report progress and
+  // upload previews, checkpoints and results; the worker trains on alone
+  // and reconnects to each new front.
+  for (int kill = 0; kill < 4; ++kill) {
+    absl::SleepFor(absl::Milliseconds(std::uniform_int_distribution<int>(200, 1500)(random)));
+    front->Kill();
+    absl::SleepFor(absl::Milliseconds(std::uniform_int_distribution<int>(0, 500)(random)));
+    front->Restart();
+  }
+  for (const std::string& name : jobs) {
+    const v1::Job end = WaitDone(*front, name, absl::Seconds(120));
+    EXPECT_EQ(end.state(), v1::JOB_STATE_SUCCEEDED) << end.DebugString() << worker->Log();
+  }
+  worker->Stop();
+  front->Terminate();
+  std::string report;
+  EXPECT_EQ(CheckDataDir(front->data_dir(), &report), 0) << report;
+  std::printf("%s", report.c_str());
+}
+
+TEST_F(FaultTest, ACorruptedArtifactIsReportedAndTheRestKeepsWorking) {
+  Front front(root_ + "/front");
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front));
+  absl::StatusOr<v1::Job> a = Adapt(front, SmallJob(4, "ukiyo-e"));
+  absl::StatusOr<v1::Job> b = Adapt(front, SmallJob(4, "sketch"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(WaitDone(front, a->name()).state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(WaitDone(front, b->name()).state(), v1::JOB_STATE_SUCCEEDED);
+  // Flip one byte of a's generator delta on the front's disk.
+  std::string delta;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(front.data_dir() + "/artifacts/" + a->name().substr(5))) {
+    if (entry.path().filename().string().find("delta") != std::string::npos) delta = entry.path();
+  }
+  ASSERT_FALSE(delta.empty());
+  {
+    std::fstream f(delta, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  // Generate from it fails with DATA_LOSS naming the artifact; b still works.
+  auto generate = [&](const std::string& job) {
+    v1::GenerateRequest r;
+    r.set_generator("generators/" + job.substr(5));
+    r.set_count(2);
+    auto c = Ctx(absl::Seconds(30));
+    auto reader = front.api().Generate(c.get(), r);
+    v1::GenerateResponse image;
+    int images = 0;
+    while (reader->Read(&image)) ++images;
+    grpc::Status s = reader->Finish();
+    return std::make_pair(s, images);
+  };
+  const auto [broken, none] = generate(a->name());
+  EXPECT_EQ(broken.error_code(), grpc::StatusCode::DATA_LOSS) << broken.error_message();
+  EXPECT_NE(broken.error_message().find("sha256"), std::string::npos) << broken.error_message();
+  EXPECT_EQ(none, 0);
+  const auto [fine, two] = generate(b->name());
+  EXPECT_TRUE(fine.ok()) << fine.error_message();
+  EXPECT_EQ(two, 2);
+  worker->Stop();
+  front.Terminate();
+  // --check names exactly that artifact.
+  std::string report;
+  EXPECT_EQ(CheckDataDir(front.data_dir(), &report), 1) << report;
+  EXPECT_NE(report.find(a->name()), std::string::npos) << report;
+  EXPECT_NE(report.find("1 problem(s)"), std::string::npos) << report;
+}
+
+TEST_F(FaultTest, ACorruptedModelFileStopsOnlyItsWorker) {
+  Front front(root_ + "/front");
+  // A model directory whose generator file is not safetensors.
+  const std::string models = root_ + "/models";
+  std::filesystem::create_directories(models);
+  std::ofstream(models + "/manifest.json")
+      << R"({"generators": [{"id": "broken-256", "file": "g.safetensors", "source_text": "photo"}],)"
+      << R"( "clip": [{"file": "c.safetensors", "weight": 1.0}]})";
+  std::ofstream(models + "/g.safetensors") << std::string(64, '\x7f') << "not safetensors";
+  std::ofstream(models + "/c.safetensors") << "neither";
+  auto broken = StartWorker(front, "broken", {"--models", models});
+  EXPECT_NE(broken->Wait(absl::Seconds(30)).value_or(0), 0) << "a worker with a corrupt model must not start";
+  EXPECT_NE(broken->Log().find("c.safetensors: truncated"), std::string::npos) << broken->Log();
+  // The front and a healthy worker carry on.
+  auto healthy = StartWorker(front, "healthy");
+  ASSERT_TRUE(WaitServing(front)) << healthy->Log();
+  absl::StatusOr<v1::Job> job = Adapt(front, SmallJob(2));
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(WaitDone(front, job->name()).state(), v1::JOB_STATE_SUCCEEDED);
+  healthy->Stop();
+}
+
+// The front's data directory on a small tmpfs (needs root; skipped
+// without it, as a test that cannot run).
+TEST_F(FaultTest, AFullDiskFailsClearlyAndDamagesNothing) {
+  const std::string data = root_ + "/front";
+  std::filesystem::create_directories(data);
+  Process mount("mount", {"/bin/mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", data}, root_ + "/mount.log");
+  if (mount.Wait(absl::Seconds(10)).value_or(-1) != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root): " << mount.Log();
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { std::system(("/bin/umount -l " + dir).c_str()); }
+  } unmount{data};
+  Front front(data);
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front));
+  // Jobs until one cannot run: the front accepts it (or refuses it with
+  // DISK_FULL), keeps it QUEUED, and says why in its log.
+  std::vector<std::string> succeeded;
+  std::string stuck;
+  for (int i = 0; i < 40 && stuck.empty(); ++i) {
+    v1::Job job;
+    const grpc::Status s = front.api().Adapt(Ctx().get(), SmallJob(4, absl::StrCat("style ", i)), &job);
+    if (!s.ok()) {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+      EXPECT_EQ(ReasonOf(s), "DISK_FULL") << s.error_message();
+      break;
+    }
+    v1::Job end = job;  // (not WaitUntil: that a job waits is what this looks for)
+    for (const absl::Time until = absl::Now() + absl::Seconds(15); absl::Now() < until;) {
+      absl::StatusOr<v1::Job> now = GetJob(front, job.name());
+      if (now.ok()) end = *now;
+      if (end.state() == v1::JOB_STATE_SUCCEEDED || end.state() == v1::JOB_STATE_FAILED) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    if (end.state() == v1::JOB_STATE_SUCCEEDED) {
+      succeeded.push_back(end.name());
+    } else {
+      EXPECT_NE(end.state(), v1::JOB_STATE_FAILED) << "a full disk must not fail an accepted job: " << end.DebugString();
+      stuck = end.name();
+    }
+  }
+  std::printf("%zu jobs fitted in 6 MB; then %s waited\n", succeeded.size(), stuck.c_str());
+  ASSERT_GE(succeeded.size(), 1u);
+  if (!stuck.empty()) {
+    EXPECT_NE(front.process().Log().find("DISK_FULL"), std::string::npos) << "the front's log must say why";
+  }
+  // Reads go on, and what was stored is whole.
+  for (const std::string& name : succeeded) {
+    absl::StatusOr<v1::Job> j = GetJob(front, name);
+    ASSERT_TRUE(j.ok()) << j.status();
+    EXPECT_EQ(j->state(), v1::JOB_STATE_SUCCEEDED);
+  }
+  std::string report;
+  EXPECT_EQ(CheckDataDir(data, &report), 0) << report;
+  // The operator grows the volume: the waiting job runs, nothing was lost.
+  Process grow("mount", {"/bin/mount", "-o", "remount,size=32m", data}, root_ + "/grow.log");
+  ASSERT_EQ(grow.Wait(absl::Seconds(10)).value_or(-1), 0) << grow.Log();
+  if (!stuck.empty()) {
+    EXPECT_EQ(WaitDone(front, stuck, absl::Seconds(90)).state(), v1::JOB_STATE_SUCCEEDED) << front.process().Log();
+  }
+  absl::StatusOr<v1::Job> again = Adapt(front, SmallJob(4, "after"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(WaitDone(front, again->name()).state(), v1::JOB_STATE_SUCCEEDED);
+  worker->Stop();
+  front.Terminate();
+  EXPECT_EQ(CheckDataDir(data, &report), 0) << report;
+  std::printf("%s", report.c_str());
 }
 
 }  // namespace
