@@ -9,7 +9,12 @@
 // RESTYLE_FAULT_SEED picks the random points (printed, so a failure can be
 // replayed); RESTYLE_FAULT_ROUNDS sets the number of kills (default 6;
 // docs/reliability.md runs 20).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -374,6 +379,160 @@ TEST_F(FaultTest, ACorruptedModelFileStopsOnlyItsWorker) {
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(WaitDone(front, job->name()).state(), v1::JOB_STATE_SUCCEEDED);
   healthy->Stop();
+}
+
+
+// A TCP proxy on loopback in front of the front's worker port that can
+// stall: while cut, no byte moves either way and new connections wait, as
+// when a network drops packets (no reset reaches either side).
+class StallingProxy {
+ public:
+  explicit StallingProxy(int upstream_port) : upstream_port_(upstream_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(listen_fd_, 16), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    threads_.emplace_back([this] { AcceptLoop(); });
+  }
+  ~StallingProxy() {
+    stop_ = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+    }
+    shutdown(listen_fd_, SHUT_RDWR);
+    for (std::thread& t : threads_) t.join();
+    for (int fd : fds_) close(fd);
+    close(listen_fd_);
+  }
+  int port() const { return port_; }
+  void Cut(bool on) { cut_ = on; }
+
+ private:
+  void AcceptLoop() {
+    while (!stop_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      const int client = accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) continue;
+      while (cut_ && !stop_) absl::SleepFor(absl::Milliseconds(10));
+      const int upstream = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+      if (connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(client);
+        close(upstream);
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      fds_.push_back(client);
+      fds_.push_back(upstream);
+      threads_.emplace_back([this, client, upstream] { Pump(client, upstream); });
+      threads_.emplace_back([this, client, upstream] { Pump(upstream, client); });
+    }
+  }
+  void Pump(int from, int to) {
+    char buffer[16384];
+    while (!stop_) {
+      pollfd p{from, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      const ssize_t n = read(from, buffer, sizeof(buffer));
+      if (n <= 0) {
+        shutdown(to, SHUT_WR);
+        return;
+      }
+      while (cut_ && !stop_) absl::SleepFor(absl::Milliseconds(10));
+      for (ssize_t done = 0; done < n && !stop_;) {
+        const ssize_t w = write(to, buffer + done, static_cast<size_t>(n - done));
+        if (w <= 0) return;
+        done += w;
+      }
+    }
+  }
+
+  const int upstream_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> cut_{false}, stop_{false};
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+  std::vector<int> fds_;
+};
+
+// A worker behind the proxy, training a job of `stage2_iterations` steps,
+// when stage 2 has begun.
+struct CutSetup {
+  std::unique_ptr<StallingProxy> proxy;
+  std::unique_ptr<Process> worker;
+  std::string job;
+};
+CutSetup StartJobBehindAProxy(Front& front, int stage2_iterations) {
+  CutSetup c;
+  c.proxy = std::make_unique<StallingProxy>(front.ports().worker);
+  c.worker = StartWorkerVia(front, absl::StrCat("127.0.0.1:", c.proxy->port()), "wa");
+  EXPECT_TRUE(WaitServing(front)) << c.worker->Log();
+  v1::AdaptRequest request = SmallJob(4);
+  request.mutable_spec()->mutable_settings()->mutable_stage2()->set_iterations(stage2_iterations);
+  absl::StatusOr<v1::Job> job = Adapt(front, request);
+  EXPECT_TRUE(job.ok()) << job.status();
+  if (!job.ok()) return c;
+  c.job = job->name();
+  WaitUntil(front, c.job, [](const v1::Job& j) {
+    return j.progress().stage() == v1::JOB_STAGE_FINE_TUNING_GENERATOR && j.progress().step() >= 3;
+  });
+  return c;
+}
+
+TEST_F(FaultTest, AShortNetworkCutBetweenWorkerAndFrontLetsTheJobGoOn) {
+  Front front(root_ + "/front");
+  CutSetup c = StartJobBehindAProxy(front, 200);
+  ASSERT_FALSE(c.job.empty());
+  c.proxy->Cut(true);
+  absl::SleepFor(absl::Milliseconds(1000));  // half the lease TTL (2 s)
+  c.proxy->Cut(false);
+  const v1::Job end = WaitDone(front, c.job, absl::Seconds(120));
+  EXPECT_EQ(end.state(), v1::JOB_STATE_SUCCEEDED) << end.DebugString();
+  EXPECT_EQ(end.attempt(), 1) << "a cut shorter than the lease moves nothing";
+  c.worker->Stop();
+  front.Terminate();
+  std::string report;
+  EXPECT_EQ(CheckDataDir(front.data_dir(), &report), 0) << report;
+}
+
+TEST_F(FaultTest, ALongNetworkCutMovesTheJobAndTheCutOffWorkerIsFenced) {
+  Front front(root_ + "/front");
+  CutSetup c = StartJobBehindAProxy(front, 300);
+  ASSERT_FALSE(c.job.empty());
+  c.proxy->Cut(true);
+  auto b = StartWorker(front, "wb");  // on the front's side of the cut
+  const v1::Job moved = WaitUntil(front, c.job, [](const v1::Job& j) {
+    return j.attempt() == 2 && j.state() == v1::JOB_STATE_RUNNING;
+  });
+  EXPECT_EQ(moved.worker(), "workers/wb");
+  absl::SleepFor(absl::Seconds(1));
+  c.proxy->Cut(false);  // wa's reports arrive late, for a lease that moved on
+  const v1::Job end = WaitDone(front, c.job, absl::Seconds(120));
+  EXPECT_EQ(end.state(), v1::JOB_STATE_SUCCEEDED) << end.DebugString();
+  EXPECT_EQ(end.attempt(), 2);
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  auto fenced = [&] {
+    const std::string log = c.worker->Log();
+    return log.find("the lease is lost") != std::string::npos || log.find("LEASE_LOST") != std::string::npos;
+  };
+  while (!fenced() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(fenced()) << c.worker->Log();
+  b->Stop();
+  c.worker->Stop();
+  front.Terminate();
+  std::string report;
+  EXPECT_EQ(CheckDataDir(front.data_dir(), &report), 0) << report;
 }
 
 // The front's data directory on a small tmpfs (needs root; skipped

@@ -168,8 +168,13 @@ void Front::Restart() { Start(); }
 
 std::unique_ptr<Process> StartWorker(const Front& front, const std::string& name,
                                      std::vector<std::string> extra) {
+  return StartWorkerVia(front, front.worker_address(), name, std::move(extra));
+}
+
+std::unique_ptr<Process> StartWorkerVia(const Front& front, const std::string& front_address,
+                                        const std::string& name, std::vector<std::string> extra) {
   const std::string dir = front.data_dir() + "/../" + name;
-  std::vector<std::string> argv = {WorkerBinary(),      "--front",   front.worker_address(),
+  std::vector<std::string> argv = {WorkerBinary(),      "--front",   front_address,
                                    "--work-dir",        dir,
                                    "--id",              name,
                                    "--threads",         "1",

@@ -94,6 +94,9 @@ class Front {
 // restyle-worker on the demo models, one thread.
 std::unique_ptr<Process> StartWorker(const Front& front, const std::string& name,
                                      std::vector<std::string> extra = {});
+// The same, reaching the front at `front_address` (a proxy in between).
+std::unique_ptr<Process> StartWorkerVia(const Front& front, const std::string& front_address,
+                                        const std::string& name, std::vector<std::string> extra = {});
 
 // The /metrics port of worker `name` (its port file), -1 when it has none.
 int WorkerMetricsPort(const Front& front, const std::string& name);
