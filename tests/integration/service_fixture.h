@@ -35,6 +35,7 @@ class Process {
   int Stop(absl::Duration grace = absl::Seconds(15));
   bool running();
   const std::string& log_path() const { return log_path_; }
+  pid_t pid() const { return pid_; }
   std::string Log() const;
 
  private:
