@@ -34,12 +34,6 @@
 namespace restyle::testing {
 namespace {
 
-int EnvInt(const char* name, int fallback) {
-  int value = fallback;
-  const char* text = std::getenv(name);
-  if (text != nullptr && !absl::SimpleAtoi(text, &value)) value = fallback;
-  return value;
-}
 
 // restyled --check on a data directory: its exit status, the output in `out`.
 int CheckDataDir(const std::string& data_dir, std::string* out) {

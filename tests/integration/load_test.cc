@@ -29,12 +29,6 @@
 namespace restyle::testing {
 namespace {
 
-int EnvInt(const char* name, int fallback) {
-  int value = fallback;
-  const char* text = std::getenv(name);
-  if (text != nullptr && !absl::SimpleAtoi(text, &value)) value = fallback;
-  return value;
-}
 
 // VmRSS of a process in bytes (0 when it is gone).
 int64_t ResidentBytes(pid_t pid) {

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
@@ -98,6 +99,13 @@ int Process::Stop(absl::Duration grace) {
 std::string Process::Log() const { return ReadAll(log_path_); }
 
 std::string RestyledBinary() { return RESTYLED_BIN; }
+int EnvInt(const char* name, int fallback) {
+  int value = fallback;
+  const char* text = std::getenv(name);
+  if (text != nullptr && !absl::SimpleAtoi(text, &value)) value = fallback;
+  return value;
+}
+
 std::string WorkerBinary() { return RESTYLE_WORKER_BIN; }
 std::string GenerateBinary() { return RESTYLE_GENERATE_BIN; }
 std::string CliBinary() { return RESTYLE_CLI_BIN; }

@@ -53,6 +53,10 @@ std::string CliBinary();
 // buf (tools/node_modules), "" when not installed.
 std::string BufBinary();
 
+// The integer in environment variable `name`, or `fallback` (a test's size
+// knob: RESTYLE_FAULT_ROUNDS, RESTYLE_LOAD_SECONDS, ...).
+int EnvInt(const char* name, int fallback);
+
 // A fresh directory under the test temp dir.
 std::string FreshDir(const std::string& name);
 
