@@ -191,6 +191,16 @@ class JobWatch : public std::enable_shared_from_this<JobWatch> {
   EventHub::Id hub_id_ = 0;
 };
 
+// OK while job `id` has fewer followers (WatchJob, WaitJob) than the limit.
+absl::Status RoomToWatch(const Front& front, const std::string& id) {
+  if (front.hub->subscribers(id) < front.limits.max_watchers_per_job) return absl::OkStatus();
+  return ErrorWithReason(absl::StatusCode::kResourceExhausted, "TOO_MANY_WATCHERS",
+                         absl::StrCat("jobs/", id, " already has ", front.limits.max_watchers_per_job,
+                                      " watchers (restyled --max-watchers-per-job); share one "
+                                      "watch, or retry when some have ended"),
+                         {{"job", absl::StrCat("jobs/", id)}}, absl::Seconds(1));
+}
+
 // --- WaitJob ----------------------------------------------------------------------
 
 class JobWait : public std::enable_shared_from_this<JobWait> {
@@ -358,6 +368,7 @@ ServerUnaryReactor* ApiService::WaitJob(CallbackServerContext* context,
       (request->timeout().seconds() < 0 || request->timeout().nanos() < 0)) {
     admitted = InvalidField("timeout", "timeout must not be negative");
   }
+  if (admitted.ok()) admitted = RoomToWatch(*front_, *id);
   if (!admitted.ok()) {
     call->Finish([&] { return admitted; });
     return call->reactor();
@@ -384,6 +395,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* ApiService::WatchJob(CallbackServerConte
   if (admitted.ok() && request->after_seq() < 0) {
     admitted = InvalidField("after_seq", "after_seq must not be negative");
   }
+  if (admitted.ok()) admitted = RoomToWatch(*front_, *id);
   if (!admitted.ok()) {
     stream->Finish(admitted);
     return stream->reactor();

@@ -37,4 +37,10 @@ size_t EventHub::subscribers() const {
   return n;
 }
 
+size_t EventHub::subscribers(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = subscribers_.find(job_id);
+  return it == subscribers_.end() ? 0 : it->second.size();
+}
+
 }  // namespace restyle::server

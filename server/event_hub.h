@@ -36,8 +36,9 @@ class EventHub {
   // Set once, before any Publish (metrics).
   void SetObserver(Callback observer) { observer_ = std::move(observer); }
 
-  // Subscribers of all jobs (for tests and metrics).
+  // Subscribers of all jobs (for tests and metrics), and of one.
   size_t subscribers() const;
+  size_t subscribers(const std::string& job_id) const;
 
  private:
   Callback observer_;

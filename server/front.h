@@ -38,6 +38,9 @@ struct FrontLimits {
   int max_attempts = 3;
   // Events a watcher may fall behind by before it is dropped.
   size_t max_watch_backlog = 10000;
+  // WatchJob and WaitJob calls following one job at once; one more is
+  // RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS).
+  size_t max_watchers_per_job = 100;
 };
 
 struct Front {

@@ -169,5 +169,60 @@ TEST(BadInputTest, EveryRpcRefusesWhatCannotRunWithTheRightCodeAndAFieldNamed) {
   worker->Stop();
 }
 
+TEST(BadInputTest, TooManyWatchersOfOneJobAreRefusedAndTheOthersGoOn) {
+  const std::string root = FreshDir("watchers");
+  Front front(root + "/front", {"--max-watchers-per-job", "3"});
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front));
+  v1::AdaptRequest request = SmallJob(4);
+  request.mutable_spec()->mutable_settings()->mutable_stage2()->set_iterations(100000);
+  absl::StatusOr<v1::Job> job = Adapt(front, request);
+  ASSERT_TRUE(job.ok());
+  // Three watches stay open; the fourth, and a WaitJob, are refused.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::JobEvent>>> watches;
+  v1::WatchJobRequest watch;
+  watch.set_name(job->name());
+  for (int i = 0; i < 3; ++i) {
+    contexts.push_back(Ctx(absl::Seconds(60)));
+    watches.push_back(front.api().WatchJob(contexts.back().get(), watch));
+    v1::JobEvent first;
+    ASSERT_TRUE(watches.back()->Read(&first));
+  }
+  auto context = Ctx();
+  const grpc::Status fourth = Finish(front.api().WatchJob(context.get(), watch));
+  EXPECT_EQ(fourth.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << fourth.error_message();
+  EXPECT_EQ(ReasonOf(fourth), "TOO_MANY_WATCHERS");
+  EXPECT_NE(fourth.error_message().find("--max-watchers-per-job"), std::string::npos);
+  v1::WaitJobRequest wait;
+  wait.set_name(job->name());
+  v1::Job ignored;
+  EXPECT_EQ(front.api().WaitJob(Ctx().get(), wait, &ignored).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // The open watches still get events; one ends, and a new watch fits.
+  v1::JobEvent next;
+  EXPECT_TRUE(watches[0]->Read(&next));
+  contexts[2]->TryCancel();
+  watches[2]->Finish();
+  bool admitted = false;
+  for (int i = 0; i < 100 && !admitted; ++i) {
+    auto c = Ctx(absl::Seconds(2));
+    auto again = front.api().WatchJob(c.get(), watch);
+    v1::JobEvent e;
+    admitted = again->Read(&e);
+    c->TryCancel();
+    again->Finish();
+    if (!admitted) absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(admitted);
+  for (size_t i = 0; i < 2; ++i) {
+    contexts[i]->TryCancel();
+    watches[i]->Finish();
+  }
+  v1::CancelJobRequest cancel;
+  cancel.set_name(job->name());
+  ASSERT_TRUE(front.api().CancelJob(Ctx().get(), cancel, &ignored).ok());
+  worker->Stop();
+}
+
 }  // namespace
 }  // namespace restyle::testing
