@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/channel.h"
 #include "common/files.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
@@ -10,22 +11,10 @@
 namespace restyle::client {
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const ConnectionOptions& options) {
-  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (!options.tls_ca_file.empty()) {
-    RESTYLE_ASSIGN_OR_RETURN(std::string ca, ReadFileToString(options.tls_ca_file));
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca;
-    creds = grpc::SslCredentials(ssl);
-  }
-  grpc::ChannelArguments args;
-  // restyled accepts pings every 10 s or more, with or without calls.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetMaxReceiveMessageSize(64 << 20);  // one image a message, up to 64 MiB
+  RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
+                           ChannelCredentials(options.tls_ca_file));
+  // One image a message, up to 64 MiB.
+  grpc::ChannelArguments args = ChannelArguments(absl::Seconds(30), 64 << 20);
   args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "restyle-cli");
   return std::unique_ptr<Connection>(
       new Connection(options, grpc::CreateCustomChannel(options.server, creds, args)));

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel.h"
 #include "common/files.h"
 #include "common/grpc_status.h"
 #include "common/sha256.h"
@@ -21,24 +22,10 @@ absl::Duration TransferTimeout(int64_t bytes) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FrontClient>> FrontClient::Create(const ConnectionOptions& options) {
-  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (!options.tls_ca_file.empty()) {
-    RESTYLE_ASSIGN_OR_RETURN(std::string ca, ReadFileToString(options.tls_ca_file));
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ca;
-    creds = grpc::SslCredentials(ssl);
-  }
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // A restarted front is found again within a second or two.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);
-  args.SetMaxReceiveMessageSize(8 << 20);
+  RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
+                           ChannelCredentials(options.tls_ca_file));
+  grpc::ChannelArguments args = ChannelArguments(absl::Seconds(20), 8 << 20);
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);  // a moved front is found again
   auto channel = grpc::CreateCustomChannel(options.address, creds, args);
   return std::unique_ptr<FrontClient>(new FrontClient(channel, options.token));
 }
