@@ -42,7 +42,7 @@ FUZZ_SECONDS ?= 600
 # The same tree holds the front, the CLI and the torch-free unit and
 # integration tests under ASan + UBSan (SANITIZED_TESTS), run against the
 # main tree's workers by the sanitized_tests test.
-SANITIZED_TESTS = job_spec_test sqlite_job_store_test service_test security_test \
+SANITIZED_TESTS = job_spec_test sqlite_job_store_test service_test security_test shutdown_test \
   bad_input_test fault_test
 fuzz-build: deps
 	@cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \

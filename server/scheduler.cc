@@ -656,13 +656,15 @@ void Scheduler::Tick() {
   std::vector<std::shared_ptr<GenerationTask>> lost;
   std::vector<std::shared_ptr<Waiter>> polls;
   GenerationMatches matches;  // the queue's expired tasks, mostly
+  bool draining = false;
   {
     absl::MutexLock lock(&mu_);
     matches = MatchGenerationLocked();
     const absl::Time now = absl::Now();
     std::vector<std::string> stale;
+    draining = draining_;
     for (const auto& [name, w] : workers_) {
-      if (now - w.last_seen > options_.lease_ttl) stale.push_back(name);
+      if (!draining && now - w.last_seen > options_.lease_ttl) stale.push_back(name);
     }
     for (const std::string& name : stale) {
       spdlog::warn("worker {} stopped calling; dropped", name);
@@ -676,6 +678,10 @@ void Scheduler::Tick() {
   }
   AnswerGeneration(std::move(matches));
   UpdateReadiness();
+  // A front shutting down no longer hears every heartbeat (its ports close
+  // while calls finish): it lets leases be, and the next front, which gives
+  // every lease two periods to be renewed, decides.
+  if (draining) return;
   store_executor_->Schedule([this] {
     if (tick_running_) return;
     tick_running_ = true;

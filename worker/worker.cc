@@ -326,11 +326,20 @@ absl::Status Worker::Persist(absl::Duration patience, const std::function<absl::
     absl::Status status = call();
     if (ErrorReason(status) == "LEASE_LOST" && job != nullptr) job->lost = true;
     // The front's volume full is the front's to fix (space freed, the
-    // volume grown): wait for it as for an unreachable front.
+    // volume grown): wait for it as for an unreachable front. A front that
+    // restarted and has not heard from this worker yet: register again
+    // (with the lease) and retry.
     const bool disk_full = ErrorReason(status) == "DISK_FULL";
-    if (!(Unreachable(status) || disk_full) || absl::Now() + backoff > until ||
+    const bool unknown = ErrorReason(status) == "WORKER_UNKNOWN";
+    if (!(Unreachable(status) || disk_full || unknown) || absl::Now() + backoff > until ||
         (job != nullptr && job->lost)) {
       return status;
+    }
+    if (unknown) {
+      spdlog::info("the front does not know {} (it restarted?): registering again", name_);
+      if (absl::Status registered = Register(); !registered.ok()) {
+        spdlog::warn("registering again failed: {}", StatusText(registered));
+      }
     }
     if (disk_full && !warned) {
       spdlog::warn("the front's data directory is full; retrying for up to {}",
