@@ -36,19 +36,16 @@ test: build fuzz-build
 
 # The libFuzzer targets (tests/fuzz) in a clang tree of their own, every
 # library instrumented and under ASan + UBSan.
-FUZZ_BUILD_DIR ?= build-fuzz
-FUZZ_TARGETS = tokenizer safetensors request
-FUZZ_SECONDS ?= 600
 # The same tree holds the front, the CLI and the torch-free unit and
-# integration tests under ASan + UBSan (SANITIZED_TESTS), run against the
-# main tree's workers by the sanitized_tests test.
-SANITIZED_TESTS = job_spec_test sqlite_job_store_test service_test security_test shutdown_test \
-  bad_input_test fault_test
+# integration tests under ASan + UBSan (RESTYLE_SANITIZED_TESTS in
+# CMakeLists.txt), run against the main tree's workers by sanitized_tests.
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_TARGETS = $(patsubst tests/fuzz/%_fuzz.cc,%,$(wildcard tests/fuzz/*_fuzz.cc))
+FUZZ_SECONDS ?= 600
 fuzz-build: deps
 	@cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
 	  -DRESTYLE_FUZZ=ON -DRESTYLE_BUILD_TESTS=ON -DRESTYLE_TEST_ENGINE_BIN_DIR=$(abspath $(BUILD_DIR)) >/dev/null
-	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZ_TARGETS)) \
-	  restyled restyle $(SANITIZED_TESTS)
+	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target fuzzers sanitized_service_tests
 
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do tests/fuzz/run.sh $(FUZZ_BUILD_DIR) $$t $(FUZZ_SECONDS) || exit 1; done

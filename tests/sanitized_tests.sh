@@ -3,11 +3,12 @@
 # (make fuzz-build: build-fuzz/, clang, ASan + UBSan everywhere): the front,
 # the CLI and the tests themselves are instrumented, the workers are the main
 # tree's. Any sanitizer report makes its process fail, so its test.
-#   tests/sanitized_tests.sh FUZZ_BUILD_DIR
+#   tests/sanitized_tests.sh FUZZ_BUILD_DIR TEST...
+# (The list is RESTYLE_SANITIZED_TESTS in CMakeLists.txt.)
 set -euo pipefail
 build="$1"
-tests=(job_spec_test sqlite_job_store_test service_test security_test shutdown_test bad_input_test
-       fault_test)
+shift
+tests=("$@")
 for t in "${tests[@]}"; do
   if [[ ! -x "$(find "$build/tests" -name "$t" -type f 2>/dev/null | head -1)" ]]; then
     echo "$t is not built in $build (make fuzz-build: clang and libclang-rt-14-dev)"

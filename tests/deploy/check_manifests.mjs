@@ -79,8 +79,8 @@ function checkOverlay(name, objects) {
   const byKind = (kind) => objects.filter((o) => o.kind === kind);
   const workloads = objects.filter(podSpecOf);
   const names = new Set(objects.map((o) => `${o.kind}/${o.metadata.name}`));
-  const external = new Set(name === "cpu-dev" || name === "base" ? [] : ["Secret/restyle-tokens"]);
-  if (name === "base") external.add("Secret/restyle-tokens");
+  // Only cpu-dev ships the tokens Secret; elsewhere the operator creates it.
+  const external = new Set(name === "cpu-dev" ? [] : ["Secret/restyle-tokens"]);
 
   for (const w of workloads) {
     const where = `${name}: ${w.kind}/${w.metadata.name}`;

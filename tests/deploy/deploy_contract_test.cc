@@ -81,7 +81,7 @@ int PortOf(const std::string& address_or_port) {
 // Secret mounts written out, its other volumes fresh directories.
 class Container {
  public:
-  Container(const Json& contract, const Json& workload, const std::string& root) : root_(root) {
+  Container(const Json& contract, const Json& workload, const std::string& root) {
     for (const auto& [mount, source] : workload["mounts"].items()) {
       const std::string dir = root + mount;
       fs::create_directories(dir);
@@ -112,7 +112,6 @@ class Container {
   }
 
  private:
-  std::string root_;
   std::vector<std::pair<std::string, std::string>> mounts_;
 };
 

@@ -15,21 +15,10 @@ namespace restyle::testing {
 namespace {
 
 // A streaming call's status, reading the stream to its end.
-grpc::Status Finish(std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader) {
-  v1::JobEvent e;
-  while (reader->Read(&e)) {
-  }
-  return reader->Finish();
-}
-grpc::Status Finish(std::unique_ptr<grpc::ClientReader<v1::DownloadArtifactResponse>> reader) {
-  v1::DownloadArtifactResponse r;
-  while (reader->Read(&r)) {
-  }
-  return reader->Finish();
-}
-grpc::Status Finish(std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader) {
-  v1::GenerateResponse r;
-  while (reader->Read(&r)) {
+template <typename Message>
+grpc::Status Finish(std::unique_ptr<grpc::ClientReader<Message>> reader) {
+  Message message;
+  while (reader->Read(&message)) {
   }
   return reader->Finish();
 }

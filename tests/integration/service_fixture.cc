@@ -99,6 +99,19 @@ int Process::Stop(absl::Duration grace) {
 std::string Process::Log() const { return ReadAll(log_path_); }
 
 std::string RestyledBinary() { return RESTYLED_BIN; }
+bool RunningInCi() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+int CheckDataDir(const std::string& data_dir, std::string* out) {
+  Process check("restyled --check", {RestyledBinary(), "--check", "--data-dir", data_dir},
+                data_dir + "/../check.log");
+  const std::optional<int> status = check.Wait(absl::Seconds(120));
+  *out = check.Log();
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
 int EnvInt(const char* name, int fallback) {
   int value = fallback;
   const char* text = std::getenv(name);

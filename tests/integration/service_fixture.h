@@ -53,6 +53,13 @@ std::string CliBinary();
 // buf (tools/node_modules), "" when not installed.
 std::string BufBinary();
 
+// True when $CI is "true": then nothing that can run may be skipped.
+bool RunningInCi();
+
+// `restyled --check` on a data directory: its exit status (0: every
+// artifact whole), its output in `out`.
+int CheckDataDir(const std::string& data_dir, std::string* out);
+
 // The integer in environment variable `name`, or `fallback` (a test's size
 // knob: RESTYLE_FAULT_ROUNDS, RESTYLE_LOAD_SECONDS, ...).
 int EnvInt(const char* name, int fallback);

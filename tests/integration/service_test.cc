@@ -579,9 +579,7 @@ TEST_F(ServiceTest, GeneratorsAreListedAndAdaptedOnesDeleted) {
 TEST_F(ServiceTest, ReflectionServesTheApiToBufCurl) {
   const std::string buf = BufBinary();
   if (buf.empty()) {
-    if (const char* ci = std::getenv("CI"); ci != nullptr && std::string(ci) == "true") {
-      FAIL() << "buf is not installed (make deps installs it into tools/node_modules)";
-    }
+    if (RunningInCi()) FAIL() << "buf is not installed (make deps installs it into tools/node_modules)";
     GTEST_SKIP() << "buf is not installed (make deps)";
   }
   Front front(root_ + "/front");
