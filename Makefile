@@ -10,6 +10,7 @@
 #   make demo    deps + build + the service end to end (restyled, a worker, the
 #                restyle CLI) on the embedded tiny models (tools/demo.sh)
 #   make demo-offline  the same models through restyle-train alone (IPL vs NADA)
+#   make world-eval    IPL vs NADA in the toy world for every target style, judged
 BUILD_DIR  ?= build
 BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
@@ -18,7 +19,7 @@ CTEST_FLAGS ?=
 # Only these targets (e.g. "restyled restyle"): all when empty.
 BUILD_TARGETS ?=
 
-.PHONY: all deps configure build fuzz-build fuzz test image bench bench-compare bench-load demo demo-offline clean
+.PHONY: all deps configure build fuzz-build fuzz test image bench bench-compare bench-load demo demo-offline world-eval clean
 
 all: build
 
@@ -75,9 +76,13 @@ demo: build
 # The offline tool, no service: IPL and NADA on the same seeds with
 # restyle-train, then more images of the IPL result with restyle-generate.
 demo-offline: build
-	$(BUILD_DIR)/worker/engine/adapt_job/restyle-train --demo --out demo-out/offline
+	$(BUILD_DIR)/worker/engine/adapt_job/restyle-train --world --out demo-out/offline
 	$(BUILD_DIR)/worker/engine/adapt_job/restyle-generate --job demo-out/offline/ipl --seeds 0-15 \
 	  --grid demo-out/offline/ipl/more.png --with-source
+
+# IPL against NADA in the toy world, every target style, judged (docs/world.md).
+world-eval: build
+	/usr/bin/python3 tools/world/evaluate.py --build $(BUILD_DIR) --out world-eval $(WORLD_EVAL_FLAGS)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -117,6 +117,13 @@ std::string Outcome(const v1::Job& job) {
                     absl::StrFormat(" (target similarity %.3f -> %.3f, diversity %.3f -> %.3f)",
                                     q.source().target_similarity(), q.adapted().target_similarity(),
                                     q.source().diversity(), q.adapted().diversity()));
+    if (q.has_judge()) {
+      absl::StrAppend(&s, absl::StrFormat("; judged \"%s\" %.0f%% -> %.0f%%, content kept %.0f%%",
+                                          q.judge().target_style(),
+                                          100 * q.judge().source_style_rate(),
+                                          100 * q.judge().adapted_style_rate(),
+                                          100 * q.judge().content_kept()));
+    }
   } else if (job.has_error() && !job.error().reason().empty()) {
     absl::StrAppend(&s, ": ", job.error().reason(), ": ", job.error().message());
   }
@@ -173,6 +180,15 @@ std::string DescribeJob(const v1::Job& job, absl::Time now) {
           absl::StrFormat("target similarity %.3f -> %.3f, diversity %.3f -> %.3f (%d samples)",
                           q.source().target_similarity(), q.adapted().target_similarity(),
                           q.source().diversity(), q.adapted().diversity(), q.samples()));
+    if (q.has_judge()) {
+      const v1::JudgeScores& j = q.judge();
+      Field(&out, "Judge",
+            absl::StrFormat("\"%s\" %.0f%% -> %.0f%%, content kept %.0f%%, content entropy "
+                            "%.2f -> %.2f bits (the toy world's judge)",
+                            j.target_style(), 100 * j.source_style_rate(),
+                            100 * j.adapted_style_rate(), 100 * j.content_kept(),
+                            j.source_content_entropy_bits(), j.adapted_content_entropy_bits()));
+    }
     Field(&out, "Stages",
           absl::StrCat("mapper ", r.stage1().steps(), " steps in ",
                        HumanDuration(FromProtoDuration(r.stage1().duration())),

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# make demo: the service end to end on this machine, with the embedded tiny
-# demo models (random weights: the pictures are colour noise; the point is
-# the path). Starts restyled and one CPU restyle-worker on loopback with a
-# temporary data directory, adapts the demo generator to a target text with
-# `restyle adapt --follow`, draws a grid of the source and a grid of the
-# adapted generator on the same seeds, prints where they are and what the
+# make demo: the service end to end on this machine, with the embedded models
+# of the toy world (tools/world/: a 32px generator of shapes in the "photo"
+# style, a CLIP that reads the world's styles, and a judge). Starts restyled
+# and one CPU restyle-worker on loopback with a temporary data directory,
+# adapts the world's generator to a target style with `restyle adapt
+# --follow`, draws a grid of the source and a grid of the adapted generator on
+# the same seeds, prints the job (with the judge's numbers) and what the
 # metrics said, and stops everything, also when something fails or you press
 # Ctrl-C.
 #   tools/demo.sh [BUILD_DIR] [OUT_DIR]
 set -euo pipefail
 build=${1:-build}
 out=${2:-demo-out}
-target=${RESTYLE_DEMO_TARGET:-ukiyo-e}
+# The world's styles: sketch, pixel art, neon, watercolor.
+target=${RESTYLE_DEMO_TARGET:-sketch}
 for bin in server/restyled worker/restyle-worker client/restyle; do
   [[ -x "$build/$bin" ]] || { echo "demo: $build/$bin is missing (make build)"; exit 1; }
 done
@@ -60,20 +62,21 @@ wait_file "$run/worker.json"
 worker_metrics="http://127.0.0.1:$(json "$run/worker.json" metrics)/metrics"
 for _ in $(seq 200); do "$restyle" workers 2>/dev/null | grep -q workers/ && break; sleep 0.05; done
 
-echo "== restyled at $RESTYLE_SERVER, one worker with the embedded demo models:"
+echo "== restyled at $RESTYLE_SERVER, one worker with the toy world's models:"
 "$restyle" generators
 echo
 echo "== restyle adapt --source demo --target \"$target\" --follow"
-"$restyle" adapt --source demo --target "$target" --stage1-iters 60 --stage1-batch 8 \
-  --stage2-iters 60 --mean-latent-samples 1024 --preview-every 20 --follow | tee "$run/adapt.txt"
+"$restyle" adapt --source demo --target "$target" --stage1-iters 100 --stage1-batch 16 \
+  --stage2-iters 150 --stage2-lr 0.01 --stage2-batch 4 --mean-latent-samples 1024 --sample-truncation 1 \
+  --quality-samples 64 --preview-every 25 --follow | tee "$run/adapt.txt"
 job=$(grep -o 'jobs/[a-z0-9]*' "$run/adapt.txt" | head -1)
 generator="generators/${job#jobs/}"
 echo
 echo "== the same 16 seeds from the source and from the adapted generator"
-"$restyle" generate demo --seeds 0-15 --grid "$out/source.png"
-"$restyle" generate "$generator" --seeds 0-15 --grid "$out/adapted.png"
-"$restyle" generate "$generator" --seeds 0-7 --grid "$out/pairs.png" --with-source
-"$restyle" get "$job" > "$out/job.txt"
+"$restyle" generate demo --seeds 0-15 --grid "$out/source.png" --truncation 1
+"$restyle" generate "$generator" --seeds 0-15 --grid "$out/adapted.png" --truncation 1
+"$restyle" generate "$generator" --seeds 0-7 --grid "$out/pairs.png" --with-source --truncation 1
+"$restyle" get "$job" | tee "$out/job.txt" | grep -E "^(Quality|Judge):"
 
 echo
 echo "== what the metrics said (while it ran: $front_metrics and $worker_metrics)"
@@ -88,6 +91,6 @@ for url in sys.argv[1:]:
 PY
 echo
 echo "Done. In $out/: source.png and adapted.png (the same seeds from each), pairs.png (source"
-echo "row above adapted row), job.txt (the job, with its quality report). The demo models have"
-echo "random weights, so the pictures are colour noise: this shows the path, not the art."
-echo "For real models, see the README (\"The service, for real\")."
+echo "row above adapted row), job.txt (the job, with its quality report and the judge's numbers)."
+echo "The toy world's models were trained here (docs/world.md); for real models, see the README"
+echo "(\"The service, for real\")."

@@ -18,6 +18,7 @@ DTYPES = {
     torch.float64: ("F64", 8),
     torch.int64: ("I64", 8),
     torch.int32: ("I32", 4),
+    torch.uint8: ("U8", 1),
 }
 
 

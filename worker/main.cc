@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -27,7 +28,16 @@ int main(int argc, char** argv) {
   CLI::App app{"restyle-worker: runs Restyle's engine (adaptation jobs, image generation) for a front"};
   app.add_option("--front", o.front.address, "the front's worker port, host:port")->required();
   app.add_option("--models", o.model_dir,
-                 "model directory with manifest.json (default: the embedded demo models)");
+                 "model directory with manifest.json (default: the embedded models, source "
+                 "\"demo\")");
+  const std::map<std::string, restyle::worker::EmbeddedModels> embedded_names = {
+      {"world", restyle::worker::EmbeddedModels::kWorld},
+      {"random", restyle::worker::EmbeddedModels::kRandom}};
+  app.add_option("--embedded-models", o.embedded_models,
+                 "without --models: world (the toy world's trained models) or random (tiny "
+                 "random-weight models, fastest, pictures are noise)")
+      ->transform(CLI::CheckedTransformer(embedded_names, CLI::ignore_case))
+      ->default_str("world");
   app.add_option("--work-dir", o.work_dir, "job outputs and the cache of adapted generators")
       ->required();
   app.add_option("--id", o.worker_id, "worker id (default: <hostname>-<random>)");

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "worker/engine/adapt_job/demo_models.h"
+#include "worker/engine/world/world_models.h"
 #include "worker/engine/clip/checkpoint.h"
 #include "worker/engine/io/safetensors.h"
 #include "worker/engine/stylegan2/generator.h"
@@ -40,12 +41,32 @@ const LoadedSource* Models::Source(const std::string& id) const {
 }
 
 absl::StatusOr<std::unique_ptr<Models>> Models::Load(const std::string& model_dir,
-                                                     engine::JobDevice device) {
+                                                     engine::JobDevice device,
+                                                     EmbeddedModels embedded) {
   auto models = std::unique_ptr<Models>(new Models);
   engine::JobModels shared;  // the CLIPs and tokenizer every source shares
   std::vector<std::pair<SourceEntry, engine::Generator>> generators;
-  if (model_dir.empty()) {
+  engine::Judge judge{nullptr};
+  std::string embedded_name;
+  if (model_dir.empty() && embedded == EmbeddedModels::kWorld) {
     models->demo_ = true;
+    embedded_name = engine::kWorldGeneratorName;
+    RESTYLE_RETURN_IF_ERROR(RunEngine("loading the toy world's models", [&] {
+      shared.clips.push_back(engine::WorldClip());
+      shared.clip_names.push_back(engine::kWorldClipName);
+      shared.clip_weights.push_back(1.0);
+      judge = engine::WorldJudge();
+      SourceEntry demo;
+      demo.id = kDemoSourceId;
+      demo.source_text = engine::kWorldSourceText;
+      demo.description =
+          "the toy world's generator (32px shapes in the \"photo\" style; targets it knows: "
+          "sketch, pixel art, neon, watercolor)";
+      generators.emplace_back(demo, engine::WorldGenerator());
+    }));
+  } else if (model_dir.empty()) {
+    models->demo_ = true;
+    embedded_name = engine::kDemoGeneratorName;
     RESTYLE_RETURN_IF_ERROR(RunEngine("building the demo models", [&] {
       shared.clips.push_back(engine::DemoClip());
       shared.clip_names.push_back(engine::kDemoClipName);
@@ -80,7 +101,8 @@ absl::StatusOr<std::unique_ptr<Models>> Models::Load(const std::string& model_di
     s.model.set_description(entry.description);
     s.job_models = shared;
     s.job_models.source = generator;
-    s.job_models.source_name = models->demo_ ? engine::kDemoGeneratorName
+    s.job_models.judge = judge;
+    s.job_models.source_name = models->demo_ ? embedded_name
                                              : std::filesystem::path(entry.path).filename().string();
     RESTYLE_RETURN_IF_ERROR(RunEngine(absl::StrCat("preparing ", entry.id), [&] {
       engine::PrepareJobModels(s.job_models, device);

@@ -18,8 +18,18 @@
 
 namespace restyle::worker {
 
-// The id of the embedded demo generator.
+// The id of the embedded generator a worker without a model directory serves.
 inline constexpr char kDemoSourceId[] = "demo";
+
+// Which embedded models a worker without a model directory loads as source
+// "demo".
+enum class EmbeddedModels {
+  kWorld,   // the toy world's trained models (engine/world/world_models.h): a
+            // 32px generator of shapes in the "photo" style, a CLIP that reads
+            // the world's styles, and the judge in every job's quality report
+  kRandom,  // the tiny random-weight models (engine/adapt_job/demo_models.h):
+            // fastest; for tests of the service's paths, the pictures are noise
+};
 
 struct LoadedSource {
   restyle::worker::v1::SourceModel model;  // what the front is told
@@ -28,10 +38,11 @@ struct LoadedSource {
 
 class Models {
  public:
-  // `model_dir` "" loads the demo models. Errors name the file at fault
-  // (engine errors through the boundary).
+  // `model_dir` "" loads the `embedded` models as source "demo". Errors name
+  // the file at fault (engine errors through the boundary).
   static absl::StatusOr<std::unique_ptr<Models>> Load(const std::string& model_dir,
-                                                      engine::JobDevice device);
+                                                      engine::JobDevice device,
+                                                      EmbeddedModels embedded = EmbeddedModels::kWorld);
 
   const std::vector<LoadedSource>& sources() const { return sources_; }
   // nullptr for an id not loaded here.

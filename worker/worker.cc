@@ -176,7 +176,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& opti
     }));
   }
   const absl::Time start = absl::Now();
-  RESTYLE_ASSIGN_OR_RETURN(worker->models_, Models::Load(options.model_dir, options.device));
+  RESTYLE_ASSIGN_OR_RETURN(worker->models_, Models::Load(options.model_dir, options.device, options.embedded_models));
   spdlog::info("models loaded in {} ({} source(s), {} CLIP model(s){})",
                absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
                worker->models_->sources().size(), worker->models_->clip_names().size(),
@@ -906,6 +906,17 @@ absl::Status Worker::PublishResult(const wv1::AdaptTask& task, const engine::Job
     pm.set_weight(m.weight);
     *pm.mutable_source() = ScoreOf(m.source);
     *pm.mutable_adapted() = ScoreOf(m.adapted);
+  }
+  if (q.judge) {
+    restyle::v1::JudgeScores& j = *quality.mutable_judge();
+    j.set_target_style(q.judge->target_style);
+    j.set_source_style_rate(q.judge->source_style_rate);
+    j.set_adapted_style_rate(q.judge->adapted_style_rate);
+    j.set_content_kept(q.judge->content_kept);
+    j.set_source_content_entropy_bits(q.judge->source_content_entropy);
+    j.set_adapted_content_entropy_bits(q.judge->adapted_content_entropy);
+    j.set_source_feature_diversity(q.judge->source_feature_diversity);
+    j.set_adapted_feature_diversity(q.judge->adapted_feature_diversity);
   }
   *r.mutable_stage1() = TimingOf(result.stage1);
   *r.mutable_stage2() = TimingOf(result.stage2);

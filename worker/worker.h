@@ -62,8 +62,10 @@ namespace restyle::worker {
 
 struct WorkerOptions {
   ConnectionOptions front;
-  // manifest.json and model files; "" loads the embedded demo models.
+  // manifest.json and model files; "" loads the `embedded_models`.
   std::string model_dir;
+  // The models of a worker without a model directory (source "demo").
+  EmbeddedModels embedded_models = EmbeddedModels::kWorld;
   // Job outputs and the disk cache of adapted generators. Required.
   std::string work_dir;
   // Stable for the process; "" makes <hostname>-<random>.

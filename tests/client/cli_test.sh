@@ -37,7 +37,7 @@ front_pid=$!
 for _ in $(seq 100); do [[ -s "$dir/ports.json" ]] && break; sleep 0.1; done
 read -r api worker_port < <(/usr/bin/python3 -c "import json;p=json.load(open('$dir/ports.json'));print(p['api'],p['worker'])")
 "$WORKER" --front "127.0.0.1:$worker_port" --work-dir "$dir/worker" --threads 1 --poll-wait 2 \
-  --metrics-address 127.0.0.1:0 --health-address 127.0.0.1:0 \
+  --embedded-models random --metrics-address 127.0.0.1:0 --health-address 127.0.0.1:0 \
   > "$dir/worker.log" 2>&1 &
 worker_pid=$!
 export RESTYLE_SERVER="127.0.0.1:$api"

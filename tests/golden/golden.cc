@@ -119,6 +119,18 @@ std::string WorstElement(const torch::Tensor& excess, const torch::Tensor& a,
 
 bool RunningInCi() { return InCi(); }
 
+std::string PythonWithTorch() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("RESTYLE_PYTHON")) candidates.push_back(env);
+  candidates.push_back("python3");
+  candidates.push_back("/usr/bin/python3");
+  for (const auto& py : candidates) {
+    const std::string probe = py + " -c 'import torch, numpy' >/dev/null 2>&1";
+    if (std::system(probe.c_str()) == 0) return py;
+  }
+  return "";
+}
+
 torch::Device TestDevice() {
   // Decided once per process (an exception leaves it undecided: each call
   // then fails the same way).

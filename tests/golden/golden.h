@@ -42,6 +42,10 @@ bool GoldenAvailable();
 // True when $CI is "true": then nothing that can run may be skipped.
 bool RunningInCi();
 
+// The Python interpreter with torch (and numpy): $RESTYLE_PYTHON, python3 or
+// /usr/bin/python3, the first that imports torch; "" when none does.
+std::string PythonWithTorch();
+
 // The device golden tests that support it run on: $RESTYLE_TEST_DEVICE
 // ("cpu" by default, or "cuda"). For CUDA it turns TF32 off (cuDNN enables
 // it for convolutions by default), so results are comparable with the

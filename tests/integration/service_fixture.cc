@@ -201,7 +201,10 @@ std::unique_ptr<Process> StartWorkerVia(const Front& front, const std::string& f
                                    "--threads",         "1",
                                    "--poll-wait",       "2",
                                    "--metrics-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0",
-                                   "--port-file",       dir + ".ports.json"};
+                                   "--port-file",       dir + ".ports.json",
+                                   // The service's paths on the fastest models; the
+                                   // toy world's are exercised by demo_test.
+                                   "--embedded-models", "random"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<Process>(name, argv, front.data_dir() + "/../" + name + ".log");
 }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "worker/engine/adapt_job/demo_models.h"
+#include "worker/engine/world/world_models.h"
 #include "worker/engine/common/error.h"
 #include "worker/engine/stylegan2/layers.h"
 
@@ -171,12 +172,14 @@ JobGenerators LoadJobGenerators(const std::string& job_dir, const std::string& s
     source = LoadGenerator(source_path);
   } else if (source_name == kDemoGeneratorName) {
     source = DemoGenerator();
+  } else if (source_name == kWorldGeneratorName) {
+    source = WorldGenerator();
   } else {
     Fail(ErrorCode::kInvalidArgument, "the job in " + job_dir + " adapted \"" + source_name +
                                           "\": give that generator's file as the source");
   }
   return JobGeneratorsFrom(job_dir, result, std::move(source),
-                           source_path.empty() ? std::string("the demo generator") : source_path,
+                           source_path.empty() ? "the embedded " + source_name : source_path,
                            device);
 }
 

@@ -17,6 +17,7 @@
 #include "worker/engine/adapt/mapper.h"
 #include "worker/engine/adapt/text.h"
 #include "worker/engine/adapt_job/demo_models.h"
+#include "worker/engine/world/world_models.h"
 #include "worker/engine/adapt_job/job_files.h"
 #include "worker/engine/adapt_job/settings.h"
 #include "worker/engine/clip/checkpoint.h"
@@ -178,6 +179,7 @@ Json OptionsJson(const JobOptions& o, const JobModels& m) {
   j["frozen_conv_mode"] = ConvModeName(ResolveConvMode(o.adapt.frozen_conv_mode));
   j["threads"] = at::get_num_threads();
   j["demo"] = o.demo;
+  j["world"] = o.world;
   return j;
 }
 
@@ -232,7 +234,15 @@ class StageMeter {
 JobModels LoadJobModels(const JobOptions& options) {
   if (options.device == JobDevice::kCuda) RequireCuda();
   JobModels m;
-  if (options.demo) {
+  CheckArgument(!(options.demo && options.world), "job: the demo and the world models exclude each other");
+  if (options.world) {
+    m.source = WorldGenerator();
+    m.source_name = kWorldGeneratorName;
+    m.clips.push_back(WorldClip());
+    m.clip_names.push_back(kWorldClipName);
+    m.clip_weights.push_back(1.0);
+    m.judge = WorldJudge();
+  } else if (options.demo) {
     m.source = DemoGenerator();
     m.source_name = kDemoGeneratorName;
     m.clips.push_back(DemoClip());
@@ -613,6 +623,11 @@ class JobRun {
         MeasureQuality(quality_models, source_images.slice(0, 0, nq).to(device_),
                        adapted_images.slice(0, 0, nq).to(device_), result_.label, target_prompt,
                        adapt_.sample_truncation);
+    if (const std::optional<int> style = WorldStyleOf(adapt_.target_class);
+        models_.judge && style && source_images.size(2) == 32) {
+      result_.quality.judge = ScoreAdaptation(*models_.judge.ptr(), source_images.slice(0, 0, nq).cpu(),
+                                              adapted_images.slice(0, 0, nq).cpu(), *style);
+    }
     result_.quality_path = Join(options_.out_dir, "quality.json");
     WriteTextFile(result_.quality_path, Json::parse(result_.quality.ToJson()).dump(2) + "\n");
 

@@ -54,6 +54,7 @@
 #include "worker/engine/adapt_job/quality.h"
 #include "worker/engine/clip/model.h"
 #include "worker/engine/stylegan2/generator.h"
+#include "worker/engine/world/judge.h"
 
 namespace restyle::engine {
 
@@ -68,6 +69,9 @@ struct JobModels {
   std::vector<ClipModel> clips;                // frozen, eval, on the job device
   std::vector<double> clip_weights;            // as given (> 0)
   std::shared_ptr<const Tokenizer> tokenizer;  // CLIP BPE tokenizer
+  // The toy world's judge (world/judge.h) when the source is the world's
+  // generator: the quality report then gains its numbers. Optional.
+  Judge judge{nullptr};
 };
 
 // Loads the source generator, the CLIP models and the tokenizer (or builds

@@ -48,6 +48,9 @@ struct JobOptions {
   std::vector<ClipSpec> clips;
   // Use the embedded tiny random models (demo_models.h) instead of files.
   bool demo = false;
+  // Use the toy world's trained models (world/world_models.h) instead of
+  // files; the quality report then gains the world's judge.
+  bool world = false;
   JobDevice device = JobDevice::kCpu;
   // CUDA only. These set process-wide LibTorch flags when the job starts (a
   // worker runs one job at a time). cuDNN autotuning times the convolution

@@ -115,6 +115,7 @@ std::string QualityReport::ToJson() const {
                            {"source", ScoreJson(m.source)},
                            {"adapted", ScoreJson(m.adapted)}});
   }
+  if (judge) j["judge"] = nlohmann::json::parse(judge->ToJson());
   return j.dump();
 }
 
@@ -125,6 +126,7 @@ std::string QualityReport::ToText() const {
               adapted.target_similarity, adapted.target_similarity - source.target_similarity);
   s += Format("  diversity (pairwise cos dist): %.4f -> %.4f (%+.4f)\n", source.diversity,
               adapted.diversity, adapted.diversity - source.diversity);
+  if (judge) s += "  " + judge->ToText() + "\n";
   return s;
 }
 
@@ -141,6 +143,23 @@ std::string SideBySide(const QualityReport& a, const QualityReport& b) {
   std::snprintf(buf, sizeof(buf), "%-30s %12.4f %12.4f %12.4f\n", "diversity (pairwise cos dist)",
                 a.source.diversity, a.adapted.diversity, b.adapted.diversity);
   s += buf;
+  if (a.judge && b.judge) {
+    const JudgeScores &x = *a.judge, &y = *b.judge;
+    const std::string style = "judged \"" + x.target_style + "\"";
+    std::snprintf(buf, sizeof(buf), "%-30s %11.0f%% %11.0f%% %11.0f%%\n", style.c_str(),
+                  100 * x.source_style_rate, 100 * x.adapted_style_rate, 100 * y.adapted_style_rate);
+    s += buf;
+    std::snprintf(buf, sizeof(buf), "%-30s %12s %11.0f%% %11.0f%%\n", "judged content kept", "",
+                  100 * x.content_kept, 100 * y.content_kept);
+    s += buf;
+    std::snprintf(buf, sizeof(buf), "%-30s %12.2f %12.2f %12.2f\n", "judged content entropy (bits)",
+                  x.source_content_entropy, x.adapted_content_entropy, y.adapted_content_entropy);
+    s += buf;
+    std::snprintf(buf, sizeof(buf), "%-30s %12.4f %12.4f %12.4f\n", "judge feature diversity",
+                  x.source_feature_diversity, x.adapted_feature_diversity,
+                  y.adapted_feature_diversity);
+    s += buf;
+  }
   return s;
 }
 

@@ -19,10 +19,12 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "worker/engine/clip/model.h"
+#include "worker/engine/world/judge.h"
 
 namespace restyle::engine {
 
@@ -54,9 +56,13 @@ struct QualityReport {
   std::vector<PerModel> models;
   ImageSetScore source;   // weighted over models
   ImageSetScore adapted;  // weighted over models
+  // The toy world's judge (world/judge.h), when the job ran in that world
+  // and its target names one of the world's styles.
+  std::optional<JudgeScores> judge;
 
   // {"label", "target_prompt", "samples", "truncation", "source": {...},
-  //  "adapted": {...}, "models": [...]} as compact JSON text.
+  //  "adapted": {...}, "models": [...], "judge": {...} when judged} as
+  //  compact JSON text.
   std::string ToJson() const;
   // A few human-readable lines (the weighted numbers and their change).
   std::string ToText() const;

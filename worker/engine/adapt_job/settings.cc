@@ -538,7 +538,7 @@ void ApplyJobSettingsJson(JobOptions& options, const std::string& json_text) {
   // Apply only once everything parsed: a bad file changes nothing.
   JobOptions updated = options;
   for (const auto& [key, value] : values) {
-    if (key == "threads" || key == "demo") continue;  // how a job ran, not a setting
+    if (key == "threads" || key == "demo" || key == "world") continue;  // how a job ran, not a setting
     const JobSetting* setting = FindJobSetting(key);
     if (setting == nullptr || setting->key != key) {  // a flag name is not a key
       Fail(ErrorCode::kInvalidArgument, "settings: unknown key \"" + key + "\"");

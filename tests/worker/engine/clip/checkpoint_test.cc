@@ -115,22 +115,9 @@ TEST(ClipCheckpointGolden, LoadClipReadsSafetensors) {
   }
 }
 
-// The Python interpreter with torch: $RESTYLE_PYTHON, python3, /usr/bin/python3.
-std::string PythonWithTorch() {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("RESTYLE_PYTHON")) candidates.push_back(env);
-  candidates.push_back("python3");
-  candidates.push_back("/usr/bin/python3");
-  for (const auto& py : candidates) {
-    const std::string probe = py + " -c 'import torch' >/dev/null 2>&1";
-    if (std::system(probe.c_str()) == 0) return py;
-  }
-  return "";
-}
-
 TEST(ClipCheckpointGolden, ConverterOutputLoadsWithSameFeatures) {
   RESTYLE_REQUIRE_GOLDEN();
-  const std::string python = PythonWithTorch();
+  const std::string python = testing::PythonWithTorch();
   RESTYLE_REQUIRE(!python.empty(), "a python3 with torch (set RESTYLE_PYTHON)");
   const std::string tool = std::string(RESTYLE_SOURCE_DIR) + "/tools/convert_clip.py";
   for (const GoldenCase& c : CasesOfKind("clip_torchscript")) {
