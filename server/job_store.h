@@ -7,10 +7,11 @@
 // two storage primitives a backend provides, Update (read-modify-write of one
 // job in a transaction) and LeaseNext (pick and update the next queued job
 // in a transaction), plus plain queries; the rules themselves are
-// job_lifecycle.h. SQLite (sqlite_job_store.h) is the embedded backend; a
-// PostgreSQL one implements the same primitives (SELECT ... FOR UPDATE
-// [SKIP LOCKED]) for several front replicas. Nothing above this interface
-// knows which backend runs.
+// job_lifecycle.h. SQLite (sqlite_job_store.h) is the embedded backend;
+// PostgreSQL (postgres_job_store.h) implements the same primitives with
+// SELECT ... FOR UPDATE [SKIP LOCKED], safe for several processes on one
+// database; open_job_store.h picks one. Nothing above this interface knows
+// which backend runs.
 //
 // Every call that changes a job returns the events it appended, committed,
 // so the caller can publish them to watchers (publish after commit: a

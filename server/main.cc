@@ -14,7 +14,7 @@
 #include "common/status.h"
 #include "server/data_check.h"
 #include "server/server.h"
-#include "server/sqlite_job_store.h"
+#include "server/open_job_store.h"
 
 namespace {
 
@@ -22,17 +22,17 @@ namespace {
 absl::Duration Seconds(double s) { return absl::Milliseconds(static_cast<int64_t>(s * 1000)); }
 
 // restyled --check: 0 when the data directory agrees with the database.
-int CheckDataDir(const std::string& data_dir) {
-  if (!std::filesystem::exists(data_dir + "/restyle.db")) {
-    std::fprintf(stderr, "restyled --check: no database in %s\n", data_dir.c_str());
+int CheckDataDir(const restyle::server::StoreOptions& options) {
+  if (options.database_url.empty() && !std::filesystem::exists(options.data_dir + "/restyle.db")) {
+    std::fprintf(stderr, "restyled --check: no database in %s\n", options.data_dir.c_str());
     return 2;
   }
-  auto store = restyle::server::SqliteJobStore::Open({.path = data_dir + "/restyle.db"});
+  auto store = restyle::server::OpenJobStore(options);
   if (!store.ok()) {
     std::fprintf(stderr, "restyled --check: %s\n", restyle::StatusText(store.status()).c_str());
     return 2;
   }
-  auto report = restyle::server::CheckDataDir(**store, data_dir + "/artifacts");
+  auto report = restyle::server::CheckDataDir(**store, options.data_dir + "/artifacts");
   if (!report.ok()) {
     std::fprintf(stderr, "restyled --check: %s\n", restyle::StatusText(report.status()).c_str());
     return 2;
@@ -53,7 +53,13 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   double lease_ttl = 10, heartbeat = 2, grace = 5, drain = 1;
   CLI::App app{"restyled: the Restyle front server (jobs, queue, artifacts, health)"};
-  app.add_option("--data-dir", o.data_dir, "where the job database and artifacts live")->required();
+  app.add_option("--data-dir", o.data_dir,
+                 "where artifacts live, and the job database unless --database-url")
+      ->required();
+  app.add_option("--database-url", o.database_url,
+                 "keep jobs in this PostgreSQL database (postgresql://USER@HOST:5432/DB; "
+                 "password from PGPASSWORD or PGPASSFILE) instead of SQLite in --data-dir")
+      ->envname("RESTYLE_DATABASE_URL");
   app.add_option("--host", o.host, "address to listen on")->capture_default_str();
   app.add_option("--port", o.api_port, "public API port (0: any free port)")->capture_default_str();
   app.add_option("--worker-port", o.worker_port, "port workers connect to")->capture_default_str();
@@ -106,6 +112,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "restyled: --heartbeat-interval must be shorter than --lease-ttl\n");
     return 2;
   }
+  if (absl::StatusOr<restyle::server::StoreKind> kind =
+          restyle::server::StoreKindOf(o.database_url);
+      !kind.ok()) {
+    std::fprintf(stderr, "restyled: %s\n", std::string(kind.status().message()).c_str());
+    return 2;
+  }
   o.scheduler.lease_ttl = Seconds(lease_ttl);
   o.scheduler.heartbeat_interval = Seconds(heartbeat);
   o.shutdown_grace = Seconds(grace);
@@ -115,7 +127,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  if (check) return CheckDataDir(o.data_dir);
+  if (check) return CheckDataDir({.database_url = o.database_url, .data_dir = o.data_dir});
 
   absl::StatusOr<std::unique_ptr<restyle::server::Server>> server =
       restyle::server::Server::Create(o);

@@ -72,8 +72,8 @@ absl::Status Server::Start() {
   std::error_code ec;
   std::filesystem::create_directories(options_.data_dir, ec);
   if (ec) return ErrnoStatus(absl::StrCat("create ", options_.data_dir), ec.value());
-  RESTYLE_ASSIGN_OR_RETURN(store_,
-                           SqliteJobStore::Open({.path = options_.data_dir + "/restyle.db"}));
+  RESTYLE_ASSIGN_OR_RETURN(store_, OpenJobStore({.database_url = options_.database_url,
+                                                 .data_dir = options_.data_dir}));
   // Workers get two lease periods to reconnect before their jobs move.
   RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + 2 * options_.scheduler.lease_ttl));
   artifacts_ = std::make_unique<ArtifactStore>(options_.data_dir + "/artifacts", store_.get());
@@ -153,11 +153,13 @@ absl::Status Server::Start() {
                                          ", \"health\": ", health_port_, ", \"metrics\": ",
                                          metrics_port(), "}\n")));
   }
-  spdlog::info("restyled serving: api {}:{}, worker {}:{}, health {}:{}, metrics {}{}{}; data in {}",
+  spdlog::info("restyled serving: api {}:{}, worker {}:{}, health {}:{}, metrics {}{}{}; "
+               "data in {}, jobs in {}",
                host, api_port_, host, worker_port_, host, health_port_,
                metrics_server_ ? absl::StrCat("http://", host, ":", metrics_port(), "/metrics") : "off",
                options_.tls_cert_file.empty() ? "" : ", TLS",
-               auth_->enabled() ? ", tokens required" : "", options_.data_dir);
+               auth_->enabled() ? ", tokens required" : "", options_.data_dir,
+               DescribeStore({.database_url = options_.database_url, .data_dir = options_.data_dir}));
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
 // restyled: the front. It accepts jobs and image requests, keeps every
-// accepted job in its store (SQLite in the data directory), queues work for
-// the workers that connect to it, streams progress and serves health.
+// accepted job in its store (SQLite in the data directory, or PostgreSQL:
+// open_job_store.h), queues work for the workers that connect to it, streams
+// progress and serves health.
 //
 // Three gRPC servers on three ports:
 //   api     restyle.v1.RestyleService + health + reflection (TLS, tokens)
@@ -33,15 +34,18 @@
 #include "server/front.h"
 #include "server/grpc_metrics.h"
 #include "server/health_service.h"
-#include "server/sqlite_job_store.h"
+#include "server/open_job_store.h"
 #include "server/worker_service.h"
 #include "worker/engine/clip/tokenizer.h"
 
 namespace restyle::server {
 
 struct ServerOptions {
-  // Where the database (restyle.db) and artifacts/ live. Required.
+  // Where artifacts/ and the SQLite database (restyle.db) live. Required.
   std::string data_dir;
+  // "": the job store is SQLite in data_dir; "postgresql://...": that
+  // PostgreSQL database (open_job_store.h).
+  std::string database_url;
   // The address the three ports listen on.
   std::string host = "0.0.0.0";
   // 0: the OS picks a free port (reported by the accessors and port_file).
@@ -98,7 +102,7 @@ class Server {
   void UpdateGauges();
 
   const ServerOptions options_;
-  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<JobStore> store_;
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<Authenticator> auth_;
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();

@@ -11,17 +11,20 @@ ENGINE_PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenblas0-p
              nlohmann-json3-dev libpng-dev)
 # Tests and tools: GoogleTest, Python's torch for the checkpoint converters'
 # tests, openssl (test certificates), tmux (the CLI in a terminal), prometheus
-# (promtool checks the /metrics scrapes).
+# (promtool checks the /metrics scrapes), postgresql (the store tests start a
+# server of their own from its binaries; the cluster the package makes is
+# not used).
 # podman, runc and debootstrap build and run the container images (make
 # image, image_test); clang with its sanitizer and libFuzzer runtimes builds
 # the fuzz targets (make fuzz-build).
 TEST_PKGS=(libgtest-dev libgmock-dev python3 python3-torch python3-numpy openssl tmux prometheus
-           podman runc debootstrap clang-14 libclang-rt-14-dev)
-# The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite (the front's
-# job store), OpenSSL (digests, TLS), libuuid (request ids), spdlog (logs),
-# CLI11 (command lines), cpp-httplib (the /metrics endpoints).
+           postgresql podman runc debootstrap clang-14 libclang-rt-14-dev)
+# The service: gRPC, Protocol Buffers, Abseil, Prometheus; SQLite and libpq
+# (the front's job store, embedded or on PostgreSQL), OpenSSL (digests, TLS),
+# libuuid (request ids), spdlog (logs), CLI11 (command lines), cpp-httplib
+# (the /metrics endpoints).
 SERVICE_PKGS=(libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-              libabsl-dev prometheus-cpp-dev libsqlite3-dev libssl-dev uuid-dev
+              libabsl-dev prometheus-cpp-dev libsqlite3-dev libpq-dev libssl-dev uuid-dev
               libspdlog-dev libcli11-dev libcpp-httplib-dev)
 
 PKGS=("${ENGINE_PKGS[@]}" "${TEST_PKGS[@]}" "${SERVICE_PKGS[@]}")
