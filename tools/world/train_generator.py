@@ -10,6 +10,11 @@ ordinary rosinality-layout StyleGAN2 (mapping network, modulated convolutions,
 noise inputs), which is all the adaptation methods assume of a source
 generator.
 
+The shipped generator took three runs, each initialised from the last
+(worker/engine/world/data/README.md): every position of the world first
+(--position-spread 1), then the photos' positions near the middle with the
+target's edges weighted (--edge-weight 2), then a lower learning rate.
+
 Usage: /usr/bin/python3 tools/world/train_generator.py --out world-sg2.safetensors
 """
 import argparse

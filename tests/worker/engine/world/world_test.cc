@@ -33,8 +33,8 @@ constexpr double kClipContentFloor = 0.40;  // chance 0.042
 constexpr double kJudgeFloor = 0.95;
 constexpr double kGeneratorPhotoFloor = 0.60;
 constexpr double kGeneratorContentEntropyFloor = 3.5;  // bits, of 4.58
-constexpr double kAdaptedStyleFloor = 0.05;
-constexpr double kContentKeptFloor = 0.15;
+constexpr double kAdaptedStyleFloor = 0.15;  // of 0% before
+constexpr double kContentKeptFloor = 0.08;  // twice chance (1/24)
 
 // The held-out set, rendered once per test binary.
 struct EvalSet {
@@ -183,10 +183,11 @@ TEST(WorldAdaptation, ShortJobChangesTheStyleAndKeepsTheContent) {
   JobOptions options;
   options.world = true;
   options.adapt.target_class = "sketch";
-  options.adapt.stage1.iterations = 60;
-  options.adapt.stage2.iterations = 100;
-  options.adapt.stage2.lr = 0.01;  // restyle-train --world's rate
-  options.adapt.stage1.batch = 16;
+  // NADA, restyle-train --world's stage 2: the method that moves the judge
+  // further in this world (docs/world.md: sketch 41% with 34% content kept).
+  options.adapt.method = AdaptMethod::kNada;
+  options.adapt.stage2.iterations = 150;
+  options.adapt.stage2.lr = 0.01;
   options.adapt.stage2.batch = 4;
   options.adapt.mean_latent_samples = 256;
   options.quality_samples = 64;
@@ -194,7 +195,7 @@ TEST(WorldAdaptation, ShortJobChangesTheStyleAndKeepsTheContent) {
   const JobResult result = RunJob(options, LoadJobModels(options), {});
   ASSERT_TRUE(result.quality.judge.has_value());
   const JudgeScores& j = *result.quality.judge;
-  std::printf("world job photo -> sketch (60 + 100 steps): %s\n", j.ToText().c_str());
+  std::printf("world job photo -> sketch (NADA, 150 steps): %s\n", j.ToText().c_str());
   EXPECT_LT(j.source_style_rate, 0.1);
   EXPECT_GE(j.adapted_style_rate, kAdaptedStyleFloor);
   EXPECT_GE(j.content_kept, kContentKeptFloor);
