@@ -1,4 +1,5 @@
-"""Writes safetensors files for the converters in tools/ (shared by both).
+"""Writes safetensors files for the converters in tools/ (shared by both),
+and reads back the float32 ones this project writes (read_safetensors).
 
 The layout Restyle's C++ reader expects: 8-byte little-endian header length,
 JSON header {name: {dtype, shape, data_offsets}} with "__metadata__" (string
@@ -47,3 +48,21 @@ def write_safetensors(path, tensors, metadata):
         for data in blobs:
             out.write(data)
     os.replace(tmp, path)
+
+
+def read_safetensors(path):
+    """The tensors of a safetensors file of float32 tensors, by name."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            raise SystemExit(f"{path}: {name} is {info['dtype']}, expected F32")
+        b, e = info["data_offsets"]
+        t = torch.frombuffer(bytearray(data[b:e]), dtype=torch.float32)
+        out[name] = t.reshape(info["shape"]).clone()
+    return out

@@ -8,29 +8,14 @@ and OUTDIR/zip.pt (default zip format), each {"g_ema": state_dict, "g": ...,
 "latent_avg": tensor}, with latent_avg = 0.01 * arange(style_dim) - 0.3, and
 checks the two formats really differ (zip vs legacy pickle).
 """
-import json
 import os
-import struct
 import sys
 import zipfile
 
 import torch
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", info
-        b, e = info["data_offsets"]
-        t = torch.frombuffer(bytearray(data[b:e]), dtype=torch.float32)
-        out[name] = t.reshape(info["shape"]).clone()
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from safetensors_writer import read_safetensors  # noqa: E402
 
 
 def main():

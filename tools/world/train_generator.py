@@ -32,27 +32,10 @@ import world  # noqa: E402
 from stylegan2 import LR_MUL, Generator  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from safetensors_writer import write_safetensors  # noqa: E402
+from safetensors_writer import read_safetensors, write_safetensors  # noqa: E402
 
 CONFIG = {"size": 32, "style_dim": world.LATENT_DIM, "n_mlp": 4,
           "channels": {4: 128, 8: 128, 16: 64, 32: 32}}
-
-
-def read_safetensors(path):
-    """The tensors of a safetensors file this project wrote (F32 only)."""
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise SystemExit(f"{path}: {name} is {info['dtype']}, expected F32")
-        a, b = info["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(data[a:b]), dtype=torch.float32).reshape(info["shape"])
-    return out
 
 
 def make_pairs(count, seed, spread=world.POSITION_SPREAD):
