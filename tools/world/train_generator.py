@@ -3,7 +3,7 @@
 
 The generator learns the world's latent map: G(z) = render(scene_from_latent(z),
 "photo") for z ~ N(0, I) (world.py). That is a regression on pairs the world
-draws, not an adversarial game: it trains in minutes on two cores, it is
+draws, not an adversarial game: it trains in well under an hour on two cores, it is
 reproducible from its seed, and since the map sends z to scenes with the
 world's own distribution, so does a generator that learns it. The result is an
 ordinary rosinality-layout StyleGAN2 (mapping network, modulated convolutions,
