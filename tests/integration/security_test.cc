@@ -39,6 +39,13 @@ TEST(SecurityTest, TlsAndTokensGuardTheApiAndWorkerPortsNotTheHealthPort) {
   // A worker without a token cannot register; with one it can (over TLS).
   auto intruder = StartWorker(front, "intruder", {"--tls-ca", root + "/cert.pem"});
   EXPECT_FALSE(WaitServing(front, absl::Seconds(2)));
+  // Refused when it tries to register, however long a loaded machine takes
+  // to start it.
+  for (const absl::Time end = absl::Now() + absl::Seconds(60);
+       intruder->Log().find("UNAUTHENTICATED") == std::string::npos && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_FALSE(WaitServing(front, absl::Milliseconds(100)));
   intruder->Stop();
   EXPECT_NE(intruder->Log().find("UNAUTHENTICATED"), std::string::npos) << intruder->Log();
   auto worker = StartWorker(front, "w1",
