@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
                  "keep jobs in this PostgreSQL database (postgresql://USER@HOST:5432/DB; "
                  "password from PGPASSWORD or PGPASSFILE) instead of SQLite in --data-dir")
       ->envname("RESTYLE_DATABASE_URL");
+  app.add_option("--advertise-address", o.advertise_address,
+                 "HOST:PORT at which the other replicas on the same --database-url reach this "
+                 "one's API port (default: $POD_IP, else the hostname, with --port)")
+      ->envname("RESTYLE_ADVERTISE_ADDRESS");
   app.add_option("--host", o.host, "address to listen on")->capture_default_str();
   app.add_option("--port", o.api_port, "public API port (0: any free port)")->capture_default_str();
   app.add_option("--worker-port", o.worker_port, "port workers connect to")->capture_default_str();

@@ -46,6 +46,10 @@ struct ServerOptions {
   // "": the job store is SQLite in data_dir; "postgresql://...": that
   // PostgreSQL database (open_job_store.h).
   std::string database_url;
+  // With a shared store (PostgreSQL, several replicas): HOST:PORT at which
+  // the other replicas reach this one's API port; "": $POD_IP, else the
+  // hostname, with the bound API port.
+  std::string advertise_address;
   // The address the three ports listen on.
   std::string host = "0.0.0.0";
   // 0: the OS picks a free port (reported by the accessors and port_file).
