@@ -58,6 +58,9 @@ absl::Time DeadlineOf(const CallbackServerContext& context) {
 // Catching up and going live without a gap: events are published only
 // after they are committed, so an event published while catching up is in
 // the store; it is noted (missed_live_) and read again before going live.
+// Live events that leave a gap after the last one sent (with several
+// fronts, another front's events are relayed later than this one's own)
+// send the watch back to catching up.
 class JobWatch : public std::enable_shared_from_this<JobWatch> {
  public:
   JobWatch(Front* front, std::string job_id, int64_t after_seq,
@@ -133,6 +136,13 @@ class JobWatch : public std::enable_shared_from_this<JobWatch> {
       absl::MutexLock lock(&mu_);
       if (catching_up_) {
         missed_live_ = true;  // it is in the store: CatchUp reads it
+        return;
+      }
+      if (events.back().seq() > last_sent_ + static_cast<int64_t>(events.size())) {
+        // Events between are missing (another front committed them and
+        // their relay is behind this front's own): they are in the store.
+        catching_up_ = true;
+        front_->store_executor->Schedule([self = shared_from_this()] { self->CatchUp(); });
         return;
       }
       for (const v1::JobEvent& e : events) ended |= SendLocked(e);
@@ -513,6 +523,16 @@ ServerUnaryReactor* ApiService::DeleteGenerator(CallbackServerContext* context,
   });
 }
 
+namespace {
+
+// What forwarding a Generate call to another front needs of it.
+struct Forwarding {
+  v1::GenerateRequest request;
+  std::string authorization;
+};
+
+}  // namespace
+
 grpc::ServerWriteReactor<v1::GenerateResponse>* ApiService::Generate(
     CallbackServerContext* context, const v1::GenerateRequest* request) {
   // Backpressure keeps this far below the limit: the worker's images are
@@ -542,7 +562,17 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* ApiService::Generate(
   const bool has_truncation = request->has_truncation();
   const double truncation = request->truncation();
   Front* front = front_;
-  front->store_executor->Schedule([front, task, has_truncation, truncation]() {
+  // With several fronts, a call no worker here can serve goes to a front
+  // whose worker can (forward.h), once.
+  std::shared_ptr<const Forwarding> forwarding;
+  if (front->forwarder != nullptr && !Forwarder::Forwarded(*context)) {
+    auto f = std::make_shared<Forwarding>();
+    f->request = *request;
+    auto auth = context->client_metadata().find("authorization");
+    if (auth != context->client_metadata().end()) f->authorization.assign(auth->second.data(), auth->second.size());
+    forwarding = std::move(f);
+  }
+  front->store_executor->Schedule([front, task, has_truncation, truncation, forwarding]() {
     wv1::GenerateTask& t = task->task;
     double default_truncation = 0.7;
     if (std::optional<v1::Generator> source = front->scheduler->Source(t.generator())) {
@@ -587,6 +617,13 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* ApiService::Generate(
     Scheduler* scheduler = front->scheduler;
     task->stream->OnCancel([scheduler, task_id] { scheduler->CancelGeneration(task_id); });
     absl::Status submitted = front->scheduler->SubmitGeneration(task);
+    if (!submitted.ok() && forwarding != nullptr && ErrorReason(submitted) == "NO_WORKER") {
+      if (std::string peer = front->scheduler->PeerWith(task->source); !peer.empty()) {
+        front->forwarder->Generate(peer, forwarding->request, forwarding->authorization,
+                                   task->deadline, task->stream);
+        return;
+      }
+    }
     if (!submitted.ok()) task->stream->Finish(submitted);
   });
   return stream->reactor();

@@ -20,6 +20,11 @@ void EventHub::Unsubscribe(const std::string& job_id, Id id) {
 void EventHub::Publish(const std::string& job_id, const Events& events) {
   if (events.empty()) return;
   if (observer_) observer_(events);
+  Relay(job_id, events);
+}
+
+void EventHub::Relay(const std::string& job_id, const Events& events) {
+  if (events.empty()) return;
   std::vector<Callback> callbacks;
   {
     absl::MutexLock lock(&mu_);
@@ -35,6 +40,13 @@ size_t EventHub::subscribers() const {
   size_t n = 0;
   for (const auto& [job, subs] : subscribers_) n += subs.size();
   return n;
+}
+
+std::vector<std::string> EventHub::jobs() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [job, subs] : subscribers_) out.push_back(job);
+  return out;
 }
 
 size_t EventHub::subscribers(const std::string& job_id) const {

@@ -1,5 +1,8 @@
 // Fan-out of committed job events to whoever follows the job (WatchJob
-// streams, WaitJob calls). Publishing never blocks: each subscriber gets the
+// streams, WaitJob calls), the events this front committed and, with
+// several fronts, those the others did (Relay). A follower may therefore
+// see a job's events out of order or with gaps, and reads the store to
+// fill them (JobWatch does). Publishing never blocks: each subscriber gets the
 // events through its own callback, which must only queue them (a
 // ServerStream drops a subscriber that cannot keep up, without slowing the
 // others or the worker that reported them).
@@ -33,12 +36,17 @@ class EventHub {
   // Hands committed events of a job to its subscribers (and first to the
   // observer, which sees every job's).
   void Publish(const std::string& job_id, const Events& events);
+  // Hands events another front committed (replicas.h) to the subscribers
+  // only: the observer counts what this front changed.
+  void Relay(const std::string& job_id, const Events& events);
   // Set once, before any Publish (metrics).
   void SetObserver(Callback observer) { observer_ = std::move(observer); }
 
   // Subscribers of all jobs (for tests and metrics), and of one.
   size_t subscribers() const;
   size_t subscribers(const std::string& job_id) const;
+  // The jobs someone follows.
+  std::vector<std::string> jobs() const;
 
  private:
   Callback observer_;

@@ -20,6 +20,7 @@
 #include "server/auth.h"
 #include "server/event_hub.h"
 #include "server/executor.h"
+#include "server/forward.h"
 #include "server/job_store.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
@@ -57,6 +58,8 @@ struct Front {
   const Authenticator* auth = nullptr;
   // Counted here too (may be null in tests).
   FrontMetrics* metrics = nullptr;
+  // Generate calls for other fronts' workers (null with one front).
+  Forwarder* forwarder = nullptr;
   // CLIP's tokenizer: job texts are checked with it at create.
   const engine::Tokenizer* tokenizer = nullptr;
   std::atomic<bool> draining{false};

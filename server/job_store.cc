@@ -3,6 +3,19 @@
 #include "common/status.h"
 
 namespace restyle::server {
+namespace {
+
+absl::Status NotShared() {
+  return absl::UnimplementedError(
+      "this job store is embedded (one front); several fronts need --database-url");
+}
+
+}  // namespace
+
+absl::Status JobStore::PutFront(const FrontRecord&) { return NotShared(); }
+absl::StatusOr<std::vector<FrontRecord>> JobStore::ListFronts(absl::Time) { return NotShared(); }
+absl::Status JobStore::DeleteFront(const std::string&, absl::Time) { return NotShared(); }
+absl::Status JobStore::WatchChanges(const std::string&, ChangeListener) { return NotShared(); }
 
 absl::StatusOr<std::optional<JobUpdate>> JobStore::Lease(const std::string& worker,
                                                          const std::vector<std::string>& sources,

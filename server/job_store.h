@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "restyle/v1/generator.pb.h"
 #include "restyle/v1/job.pb.h"
+#include "restyle/v1/restyle_service.pb.h"
 #include "server/job_lifecycle.h"
 
 namespace restyle::server {
@@ -44,6 +45,35 @@ struct JobUpdate {
 struct JobFilter {
   std::vector<v1::JobState> states;  // empty: every state
   std::string source_generator;      // "generators/{id}", "" for any
+};
+
+// A front that shares the store with others (PostgreSQL), as it last said.
+struct FrontRecord {
+  std::string id;       // random per process start
+  std::string address;  // HOST:PORT of its API port, for the other fronts
+  absl::Time started;
+  absl::Time seen;      // its last heartbeat
+  bool draining = false;
+  // The workers connected to it and ready (not draining), as ListWorkers
+  // shows them.
+  std::vector<v1::Worker> workers;
+};
+
+// A change of a job committed by another process on a shared store.
+struct StoreChange {
+  std::string origin;  // the committing front's id
+  std::string job_id;
+  int64_t first_seq = 0;  // the events it appended, first_seq..last_seq
+  int64_t last_seq = 0;
+  bool queued = false;  // the job is QUEUED after it (created, queued again)
+};
+
+// What WatchChanges calls, on a thread of the store's own.
+struct ChangeListener {
+  std::function<void(const StoreChange& change)> on_change;
+  // Changes may have been missed (the listening connection was lost and
+  // is back): whoever follows jobs reads them from the store again.
+  std::function<void()> on_gap;
 };
 
 struct JobPage {
@@ -132,6 +162,24 @@ class JobStore {
   // Marks a succeeded job's generator deleted (Get still returns the job,
   // without result.generator); NOT_FOUND when there is none.
   virtual absl::Status MarkGeneratorDeleted(const std::string& job_id, absl::Time now) = 0;
+
+  // --- several fronts on one store ---------------------------------------
+  // Whether several fronts may use this store at once (PostgreSQL). The
+  // calls below are for shared stores only; an embedded store (SQLite, one
+  // front) answers UNIMPLEMENTED.
+  virtual bool shared() const { return false; }
+  // Records (or refreshes) a front's heartbeat.
+  virtual absl::Status PutFront(const FrontRecord& front);
+  // The fronts whose last heartbeat is at or after `since`, oldest start first.
+  virtual absl::StatusOr<std::vector<FrontRecord>> ListFronts(absl::Time since);
+  // Forgets a front (it stopped cleanly), and fronts not seen since
+  // `stale_before`.
+  virtual absl::Status DeleteFront(const std::string& id, absl::Time stale_before);
+  // Starts handing `listener` the changes other fronts commit (every change
+  // this store commits is announced under `origin`, its front's id, and
+  // those of `origin` itself are not handed back), until the store is
+  // destroyed. Call once.
+  virtual absl::Status WatchChanges(const std::string& origin, ChangeListener listener);
 
  protected:
   // Mutates one job in a transaction: `mutate` sees the current row and may

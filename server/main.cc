@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
       ->envname("RESTYLE_DATABASE_URL");
   app.add_option("--advertise-address", o.advertise_address,
                  "HOST:PORT at which the other replicas on the same --database-url reach this "
-                 "one's API port (default: $POD_IP, else the hostname, with --port)")
+                 "one's API port (default: --host when it is one address, else $POD_IP, else the "
+                 "hostname; with --port)")
       ->envname("RESTYLE_ADVERTISE_ADDRESS");
   app.add_option("--host", o.host, "address to listen on")->capture_default_str();
   app.add_option("--port", o.api_port, "public API port (0: any free port)")->capture_default_str();

@@ -1,8 +1,11 @@
 #include "server/postgres_job_store.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/names.h"
 #include "common/status.h"
 #include "common/time.h"
@@ -62,9 +66,23 @@ const std::vector<const char*>& Migrations() {
         generator BYTEA NOT NULL,
         update_ms BIGINT NOT NULL);
       )sql",
+      // 1 -> 2: the fronts sharing the database, and their workers.
+      R"sql(
+      CREATE TABLE fronts (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        start_ms BIGINT NOT NULL,
+        seen_ms BIGINT NOT NULL,
+        draining BOOLEAN NOT NULL,
+        workers BYTEA NOT NULL);
+      )sql",
   };
   return *migrations;
 }
+
+// The channel of committed job changes (NOTIFY, LISTEN): each payload is
+// "ORIGIN JOB FIRST_SEQ LAST_SEQ QUEUED" (ids never hold spaces).
+constexpr char kChangesChannel[] = "restyle_changes";
 
 // The advisory lock migrations run under ("restyle" in ASCII).
 constexpr int64_t kMigrationLock = 0x72657374796c65;
@@ -242,6 +260,8 @@ class PgConnection {
     return absl::OkStatus();
   }
 
+  PGconn* raw() const { return c_; }
+
   // A connection that can go back to the pool: up, and outside a transaction.
   bool Reusable() const {
     return PQstatus(c_) == CONNECTION_OK && PQtransactionStatus(c_) == PQTRANS_IDLE;
@@ -412,6 +432,31 @@ absl::StatusOr<JobUpdate> Mutate(PgConnection& c, JobRow row,
   return update;
 }
 
+// Announces a change to the other fronts, delivered when the transaction
+// commits (and never if it rolls back).
+absl::Status Announce(PgConnection& c, const std::string& origin, const JobUpdate& update) {
+  if (update.events.empty()) return absl::OkStatus();
+  const std::string payload = absl::StrCat(
+      origin.empty() ? "-" : origin, " ", IdOf(update.row), " ", update.events.front().seq(), " ",
+      update.events.back().seq(), " ", update.row.job.state() == v1::JOB_STATE_QUEUED ? 1 : 0);
+  return c.Run("SELECT pg_notify($1, $2)", Params().Add(std::string(kChangesChannel)).Add(payload));
+}
+
+// A change announced by Announce; nullopt for a payload of another shape.
+std::optional<StoreChange> ParseChange(absl::string_view payload) {
+  std::vector<std::string> parts = absl::StrSplit(payload, ' ');
+  StoreChange change;
+  int queued = 0;
+  if (parts.size() != 5 || !absl::SimpleAtoi(parts[2], &change.first_seq) ||
+      !absl::SimpleAtoi(parts[3], &change.last_seq) || !absl::SimpleAtoi(parts[4], &queued)) {
+    return std::nullopt;
+  }
+  change.origin = parts[0];
+  change.job_id = parts[1];
+  change.queued = queued != 0;
+  return change;
+}
+
 absl::StatusOr<ArtifactRecord> ArtifactFrom(const Result& r, int i) {
   ArtifactRecord a;
   a.job_id = r.Text(i, 0);
@@ -452,8 +497,15 @@ absl::StatusOr<std::unique_ptr<PostgresJobStore>> PostgresJobStore::Open(const O
 PostgresJobStore::PostgresJobStore(const Options& options) : options_(options) {}
 
 PostgresJobStore::~PostgresJobStore() {
+  stop_listening_.Notify();
+  if (listener_.joinable()) listener_.join();
   absl::MutexLock lock(&mu_);
   idle_.clear();
+}
+
+std::string PostgresJobStore::origin() const {
+  absl::MutexLock lock(&origin_mu_);
+  return origin_;
 }
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PostgresJobStore::Connect() const {
@@ -567,7 +619,7 @@ absl::StatusOr<JobStore::Created> PostgresJobStore::Create(const JobRow& row, co
     out.update.row = std::move(stored);
     out.update.events = events;
     out.created = true;
-    return absl::OkStatus();
+    return Announce(*c, origin(), out.update);
   }));
   return out;
 }
@@ -676,7 +728,7 @@ absl::StatusOr<JobUpdate> PostgresJobStore::Update(const std::string& id, const 
     RESTYLE_ASSIGN_OR_RETURN(std::optional<JobRow> row, LockRow(*c, id));
     if (!row) return JobNotFound(id);
     RESTYLE_ASSIGN_OR_RETURN(out, Mutate(*c, *std::move(row), mutate));
-    return absl::OkStatus();
+    return Announce(*c, origin(), out);
   }));
   return out;
 }
@@ -705,7 +757,7 @@ absl::StatusOr<std::optional<JobUpdate>> PostgresJobStore::LeaseNext(
     if (r.rows() == 0) return absl::OkStatus();
     RESTYLE_ASSIGN_OR_RETURN(JobRow row, RowFrom(r, 0));
     RESTYLE_ASSIGN_OR_RETURN(out, Mutate(*c, std::move(row), mutate));
-    return absl::OkStatus();
+    return Announce(*c, origin(), *out);
   }));
   return out;
 }
@@ -850,6 +902,107 @@ absl::Status PostgresJobStore::MarkGeneratorDeleted(const std::string& job_id, a
     RESTYLE_RETURN_IF_ERROR(WriteRow(*c, *row, /*insert=*/false).status());
     return c->Run("UPDATE jobs SET generator_deleted = TRUE WHERE id = $1", Params().Add(job_id));
   });
+}
+
+// --- several fronts ----------------------------------------------------------------
+
+absl::Status PostgresJobStore::PutFront(const FrontRecord& front) {
+  v1::ListWorkersResponse workers;
+  for (const v1::Worker& w : front.workers) *workers.add_workers() = w;
+  RESTYLE_ASSIGN_OR_RETURN(Borrowed c, Acquire());
+  return c->Run(
+      "INSERT INTO fronts (id, address, start_ms, seen_ms, draining, workers) VALUES ($1, $2, $3, "
+      "$4, $5, $6) ON CONFLICT (id) DO UPDATE SET address = $2, seen_ms = $4, draining = $5, "
+      "workers = $6",
+      Params()
+          .Add(front.id)
+          .Add(front.address)
+          .Add(absl::ToUnixMillis(front.started))
+          .Add(absl::ToUnixMillis(front.seen))
+          .Add(std::string(front.draining ? "true" : "false"))
+          .AddBytes(workers.SerializeAsString()));
+}
+
+absl::StatusOr<std::vector<FrontRecord>> PostgresJobStore::ListFronts(absl::Time since) {
+  RESTYLE_ASSIGN_OR_RETURN(Borrowed c, Acquire());
+  RESTYLE_ASSIGN_OR_RETURN(
+      Result r, c->Exec("SELECT id, address, start_ms, seen_ms, draining, workers FROM fronts "
+                        "WHERE seen_ms >= $1 ORDER BY start_ms, id",
+                        Params().Add(absl::ToUnixMillis(since))));
+  std::vector<FrontRecord> fronts;
+  for (int i = 0; i < r.rows(); ++i) {
+    FrontRecord f;
+    f.id = r.Text(i, 0);
+    f.address = r.Text(i, 1);
+    f.started = absl::FromUnixMillis(r.Int(i, 2));
+    f.seen = absl::FromUnixMillis(r.Int(i, 3));
+    f.draining = r.Text(i, 4) == "t";
+    v1::ListWorkersResponse workers;
+    if (!workers.ParseFromString(r.Bytes(i, 5))) {
+      return ErrorWithReason(absl::StatusCode::kDataLoss, "STORE_CORRUPT",
+                             absl::StrCat("front ", f.id, "'s record does not parse"));
+    }
+    f.workers.assign(workers.workers().begin(), workers.workers().end());
+    fronts.push_back(std::move(f));
+  }
+  return fronts;
+}
+
+absl::Status PostgresJobStore::DeleteFront(const std::string& id, absl::Time stale_before) {
+  RESTYLE_ASSIGN_OR_RETURN(Borrowed c, Acquire());
+  return c->Run("DELETE FROM fronts WHERE id = $1 OR seen_ms < $2",
+                Params().Add(id).Add(absl::ToUnixMillis(stale_before)));
+}
+
+absl::Status PostgresJobStore::WatchChanges(const std::string& origin, ChangeListener listener) {
+  {
+    absl::MutexLock lock(&origin_mu_);
+    if (listener_.joinable()) return absl::FailedPreconditionError("WatchChanges was called already");
+    origin_ = origin;
+  }
+  // The first connection is made here, so that a front that cannot listen
+  // does not start.
+  RESTYLE_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> c, Connect());
+  RESTYLE_RETURN_IF_ERROR(c->Run(absl::StrCat("LISTEN ", kChangesChannel)));
+  listener_ = std::thread([this, origin, listener = std::move(listener),
+                           c = std::move(c)]() mutable { Listen(origin, listener, std::move(c)); });
+  return absl::OkStatus();
+}
+
+void PostgresJobStore::Listen(const std::string& origin, const ChangeListener& listener,
+                              std::unique_ptr<PgConnection> c) {
+  absl::Duration backoff = absl::Milliseconds(200);
+  while (!stop_listening_.HasBeenNotified()) {
+    if (c == nullptr) {
+      absl::StatusOr<std::unique_ptr<PgConnection>> next = Connect();
+      if (next.ok()) {
+        absl::Status listening = (*next)->Run(absl::StrCat("LISTEN ", kChangesChannel));
+        if (listening.ok()) {
+          c = *std::move(next);
+          spdlog::info("following other fronts' changes again");
+          backoff = absl::Milliseconds(200);
+          if (listener.on_gap) listener.on_gap();
+          continue;
+        }
+      }
+      stop_listening_.WaitForNotificationWithTimeout(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+      continue;
+    }
+    PGconn* raw = c->raw();
+    pollfd fd{.fd = PQsocket(raw), .events = POLLIN, .revents = 0};
+    if (fd.fd < 0 || poll(&fd, 1, 250) < 0 || PQconsumeInput(raw) == 0) {
+      spdlog::warn("the connection that follows other fronts' changes was lost ({}); reconnecting",
+                   std::string(absl::StripAsciiWhitespace(PQerrorMessage(raw))));
+      c.reset();
+      continue;
+    }
+    while (PGnotify* n = PQnotifies(raw)) {
+      std::optional<StoreChange> change = ParseChange(n->extra);
+      PQfreemem(n);
+      if (change && change->origin != origin && listener.on_change) listener.on_change(*change);
+    }
+  }
 }
 
 }  // namespace restyle::server

@@ -20,11 +20,13 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/job_store.h"
 
@@ -74,6 +76,14 @@ class PostgresJobStore : public JobStore {
   absl::StatusOr<std::vector<v1::Generator>> ListSources() override;
   absl::StatusOr<std::vector<JobRow>> ListAdapted(int64_t offset, int limit) override;
   absl::Status MarkGeneratorDeleted(const std::string& job_id, absl::Time now) override;
+  bool shared() const override { return true; }
+  absl::Status PutFront(const FrontRecord& front) override;
+  absl::StatusOr<std::vector<FrontRecord>> ListFronts(absl::Time since) override;
+  absl::Status DeleteFront(const std::string& id, absl::Time stale_before) override;
+  // LISTENs on its own connection (not the pool's), on a thread of its own;
+  // after a lost connection it reconnects (backing off up to 5 s) and calls
+  // on_gap. Every change this store commits is NOTIFYed with `origin`.
+  absl::Status WatchChanges(const std::string& origin, ChangeListener listener) override;
 
  protected:
   absl::StatusOr<JobUpdate> Update(const std::string& id, const Mutation& mutate) override;
@@ -94,11 +104,19 @@ class PostgresJobStore : public JobStore {
   void GiveBack(std::unique_ptr<PgConnection> connection);
   absl::StatusOr<std::unique_ptr<PgConnection>> Connect() const;
   absl::Status Migrate(PgConnection& c);
+  // The front id changes are announced under ("" before WatchChanges).
+  std::string origin() const;
+  void Listen(const std::string& origin, const ChangeListener& listener,
+              std::unique_ptr<PgConnection> c);
 
   const Options options_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle and taken
+  mutable absl::Mutex origin_mu_;
+  std::string origin_ ABSL_GUARDED_BY(origin_mu_);
+  std::thread listener_;  // started once by WatchChanges
+  absl::Notification stop_listening_;
 };
 
 }  // namespace restyle::server

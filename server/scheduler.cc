@@ -184,9 +184,57 @@ absl::Status Scheduler::Heartbeat(const wv1::HeartbeatRequest& request) {
 
 std::vector<v1::Worker> Scheduler::Workers() const {
   absl::MutexLock lock(&mu_);
+  std::map<std::string, v1::Worker> out;
+  for (const auto& [name, w] : workers_) out[name] = w.info;
+  // A worker that moved between fronts may be in two lists for a moment:
+  // the latest heartbeat wins.
+  for (const Peer& peer : peers_) {
+    for (const v1::Worker& w : peer.workers) {
+      auto [it, added] = out.try_emplace(w.name(), w);
+      if (!added && FromProtoTime(w.last_heartbeat_time()) >
+                        FromProtoTime(it->second.last_heartbeat_time())) {
+        it->second = w;
+      }
+    }
+  }
+  std::vector<v1::Worker> list;
+  for (auto& [name, w] : out) list.push_back(std::move(w));
+  return list;
+}
+
+void Scheduler::SetPeers(std::vector<Peer> peers) {
+  {
+    absl::MutexLock lock(&mu_);
+    peers_ = std::move(peers);
+  }
+  UpdateReadiness();
+}
+
+std::vector<v1::Worker> Scheduler::LocalReadyWorkers() const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
   std::vector<v1::Worker> out;
-  for (const auto& [name, w] : workers_) out.push_back(w.info);
+  for (const auto& [name, w] : workers_) {
+    if (WorkerReady(w, now)) out.push_back(w.info);
+  }
   return out;
+}
+
+std::string Scheduler::PeerWith(const std::string& source) const {
+  absl::MutexLock lock(&mu_);
+  std::string best;
+  int best_load = 0;
+  for (const Peer& peer : peers_) {
+    for (const v1::Worker& w : peer.workers) {
+      if (std::find(w.sources().begin(), w.sources().end(), source) == w.sources().end()) continue;
+      const int load = w.generation_queue() + (w.job().empty() ? 0 : 1000);
+      if (best.empty() || load < best_load) {
+        best = peer.address;
+        best_load = load;
+      }
+    }
+  }
+  return best;
 }
 
 Scheduler::WorkerCounts Scheduler::CountWorkers() const {
@@ -211,11 +259,19 @@ bool Scheduler::WorkerReady(const Worker& w, absl::Time now) const {
 int Scheduler::ReadyWorkers(const std::string& source) const {
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
-  int n = 0;
+  std::set<std::string> ready;
   for (const auto& [name, w] : workers_) {
-    if (WorkerReady(w, now) && (source.empty() || w.sources.count(source))) ++n;
+    if (WorkerReady(w, now) && (source.empty() || w.sources.count(source))) ready.insert(name);
   }
-  return n;
+  for (const Peer& peer : peers_) {
+    for (const v1::Worker& w : peer.workers) {
+      if (source.empty() ||
+          std::find(w.sources().begin(), w.sources().end(), source) != w.sources().end()) {
+        ready.insert(w.name());
+      }
+    }
+  }
+  return static_cast<int>(ready.size());
 }
 
 std::vector<v1::Generator> Scheduler::Sources() const {
@@ -272,6 +328,7 @@ void Scheduler::UpdateReadiness() {
     const absl::Time now = absl::Now();
     ready = false;
     for (const auto& [name, w] : workers_) ready |= WorkerReady(w, now);
+    for (const Peer& peer : peers_) ready |= !peer.workers.empty();
     if (!on_readiness_ || ready_ == ready) return;
     ready_ = ready;
     fn = on_readiness_;

@@ -106,8 +106,8 @@ class Scheduler {
     int idle = 0, training = 0, draining = 0;
   };
   WorkerCounts CountWorkers() const;
-  // Connected workers that are not draining and have `source` (any source
-  // when empty).
+  // Workers that are not draining and have `source` (any source when
+  // empty), this front's and the other fronts'.
   int ReadyWorkers(const std::string& source = "") const;
 
   // --- sources --------------------------------------------------------------
@@ -145,6 +145,23 @@ class Scheduler {
   size_t generation_queued() const;
 
   absl::Duration lease_ttl() const { return options_.lease_ttl; }
+
+  // --- other fronts on the same store (replicas.h) ------------------------------
+  struct Peer {
+    std::string front;    // its id
+    std::string address;  // its API port, HOST:PORT
+    std::vector<v1::Worker> workers;  // its ready workers
+  };
+  // What the other fronts said last. Their workers count in Workers(),
+  // ReadyWorkers() (so in Sources() and queue ETAs) and in readiness; jobs
+  // reach them through the store. Generate calls are served by this
+  // front's own workers only (see PeerWith).
+  void SetPeers(std::vector<Peer> peers);
+  // This front's ready workers, as it tells the other fronts.
+  std::vector<v1::Worker> LocalReadyWorkers() const;
+  // The address of another front with a ready worker that has `source`
+  // (the least busy), "" when none has.
+  std::string PeerWith(const std::string& source) const;
 
   // Stops handing out work: polls answer empty, new Generate calls are
   // refused (UNAVAILABLE). Running jobs keep their leases.
@@ -220,6 +237,7 @@ class Scheduler {
   mutable absl::Mutex mu_;
   std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Generator> sources_ ABSL_GUARDED_BY(mu_);
+  std::vector<Peer> peers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, std::shared_ptr<Waiter>> adapt_waiters_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::shared_ptr<Waiter>> generation_waiters_ ABSL_GUARDED_BY(mu_);

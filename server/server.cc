@@ -3,10 +3,14 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/ids.h"
 #include "common/status.h"
 #include "worker/engine_boundary.h"
 
@@ -74,8 +78,19 @@ absl::Status Server::Start() {
   if (ec) return ErrnoStatus(absl::StrCat("create ", options_.data_dir), ec.value());
   RESTYLE_ASSIGN_OR_RETURN(store_, OpenJobStore({.database_url = options_.database_url,
                                                  .data_dir = options_.data_dir}));
-  // Workers get two lease periods to reconnect before their jobs move.
-  RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + 2 * options_.scheduler.lease_ttl));
+  // Workers get two lease periods to reconnect before their jobs move,
+  // unless other fronts on the same store are up (their workers renew
+  // their leases through them, and this front's start moves nothing).
+  char hostname[256] = {};
+  gethostname(hostname, sizeof(hostname) - 1);
+  replica_.id = absl::StrCat(hostname, "-", RandomId(6));
+  int others = 0;
+  if (store_->shared()) {
+    RESTYLE_ASSIGN_OR_RETURN(others, Replicas::OthersLive(store_.get(), replica_));
+  }
+  if (others == 0) {
+    RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + 2 * options_.scheduler.lease_ttl));
+  }
   artifacts_ = std::make_unique<ArtifactStore>(options_.data_dir + "/artifacts", store_.get());
   RESTYLE_ASSIGN_OR_RETURN(auth_, Authenticator::Create(options_.tokens_file));
   const std::string vocab =
@@ -142,6 +157,29 @@ absl::Status Server::Start() {
                              Build(b, "health", &health_port_, options_.health_port));
   }
   scheduler_->OnReadinessChange([this](bool ready) { SetHealth(ready); });
+  if (store_->shared()) {
+    replica_.address = options_.advertise_address;
+    if (replica_.address.empty()) {
+      // The address it listens on when that is one address; else the pod's
+      // (Kubernetes' downward API), else the host's name.
+      const char* pod_ip = std::getenv("POD_IP");
+      std::string peer_host = hostname;
+      if (host != "0.0.0.0" && host != "::" && host != "[::]" && !host.empty()) {
+        peer_host = host;
+      } else if (pod_ip != nullptr && *pod_ip) {
+        peer_host = pod_ip;
+      }
+      replica_.address = absl::StrCat(peer_host, ":", api_port_);
+    }
+    forwarder_ = std::make_unique<Forwarder>(replica_.id, options_.tls_cert_file);
+    front_.forwarder = forwarder_.get();
+    replicas_ = std::make_unique<Replicas>(replica_, store_.get(), scheduler_.get(), &hub_,
+                                           store_executor_.get(), timers_.get());
+    RESTYLE_RETURN_IF_ERROR(replicas_->Start());
+    spdlog::info("replica {} at {}: {} other front(s) live on the same database{}", replica_.id,
+                 replica_.address, others,
+                 others > 0 ? "; held leases left as they are" : "");
+  }
   if (options_.metrics_port >= 0) {
     RESTYLE_ASSIGN_OR_RETURN(metrics_server_,
                              MetricsServer::Start(host, options_.metrics_port, registry_));
@@ -194,12 +232,14 @@ void Server::Shutdown() {
   front_.draining.store(true);
   health_.Shutdown();
   if (scheduler_) scheduler_->Drain();
+  if (replicas_) replicas_->Drain();
   absl::SleepFor(options_.drain_delay);
   const auto deadline = absl::ToChronoTime(absl::Now() + options_.shutdown_grace);
   for (grpc::Server* s : {api_server_.get(), worker_server_.get(), health_server_.get()}) {
     if (s != nullptr) s->Shutdown(deadline);
   }
   if (scheduler_) scheduler_->Stop();
+  if (replicas_) replicas_->Stop();
   if (timers_) timers_->Stop();
   if (store_executor_) store_executor_->Stop();
   if (io_executor_) io_executor_->Stop();

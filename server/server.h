@@ -35,6 +35,7 @@
 #include "server/grpc_metrics.h"
 #include "server/health_service.h"
 #include "server/open_job_store.h"
+#include "server/replicas.h"
 #include "server/worker_service.h"
 #include "worker/engine/clip/tokenizer.h"
 
@@ -47,8 +48,8 @@ struct ServerOptions {
   // PostgreSQL database (open_job_store.h).
   std::string database_url;
   // With a shared store (PostgreSQL, several replicas): HOST:PORT at which
-  // the other replicas reach this one's API port; "": $POD_IP, else the
-  // hostname, with the bound API port.
+  // the other replicas reach this one's API port; "": `host` when it is
+  // one address, else $POD_IP, else the hostname, with the bound API port.
   std::string advertise_address;
   // The address the three ports listen on.
   std::string host = "0.0.0.0";
@@ -119,6 +120,9 @@ class Server {
   std::unique_ptr<Executor> io_executor_;
   std::unique_ptr<TimerQueue> timers_;
   std::unique_ptr<Scheduler> scheduler_;
+  Replicas::Options replica_;
+  std::unique_ptr<Replicas> replicas_;  // with a shared store only
+  std::unique_ptr<Forwarder> forwarder_;  // the same
   Front front_;
   std::unique_ptr<ApiService> api_service_;
   std::unique_ptr<WorkerService> worker_service_;

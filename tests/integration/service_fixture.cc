@@ -131,8 +131,9 @@ std::string FreshDir(const std::string& name) {
   return dir;
 }
 
-Front::Front(std::string data_dir, std::vector<std::string> extra, FrontPorts ports)
-    : data_dir_(std::move(data_dir)), extra_(std::move(extra)), ports_(ports) {
+Front::Front(std::string data_dir, std::vector<std::string> extra, FrontPorts ports,
+             std::string name)
+    : data_dir_(std::move(data_dir)), extra_(std::move(extra)), ports_(ports), name_(std::move(name)) {
   fs::create_directories(data_dir_);
   Start();
 }
@@ -149,7 +150,8 @@ std::string Front::api_address() const { return absl::StrCat("127.0.0.1:", ports
 std::string Front::worker_address() const { return absl::StrCat("127.0.0.1:", ports_.worker); }
 
 void Front::Start() {
-  const std::string port_file = data_dir_ + "/ports.json";
+  const std::string port_file = name_ == "front" ? data_dir_ + "/ports.json"
+                                                : absl::StrCat(data_dir_, "/../", name_, ".ports.json");
   fs::remove(port_file);
   std::vector<std::string> argv = {RestyledBinary(),
                                    "--data-dir", data_dir_,
@@ -165,7 +167,7 @@ void Front::Start() {
                                    "--drain-delay", "0.5"};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   process_ = std::make_unique<Process>("restyled", argv,
-                                       absl::StrCat(data_dir_, "/../front-", ++starts_, ".log"));
+                                       absl::StrCat(data_dir_, "/../", name_, "-", ++starts_, ".log"));
   const absl::Time until = absl::Now() + absl::Seconds(20);
   while (!fs::exists(port_file) && process_->running() && absl::Now() < until) {
     absl::SleepFor(absl::Milliseconds(20));

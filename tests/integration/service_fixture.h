@@ -78,7 +78,11 @@ struct FrontPorts {
 class Front {
  public:
   // `extra` flags are added to the defaults (fast leases for tests).
-  Front(std::string data_dir, std::vector<std::string> extra = {}, FrontPorts ports = {});
+  // `name` tells apart fronts that share a data directory (replicas on one
+  // database): each has its own port file and log, "<name>-N.log" beside
+  // the data directory.
+  Front(std::string data_dir, std::vector<std::string> extra = {}, FrontPorts ports = {},
+        std::string name = "front");
   ~Front();
 
   const FrontPorts& ports() const { return ports_; }
@@ -98,6 +102,7 @@ class Front {
   std::string data_dir_;
   std::vector<std::string> extra_;
   FrontPorts ports_;
+  std::string name_;
   std::unique_ptr<Process> process_;
   std::unique_ptr<v1::RestyleService::Stub> api_;
   int starts_ = 0;
