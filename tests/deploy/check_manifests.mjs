@@ -348,6 +348,18 @@ function checkOverlay(name, objects, examples = [], base = null) {
     if (!names.has(`${hpa.spec.scaleTargetRef.kind}/${hpa.spec.scaleTargetRef.name}`)) problem(`${name}: HorizontalPodAutoscaler/${hpa.metadata.name}`, "scales nothing here");
   }
   if (byKind("ScaledObject").length && byKind("HorizontalPodAutoscaler").length) problem(name, "both KEDA and an HPA scale the workers");
+  // Every front replica reports the database's adaptation queue: summed over
+  // replicas it would count each job once per replica.
+  const queries = [
+    ...byKind("PrometheusRule").flatMap((r) => r.spec.groups.flatMap((g) => g.rules.map((x) => [`PrometheusRule/${r.metadata.name}`, x.expr]))),
+    ...byKind("ScaledObject").flatMap((o) => o.spec.triggers.map((t) => [`ScaledObject/${o.metadata.name}`, t.metadata?.query ?? ""])),
+    ...byKind("ConfigMap").flatMap((m) => Object.values(m.data ?? {}).map((d) => [`ConfigMap/${m.metadata.name}`, d])),
+  ];
+  for (const [what, q] of queries) {
+    if (/sum\s*(by\s*\([^)]*\)\s*)?\(\s*restyle_jobs_queued\s*(\{\s*lane\s*=\s*\\?"adaptation\\?"\s*\})?\s*\)/.test(String(q))) {
+      problem(`${name}: ${what}`, "sums restyle_jobs_queued over front replicas (each reports the whole adaptation queue: max)");
+    }
+  }
   // One front on SQLite, or several on PostgreSQL (overlays/replicated).
   const fronts = workloads.filter((w) => w.metadata.labels?.["app.kubernetes.io/component"] === "front");
   if (fronts.length !== 1) problem(name, `${fronts.length} front workloads, not 1`);
