@@ -403,6 +403,8 @@ function contractOf(objects, examples = []) {
       replicas: w.spec.replicas ?? 1,
       args: c.args ?? [],
       env: Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? (e.valueFrom?.resourceFieldRef ? String(quantity(c.resources.limits[e.valueFrom.resourceFieldRef.resource.replace(/^limits\./, "")])) : "")])),
+      // The order the kubelet sets them in ($(VAR) sees only those before).
+      envOrder: (c.env ?? []).map((e) => e.name),
       // Values from elsewhere: {secret, key} or {field} (the downward API).
       envRefs: Object.fromEntries(
         (c.env ?? [])
