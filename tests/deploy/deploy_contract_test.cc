@@ -7,12 +7,20 @@
 // proves every flag and setting is one the binaries take; the settings'
 // ports are the ports the containers declare and the probes ask; every
 // probe's service is served on the health port; the tokens the Secret holds
-// let the worker in; and both stop within their grace periods.
+// let the worker in; and both stop within their grace periods. The
+// replicated overlay's fronts start the same way, all at once, on one
+// PostgreSQL database and one shared data directory, with the environment
+// the manifest gives them (the database from its Secret, the advertised
+// address from the pod's IP).
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
@@ -25,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/postgres_server.h"
 #include "tests/integration/service_fixture.h"
 
 namespace restyle::testing {
@@ -78,12 +87,17 @@ int PortOf(const std::string& address_or_port) {
 }
 
 // A container's file system, mapped into a directory: its ConfigMap and
-// Secret mounts written out, its other volumes fresh directories.
+// Secret mounts written out, its other volumes fresh directories; with
+// `claims`, a PersistentVolumeClaim's mount is claims/<claim>, the same
+// directory for every container that mounts it.
 class Container {
  public:
-  Container(const Json& contract, const Json& workload, const std::string& root) {
+  Container(const Json& contract, const Json& workload, const std::string& root,
+            const std::string& claims = "") {
     for (const auto& [mount, source] : workload["mounts"].items()) {
-      const std::string dir = root + mount;
+      const std::string dir = !claims.empty() && source.contains("claim")
+                                  ? absl::StrCat(claims, "/", source["claim"].get<std::string>())
+                                  : root + mount;
       fs::create_directories(dir);
       mounts_.emplace_back(mount, dir);
       const Json* files = nullptr;
@@ -148,6 +162,25 @@ Settings Replace(Settings settings, const std::map<std::string, std::string>& va
 }
 
 std::string Quoted(const std::string& s) { return absl::StrCat("\"", s, "\""); }
+
+// A TCP port on loopback that nothing listens on now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// $(VAR) in `value` replaced by `env`'s VAR, as the kubelet does.
+std::string Expand(std::string value, const std::map<std::string, std::string>& env) {
+  for (const auto& [name, v] : env) value = absl::StrReplaceAll(value, {{absl::StrCat("$(", name, ")"), v}});
+  return value;
+}
 
 Json ReadJsonFile(const std::string& path, Process& process) {
   const absl::Time until = absl::Now() + absl::Seconds(60);
@@ -245,6 +278,133 @@ TEST(DeployContractTest, TheCpuDevOverlayRunsAsRendered) {
   restyled.Signal(SIGTERM);
   EXPECT_EQ(restyled.Wait(absl::Seconds(front["terminationGracePeriodSeconds"].get<int>())), 0)
       << restyled.Log();
+}
+
+// overlays/replicated: its front replicas start at once, as the manifest
+// runs them, on one database and one data directory (the ReadWriteMany
+// claim): the Secret's URL and password, the pod's IP and the advertised
+// address in their environment, the settings file's flags, the probes'
+// services SERVING on each, the schema made once, no SQLite file, and each
+// stops within its grace period. Its workers are the gpu overlay's (CUDA),
+// which the cpu-dev case covers on the CPU with the same settings file.
+TEST(DeployContractTest, TheReplicatedOverlaysFrontsRunAsRenderedOnOneDatabase) {
+  const Json all = Contract();
+  ASSERT_TRUE(all.contains("replicated"));
+  Json contract = all["replicated"];
+  const Json front = contract["workloads"]["front"];
+  EXPECT_EQ(front["kind"], "Deployment");
+  const int replicas = front["replicas"];
+  ASSERT_GE(replicas, 2);
+
+  // The database and its password from the operator's Secret, as the
+  // example shows it; the advertised address is the pod's IP and api port.
+  const Json& refs = front["envRefs"];
+  ASSERT_TRUE(refs.contains("RESTYLE_DATABASE_URL")) << refs;
+  ASSERT_TRUE(refs.contains("PGPASSWORD")) << refs;
+  const std::string secret_name = refs["RESTYLE_DATABASE_URL"]["secret"];
+  EXPECT_EQ(refs["PGPASSWORD"]["secret"], secret_name);
+  ASSERT_TRUE(contract["exampleSecrets"].contains(secret_name)) << "no example of Secret " << secret_name;
+  const Json secret = contract["exampleSecrets"][secret_name];
+  const std::string example_url = secret.value(refs["RESTYLE_DATABASE_URL"]["key"].get<std::string>(), "");
+  EXPECT_TRUE(absl::StartsWith(example_url, "postgresql://")) << example_url;
+  EXPECT_TRUE(secret.contains(refs["PGPASSWORD"]["key"].get<std::string>()));
+  ASSERT_TRUE(refs.contains("POD_IP"));
+  EXPECT_EQ(refs["POD_IP"]["field"], "status.podIP");
+  const std::string advertise = front["env"].value("RESTYLE_ADVERTISE_ADDRESS", "");
+  EXPECT_EQ(PortOf(advertise), front["ports"]["api"]) << advertise;
+
+  absl::StatusOr<PostgresServer*> pg = SharedPostgres();
+  RESTYLE_REQUIRE_POSTGRES(pg);
+  ASSERT_TRUE((*pg)->CreateDatabase("deploy_replicated").ok());
+  // The operator's Secret: this server's URL (over its socket, where the
+  // server trusts the user, so the password is not asked for).
+  const std::string url = (*pg)->Url("deploy_replicated");
+  // The tokens Secret the operator creates (docs/deploy.md).
+  if (!contract["secrets"].contains("restyle-tokens")) {
+    contract["secrets"]["restyle-tokens"] = {{"tokens", "deploy-contract-token\n"},
+                                             {"worker-token", "deploy-contract-token"}};
+  }
+
+  const std::string root = FreshDir("deploy-contract-replicated");
+  const std::string claims = root + "/claims";
+  std::vector<std::unique_ptr<Container>> filesystems;
+  std::vector<std::unique_ptr<Process>> fronts;
+  std::vector<std::string> port_files;
+  std::string data_dir;
+  for (int i = 0; i < replicas; ++i) {
+    const std::string pod = absl::StrCat(root, "/front-", i);
+    filesystems.push_back(std::make_unique<Container>(contract, front, pod, claims));
+    const Container& pod_fs = *filesystems.back();
+    // Each pod's API port: the container's in the manifest, a free one here.
+    const int api_port = FreePort();
+    Settings settings;
+    std::vector<std::string> args = Args(front, pod_fs, [&](Settings s) {
+      settings = s;
+      for (auto& [k, v] : s) {
+        if (k == "data-dir" || absl::EndsWith(k, "-file")) v = Quoted(pod_fs.Map(Unquote(v)));
+      }
+      return Replace(s, {{"host", Quoted("127.0.0.1")}, {"port", std::to_string(api_port)},
+                         {"worker-port", "0"}, {"health-port", "0"}, {"metrics-port", "0"}});
+    });
+    ASSERT_FALSE(settings.empty()) << "the front's args name no --config";
+    EXPECT_EQ(PortOf(Get(settings, "port")), front["ports"]["api"]);
+    EXPECT_EQ(PortOf(Get(settings, "health-port")), front["ports"]["health"]);
+    data_dir = pod_fs.Map(Get(settings, "data-dir"));
+    EXPECT_TRUE(absl::StartsWith(data_dir, claims + "/")) << "the data-dir is on no claim: " << data_dir;
+
+    // The environment as the kubelet makes it, in the manifest's order.
+    std::map<std::string, std::string> env;
+    std::vector<std::string> argv = {"/usr/bin/env"};
+    for (const std::string name : front["envOrder"]) {
+      std::string v = Expand(front["env"][name].get<std::string>(), env);
+      if (refs.contains(name) && refs[name].contains("field")) {
+        ASSERT_EQ(refs[name]["field"], "status.podIP") << name;
+        v = "127.0.0.1";
+      } else if (refs.contains(name)) {
+        const std::string key = refs[name]["key"];
+        ASSERT_TRUE(secret.contains(key)) << "the example Secret has no " << key;
+        v = name == "RESTYLE_DATABASE_URL" ? url : secret[key].get<std::string>();
+      }
+      if (name == "RESTYLE_ADVERTISE_ADDRESS") {
+        // The manifest's port is the container's api port; here, this pod's.
+        ASSERT_EQ(v, absl::StrCat("127.0.0.1:", front["ports"]["api"].get<int>()));
+        v = absl::StrCat("127.0.0.1:", api_port);
+      }
+      env[name] = v;
+      argv.push_back(absl::StrCat(name, "=", v));
+    }
+    argv.push_back(RestyledBinary());
+    argv.insert(argv.end(), args.begin(), args.end());
+    port_files.push_back(pod + "/ports.json");
+    argv.push_back("--port-file=" + port_files.back());
+    fronts.push_back(std::make_unique<Process>(absl::StrCat("restyled-", i), argv, pod + ".log"));
+  }
+
+  for (int i = 0; i < replicas; ++i) {
+    const Json bound = ReadJsonFile(port_files[i], *fronts[i]);
+    ASSERT_TRUE(bound.contains("health")) << fronts[i]->Log();
+    for (const auto& [probe, grpc] : front["probes"].items()) {
+      ASSERT_FALSE(grpc.is_null()) << "front " << probe;
+      EXPECT_EQ(grpc["port"], front["ports"]["health"]) << "front " << probe;
+      EXPECT_TRUE(WaitHealth(bound["health"], grpc["service"], absl::Seconds(30)))
+          << "replica " << i << " " << probe << ": \"" << grpc["service"] << "\" is not SERVING\n"
+          << fronts[i]->Log();
+    }
+  }
+  // One schema, made once by replicas that started together; no SQLite.
+  EXPECT_TRUE((*pg)->Execute("deploy_replicated",
+                             "SELECT 1 / (SELECT CASE WHEN count(*) = 1 THEN 1 ELSE 0 END "
+                             "FROM schema_version)")
+                  .ok())
+      << "not one schema_version row";
+  EXPECT_TRUE((*pg)->Execute("deploy_replicated", "SELECT 1 FROM jobs LIMIT 1").ok());
+  EXPECT_FALSE(fs::exists(data_dir + "/restyle.db")) << "a replica opened SQLite in " << data_dir;
+
+  for (auto& f : fronts) f->Signal(SIGTERM);
+  for (int i = 0; i < replicas; ++i) {
+    EXPECT_EQ(fronts[i]->Wait(absl::Seconds(front["terminationGracePeriodSeconds"].get<int>())), 0)
+        << fronts[i]->Log();
+  }
 }
 
 }  // namespace
