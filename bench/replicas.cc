@@ -62,6 +62,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "bench/stats.h"
 #include "restyle/v1/restyle_service.grpc.pb.h"
 #include "restyle/worker/v1/worker_service.grpc.pb.h"
 #ifdef RESTYLE_REPLICA_BENCH_OWN_POSTGRES
@@ -69,6 +70,9 @@
 #endif
 
 namespace {
+
+using restyle::bench::CodeName;
+using restyle::bench::Percentile;
 
 namespace fs = std::filesystem;
 namespace v1 = restyle::v1;
@@ -122,38 +126,9 @@ std::string Tail(const std::string& text, size_t bytes) {
   return text.size() <= bytes ? text : "..." + text.substr(text.size() - bytes);
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double rank = p / 100 * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(rank));
-  const size_t hi = std::min(v.size() - 1, lo + 1);
-  return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
-}
 
 double Median(std::vector<double> v) { return Percentile(std::move(v), 50); }
 
-std::string CodeName(grpc::StatusCode code) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < 17 ? kNames[i] : std::to_string(i);
-}
 
 std::chrono::system_clock::time_point In(double seconds) {
   return std::chrono::system_clock::now() +
@@ -657,10 +632,8 @@ absl::StatusOr<Json> RunCreates(const PhaseContext& p) {
                {"replicas", p.replicas}, {"round", p.round},
                {"clients", p.o.clients}, {"duration_s", p.o.duration_s}};
 
-  // The source, announced through replica 0 first. With several replicas,
-  // one Adapt through replica 1 before it is announced there too says
-  // whether a source one replica learnt is known to the others.
-  int probe_jobs = 0;
+  // The source, announced on every replica (so no create waits for a
+  // heartbeat to learn it).
   std::vector<std::shared_ptr<grpc::Channel>> worker_channels;
   for (int i = 0; i < p.replicas; ++i) {
     auto channel = OwnChannel(replicas.at(i).worker());
@@ -673,18 +646,6 @@ absl::StatusOr<Json> RunCreates(const PhaseContext& p) {
                        CodeName(s.error_code()), " ", s.error_message()));
     }
     worker_channels.push_back(channel);
-    if (i == 0 && p.replicas > 1) {
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(300));  // its PutSource committed
-      auto api = v1::RestyleService::NewStub(OwnChannel(replicas.at(1).api()));
-      v1::Job job;
-      const grpc::Status probe =
-          Adapt(api.get(), SmallJob("probe-source-known"), &job);
-      line["source_announced_on_0_known_on_1"] = probe.ok();
-      if (!probe.ok())
-        line["source_probe_error"] = CodeName(probe.error_code());
-      probe_jobs += probe.ok();
-    }
   }
 
   struct ClientResult {
@@ -766,7 +727,7 @@ absl::StatusOr<Json> RunCreates(const PhaseContext& p) {
   absl::StatusOr<std::vector<v1::Job>> jobs = AllJobs(replicas.at(0).api());
   if (!jobs.ok()) return jobs.status();
   const int64_t stored = static_cast<int64_t>(jobs->size());
-  const int64_t expected = accepted + probe_jobs;
+  const int64_t expected = accepted;
 
   line["value"] = wall > 0 ? static_cast<double>(accepted) / wall : 0;
   line["accepted"] = accepted;
@@ -1119,7 +1080,6 @@ int Run(const Options& o) {
   std::map<int, std::vector<double>> creates, leases;
   int64_t violations = 0;
   int failures = 0;
-  Json observations = Json::object();
   for (int round = 1; round <= o.rounds && !Stopping(); ++round) {
     std::vector<int> order = o.replicas;
     if (round % 2 == 0)
@@ -1135,10 +1095,6 @@ int Run(const Options& o) {
         out.Line(*c);
         creates[n].push_back((*c)["value"].get<double>());
         violations += (*c)["violations"].get<int64_t>();
-        if (c->contains("source_announced_on_0_known_on_1")) {
-          observations["source_announced_on_one_replica_known_on_another"] =
-              (*c)["source_announced_on_0_known_on_1"];
-        }
       } else {
         failures += !Stopping();
         std::fprintf(
@@ -1198,12 +1154,7 @@ int Run(const Options& o) {
       {"failed_phases", failures},
       {"cpus", std::thread::hardware_concurrency()},
       {"postgres", (*databases)->own() ? "own (fsync off)" : "--database-url"},
-      {"wall_s", SecondsSince(run_start)},
-      {"observations", observations},
-      {"note", absl::StrCat(
-                   "fake workers poll with a ", o.poll_wait_s,
-                   " s wait: a job queued through one replica reaches a worker "
-                   "polling another only when that worker polls again")}};
+      {"wall_s", SecondsSince(run_start)}};
   if (g_timed_out.load()) summary["timed_out"] = true;
   if (g_interrupted.load()) summary["interrupted"] = true;
   out.Line(summary);

@@ -7,10 +7,18 @@
 namespace restyle::server {
 
 absl::StatusOr<int> Replicas::OthersLive(JobStore* store, const Options& options) {
-  RESTYLE_ASSIGN_OR_RETURN(std::vector<FrontRecord> fronts,
+  RESTYLE_ASSIGN_OR_RETURN(std::vector<FrontRecord> before,
+                           store->ListFronts(absl::Now() - options.front_ttl));
+  if (before.empty()) return 0;
+  // A record may be a front that just died (this one's predecessor, killed
+  // and restarted at once): only fronts that heartbeat again are live.
+  absl::SleepFor(options.heartbeat * 1.5);
+  RESTYLE_ASSIGN_OR_RETURN(std::vector<FrontRecord> after,
                            store->ListFronts(absl::Now() - options.front_ttl));
   int others = 0;
-  for (const FrontRecord& f : fronts) others += f.id != options.id;
+  for (const FrontRecord& f : after) {
+    for (const FrontRecord& b : before) others += f.id == b.id && f.seen > b.seen;
+  }
   return others;
 }
 

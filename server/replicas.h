@@ -50,9 +50,11 @@ class Replicas {
     absl::Duration front_ttl = absl::Seconds(5);
   };
 
-  // How many fronts other than `options.id` heartbeated within
-  // `options.front_ttl` (a starting front that finds any leaves the held
-  // leases as they are).
+  // How many other fronts are live: their records were refreshed within
+  // `options.front_ttl` and again within the next 1.5 heartbeats (waited
+  // for only when there are records; a front killed a moment ago is not
+  // live). A starting front that finds any leaves the held leases as they
+  // are.
   static absl::StatusOr<int> OthersLive(JobStore* store, const Options& options);
 
   Replicas(Options options, JobStore* store, Scheduler* scheduler, EventHub* hub,
