@@ -619,6 +619,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* ApiService::Generate(
     absl::Status submitted = front->scheduler->SubmitGeneration(task);
     if (!submitted.ok() && forwarding != nullptr && ErrorReason(submitted) == "NO_WORKER") {
       if (std::string peer = front->scheduler->PeerWith(task->source); !peer.empty()) {
+        if (front->metrics != nullptr) front->metrics->GenerationForwarded();
         front->forwarder->Generate(peer, forwarding->request, forwarding->authorization,
                                    task->deadline, task->stream);
         return;

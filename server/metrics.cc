@@ -68,13 +68,28 @@ FrontMetrics::FrontMetrics(prometheus::Registry& r)
       workers_(prometheus::BuildGauge()
                    .Name("restyle_workers")
                    .Help("Connected workers by state (idle, training, draining)")
-                   .Register(r)) {
+                   .Register(r)),
+      forwarded_(prometheus::BuildCounter()
+                     .Name("restyle_generate_forwarded_total")
+                     .Help("Generate calls sent to another replica, whose worker had the source")
+                     .Register(r)
+                     .Add({})),
+      replicas_(prometheus::BuildGauge()
+                    .Name("restyle_front_replicas")
+                    .Help("Fronts serving the job database, this one included (1 with SQLite)")
+                    .Register(r)
+                    .Add({})) {
+  replicas_.Set(1);
   // Series that exist before anything happens, so dashboards and alerts see 0.
   for (const char* method : {"ipl", "nada"}) jobs_created_.Add({{"method", method}});
   for (const char* lane : {"adaptation", "generation"}) jobs_queued_.Add({{"lane", lane}});
   for (const char* stage : {"mapper", "generator"}) training_steps_.Add({{"stage", stage}});
   for (const char* state : {"idle", "training", "draining"}) workers_.Add({{"state", state}});
 }
+
+void FrontMetrics::GenerationForwarded() { forwarded_.Increment(); }
+
+void FrontMetrics::SetReplicas(int fronts) { replicas_.Set(fronts); }
 
 void FrontMetrics::Observe(const Events& events) {
   for (const v1::JobEvent& e : events) {

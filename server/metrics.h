@@ -41,6 +41,10 @@ class FrontMetrics {
   void GenerationDone(absl::Duration elapsed, int asked, int images);
   void SetQueued(int64_t adaptation, int64_t generation);
   void SetWorkers(int idle, int training, int draining);
+  // A Generate call went to another replica (forward.h).
+  void GenerationForwarded();
+  // Fronts on the shared store, this one included.
+  void SetReplicas(int fronts);
 
  private:
   prometheus::Family<prometheus::Counter>& jobs_created_;
@@ -54,6 +58,8 @@ class FrontMetrics {
   prometheus::Histogram& generation_images_;
   prometheus::Counter& images_generated_;
   prometheus::Family<prometheus::Gauge>& workers_;
+  prometheus::Counter& forwarded_;
+  prometheus::Gauge& replicas_;
 };
 
 }  // namespace restyle::server

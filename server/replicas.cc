@@ -23,13 +23,14 @@ absl::StatusOr<int> Replicas::OthersLive(JobStore* store, const Options& options
 }
 
 Replicas::Replicas(Options options, JobStore* store, Scheduler* scheduler, EventHub* hub,
-                   Executor* store_executor, TimerQueue* timers)
+                   Executor* store_executor, TimerQueue* timers, FrontMetrics* metrics)
     : options_(std::move(options)),
       store_(store),
       scheduler_(scheduler),
       hub_(hub),
       store_executor_(store_executor),
-      timers_(timers) {}
+      timers_(timers),
+      metrics_(metrics) {}
 
 absl::Status Replicas::Start() {
   RESTYLE_RETURN_IF_ERROR(store_->WatchChanges(
@@ -78,6 +79,7 @@ void Replicas::Beat() {
       if (f.id == options_.id || f.draining) continue;
       peers.push_back({.front = f.id, .address = f.address, .workers = std::move(f.workers)});
     }
+    if (metrics_ != nullptr) metrics_->SetReplicas(static_cast<int>(peers.size()) + 1);
     scheduler_->SetPeers(std::move(peers));
     status = scheduler_->LoadSources();
   }

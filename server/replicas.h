@@ -35,6 +35,7 @@
 #include "server/event_hub.h"
 #include "server/executor.h"
 #include "server/job_store.h"
+#include "server/metrics.h"
 #include "server/scheduler.h"
 #include "server/timer_queue.h"
 
@@ -57,8 +58,9 @@ class Replicas {
   // are.
   static absl::StatusOr<int> OthersLive(JobStore* store, const Options& options);
 
+  // `metrics` may be null.
   Replicas(Options options, JobStore* store, Scheduler* scheduler, EventHub* hub,
-           Executor* store_executor, TimerQueue* timers);
+           Executor* store_executor, TimerQueue* timers, FrontMetrics* metrics);
 
   // Records this front, follows the others' changes and starts the
   // heartbeat. Call once, after the scheduler exists.
@@ -87,6 +89,7 @@ class Replicas {
   EventHub* const hub_;
   Executor* const store_executor_;
   TimerQueue* const timers_;
+  FrontMetrics* const metrics_;
   const absl::Time started_ = absl::Now();
   std::atomic<bool> draining_{false};
   std::atomic<bool> stopped_{false};

@@ -174,7 +174,7 @@ absl::Status Server::Start() {
     forwarder_ = std::make_unique<Forwarder>(replica_.id, options_.tls_cert_file);
     front_.forwarder = forwarder_.get();
     replicas_ = std::make_unique<Replicas>(replica_, store_.get(), scheduler_.get(), &hub_,
-                                           store_executor_.get(), timers_.get());
+                                           store_executor_.get(), timers_.get(), &metrics_);
     RESTYLE_RETURN_IF_ERROR(replicas_->Start());
     spdlog::info("replica {} at {}: {} other front(s) live on the same database{}", replica_.id,
                  replica_.address, others,

@@ -11,8 +11,12 @@
 //     twice;
 //   - kill -9 of the replica a training worker talks to loses nothing: the
 //     worker carries on through another, every job finishes once, and the
-//     replica restarted leaves the others' leases as they are.
+//     replica restarted leaves the others' leases as they are;
+//   - a worker dying with its replica: the lease lapses, seen by the other
+//     replicas, and another worker runs the job again.
 #include <gtest/gtest.h>
+
+#include <signal.h>
 
 #include <map>
 #include <set>
@@ -217,6 +221,10 @@ TEST_F(ReplicasTest, AReplicaWithoutWorkersWatchesWaitsAndGeneratesThroughTheOth
   status = reader->Finish();
   ASSERT_TRUE(status.ok()) << status.error_message() << Logs();
   EXPECT_EQ(seeds, (std::vector<uint64_t>{5, 6, 7}));
+  // Its metrics say so, and how many fronts it sees.
+  const std::string metrics = HttpGet(fronts_[2]->ports().metrics, "/metrics");
+  EXPECT_NE(metrics.find("restyle_generate_forwarded_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("restyle_front_replicas 3"), std::string::npos) << metrics;
 
   // The source generators and their ready workers, the same everywhere.
   for (Front* f : fronts_) {
@@ -309,6 +317,36 @@ TEST_F(ReplicasTest, KillingTheReplicaOfATrainingWorkerLosesNothing) {
             std::string::npos)
       << fronts_[victim]->process().Log();
   EXPECT_TRUE(WaitWorkers(2)) << Logs();
+}
+
+// The worker and the replica that leased it the job die together: the
+// other replicas see the lease lapse and queue the job again, and another
+// worker finishes it (the second attempt); the dead worker's attempt is
+// fenced off.
+TEST_F(ReplicasTest, ALeaseLapsesWhenItsWorkerAndReplicaDieTogether) {
+  ASSERT_TRUE(WaitWorkers(2)) << Logs();
+  absl::StatusOr<v1::Job> job = Adapt(*fronts_[2], SmallJob(40, "orphaned"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const v1::Job running = WaitUntil(
+      *fronts_[2], job->name(), [](const v1::Job& j) { return j.progress().step() >= 2; },
+      absl::Seconds(60));
+  ASSERT_EQ(running.state(), v1::JOB_STATE_RUNNING) << running.DebugString();
+  const int victim = running.worker() == "workers/w0" ? 0 : 1;
+  const std::string worker = victim == 0 ? "w0" : "w1";
+  (*workers_)[worker]->Signal(SIGKILL);
+  fronts_[victim]->Kill();
+  (*workers_)[worker]->Wait(absl::Seconds(10));
+  workers_->erase(worker);
+
+  const v1::Job end = WaitDone(*fronts_[2], job->name(), absl::Seconds(150));
+  EXPECT_EQ(end.state(), v1::JOB_STATE_SUCCEEDED) << end.DebugString() << Logs();
+  EXPECT_EQ(end.attempt(), 2);
+  EXPECT_EQ(end.failed_attempts(), 1);
+  Watched w = Watch(*fronts_[2], job->name());
+  ExpectInOrderOnce(w.events, job->name());
+  EXPECT_EQ(Entered(w.events, v1::JOB_STATE_RUNNING), 2);
+  EXPECT_EQ(Entered(w.events, v1::JOB_STATE_SUCCEEDED), 1);
+  fronts_[victim]->Restart();
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/barrier.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "server/open_job_store.h"
 #include "tests/integration/postgres_server.h"
@@ -152,6 +153,99 @@ TEST_P(PostgresStoreTest, UnavailableWhileTheServerIsDownThenReconnects) {
   // next call reconnects by itself.
   ASSERT_TRUE((*pg)->Restart().ok()) << (*pg)->Log();
   EXPECT_EQ(LeaseId(kW1), "a");
+}
+
+// The fronts table: each front's record with its workers, refreshed in
+// place, listed when seen recently, removed by id or when stale.
+TEST_P(PostgresStoreTest, FrontsRecordThemselvesAndAgeOut) {
+  EXPECT_TRUE(store_->shared());
+  v1::Worker w;
+  w.set_name("workers/w1");
+  w.add_sources(kSource);
+  ASSERT_TRUE(store_->PutFront({.id = "a", .address = "10.0.0.1:8700", .started = kT0,
+                                .seen = kT0 + absl::Seconds(10), .workers = {w}})
+                  .ok());
+  ASSERT_TRUE(store_->PutFront({.id = "b", .address = "10.0.0.2:8700", .started = kT0,
+                                .seen = kT0, .draining = true})
+                  .ok());
+  auto recent = store_->ListFronts(kT0 + absl::Seconds(5));
+  ASSERT_TRUE(recent.ok()) << recent.status();
+  ASSERT_EQ(recent->size(), 1u);
+  EXPECT_EQ((*recent)[0].address, "10.0.0.1:8700");
+  ASSERT_EQ((*recent)[0].workers.size(), 1u);
+  EXPECT_EQ((*recent)[0].workers[0].sources(0), kSource);
+  // Refreshed in place: still one record for "a", now without workers.
+  ASSERT_TRUE(store_->PutFront({.id = "a", .address = "10.0.0.1:8700", .started = kT0,
+                                .seen = kT0 + absl::Seconds(20)})
+                  .ok());
+  auto all = store_->ListFronts(absl::InfinitePast());
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_TRUE((*all)[0].workers.empty() || (*all)[1].workers.empty());
+  EXPECT_TRUE((*all)[0].draining || (*all)[1].draining);
+  // "a" stops cleanly; "b" was not seen since kT0.
+  ASSERT_TRUE(store_->DeleteFront("a", kT0 + absl::Seconds(1)).ok());
+  EXPECT_TRUE(store_->ListFronts(absl::InfinitePast())->empty());
+}
+
+// Changes one store commits reach another's listener (not its own), with
+// the job, the events' sequence numbers and whether the job is queued.
+TEST_P(PostgresStoreTest, ChangesReachTheOtherFrontsListenersAtCommit) {
+  struct Heard {
+    absl::Mutex mu;
+    std::vector<StoreChange> changes;
+    // Waits up to 10 s for `n` changes.
+    bool Has(size_t n) {
+      for (int i = 0; i < 200; ++i) {
+        {
+          absl::MutexLock lock(&mu);
+          if (changes.size() >= n) return true;
+        }
+        absl::SleepFor(absl::Milliseconds(50));
+      }
+      return false;
+    }
+  };
+  Heard by_a, by_b;
+  auto listen = [](Heard* h) {
+    return ChangeListener{.on_change = [h](const StoreChange& c) {
+      absl::MutexLock lock(&h->mu);
+      h->changes.push_back(c);
+    }};
+  };
+  auto other = OpenAnother();
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE(store_->WatchChanges("a", listen(&by_a)).ok());
+  ASSERT_TRUE((*other)->WatchChanges("b", listen(&by_b)).ok());
+
+  // Created through b: a hears it, queued, event 1.
+  NewJobRow job = MakeJob("x");
+  ASSERT_TRUE((*other)->Create(job.row, job.events, 100).ok());
+  ASSERT_TRUE(by_a.Has(1));
+  {
+    absl::MutexLock lock(&by_a.mu);
+    const StoreChange& c = by_a.changes[0];
+    EXPECT_EQ(c.origin, "b");
+    EXPECT_EQ(c.job_id, "x");
+    EXPECT_EQ(c.first_seq, 1);
+    EXPECT_EQ(c.last_seq, 1);
+    EXPECT_TRUE(c.queued);
+  }
+  // Leased and renewed through a: b hears the lease (events appended), not
+  // the renewal (none); a does not hear itself.
+  EXPECT_EQ(LeaseId(kW1), "x");
+  ASSERT_TRUE(store_->Renew("x", kW1, 1, kT0 + kTtl).ok());
+  ASSERT_TRUE(by_b.Has(1));
+  absl::SleepFor(absl::Milliseconds(300));
+  {
+    absl::MutexLock lock(&by_b.mu);
+    ASSERT_EQ(by_b.changes.size(), 1u);
+    EXPECT_EQ(by_b.changes[0].origin, "a");
+    EXPECT_EQ(by_b.changes[0].first_seq, 2);
+    EXPECT_FALSE(by_b.changes[0].queued);
+  }
+  absl::MutexLock lock(&by_a.mu);
+  EXPECT_EQ(by_a.changes.size(), 1u) << "a heard its own change";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PostgresStoreTest, ::testing::Values(Backend::kPostgres),
