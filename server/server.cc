@@ -117,6 +117,10 @@ absl::Status Server::Start() {
   front_.auth = auth_.get();
   front_.tokenizer = tokenizer_.get();
   front_.metrics = &metrics_;
+  if (store_->shared()) {
+    forwarder_ = std::make_unique<Forwarder>(replica_.id, options_.tls_cert_file);
+    front_.forwarder = forwarder_.get();
+  }
   AddBuildInfo(*registry_, "restyled", RESTYLE_VERSION);
   hub_.SetObserver([this](const Events& events) { metrics_.Observe(events); });
   api_service_ = std::make_unique<ApiService>(&front_);
@@ -171,8 +175,6 @@ absl::Status Server::Start() {
       }
       replica_.address = absl::StrCat(peer_host, ":", api_port_);
     }
-    forwarder_ = std::make_unique<Forwarder>(replica_.id, options_.tls_cert_file);
-    front_.forwarder = forwarder_.get();
     replicas_ = std::make_unique<Replicas>(replica_, store_.get(), scheduler_.get(), &hub_,
                                            store_executor_.get(), timers_.get(), &metrics_);
     RESTYLE_RETURN_IF_ERROR(replicas_->Start());
