@@ -253,7 +253,9 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
   v1::ListGeneratorsRequest request;
   if (kind == "source") request.set_kind(v1::GENERATOR_KIND_SOURCE);
   if (kind == "adapted") request.set_kind(v1::GENERATOR_KIND_ADAPTED);
-  std::vector<std::vector<std::string>> rows = {{"NAME", "KIND", "RESOLUTION", "SIZE", "DESCRIPTION", "AGE"}};
+  // The description last and cut to a line's width (`get generators/ID` and
+  // -o json show it whole).
+  std::vector<std::vector<std::string>> rows = {{"NAME", "KIND", "RESOLUTION", "SIZE", "AGE", "DESCRIPTION"}};
   const absl::Time now = absl::Now();
   do {
     request.set_page_size(1000);
@@ -266,11 +268,17 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
         std::fprintf(o.out, "%s\n", JsonLine(g).c_str());
         continue;
       }
+      constexpr size_t kWidth = 60;
       std::string what = g.description();
+      if (what.size() > kWidth) {
+        size_t cut = kWidth - 3;
+        while (cut > 0 && (static_cast<unsigned char>(what[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+        what = what.substr(0, cut) + "...";
+      }
       if (g.kind() == v1::GENERATOR_KIND_SOURCE && g.ready_workers() == 0) what += " (no worker now)";
       rows.push_back({g.name(), g.kind() == v1::GENERATOR_KIND_SOURCE ? "source" : "adapted",
-                      absl::StrCat(g.resolution()), FormatBytes(g.size_bytes()), what,
-                      Age(g.create_time(), now)});
+                      absl::StrCat(g.resolution()), FormatBytes(g.size_bytes()),
+                      Age(g.create_time(), now), what});
     }
     request.set_page_token(response.next_page_token());
   } while (!request.page_token().empty());
