@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -385,7 +386,12 @@ int ListWorkers(Connection& c, const Output& o) {
   v1::ListWorkersResponse response;
   absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.api().ListWorkers(ctx, {}, &response); });
   if (!s.ok()) return Fail(c, o, s);
+  // The replica each worker talks to, when they talk to more than one.
+  std::set<std::string> fronts;
+  for (const v1::Worker& w : response.workers()) fronts.insert(w.front());
+  const bool by_front = fronts.size() > 1;
   std::vector<std::vector<std::string>> rows = {{"NAME", "DEVICE", "SOURCES", "JOB", "RESIDENT", "HEARTBEAT"}};
+  if (by_front) rows[0].push_back("FRONT");
   const absl::Time now = absl::Now();
   for (const v1::Worker& w : response.workers()) {
     if (o.json) {
@@ -394,6 +400,7 @@ int ListWorkers(Connection& c, const Output& o) {
     }
     rows.push_back({w.name(), w.device(), absl::StrJoin(w.sources(), ","), w.job().empty() ? "-" : w.job(),
                     std::to_string(w.resident_generators_size()), Age(w.last_heartbeat_time(), now) + " ago"});
+    if (by_front) rows.back().push_back(w.front());
   }
   if (!o.json) std::fputs(rows.size() == 1 ? "No workers.\n" : Table(rows).c_str(), o.out);
   return kExitOk;

@@ -93,6 +93,7 @@ wv1::RegisterWorkerResponse Scheduler::Register(const wv1::RegisterWorkerRequest
     w.info.set_device(request.device());
     w.info.set_memory_bytes(request.memory_bytes());
     w.info.set_version(request.version());
+    w.info.set_front(options_.front_id);
     *w.info.mutable_connect_time() = ToProtoTime(now);
     *w.info.mutable_last_heartbeat_time() = ToProtoTime(now);
     w.can_adapt = request.clip_models_size() > 0;

@@ -51,6 +51,8 @@ namespace restyle::server {
 namespace wv1 = restyle::worker::v1;
 
 struct SchedulerOptions {
+  // This front's id (Worker.front of the workers connected to it).
+  std::string front_id;
   // A lease not renewed for this long is lost; a worker not heard from for
   // this long is dropped.
   absl::Duration lease_ttl = absl::Seconds(10);

@@ -103,7 +103,9 @@ absl::Status Server::Start() {
   store_executor_ = std::make_unique<Executor>(1, "store");
   io_executor_ = std::make_unique<Executor>(2, "io");
   timers_ = std::make_unique<TimerQueue>();
-  scheduler_ = std::make_unique<Scheduler>(options_.scheduler, store_.get(), store_executor_.get(),
+  SchedulerOptions scheduling = options_.scheduler;
+  scheduling.front_id = replica_.id;
+  scheduler_ = std::make_unique<Scheduler>(scheduling, store_.get(), store_executor_.get(),
                                            timers_.get(), &hub_);
   RESTYLE_RETURN_IF_ERROR(scheduler_->LoadSources());
   front_.limits = options_.limits;

@@ -149,6 +149,13 @@ std::map<std::string, std::unique_ptr<Process>>* ReplicasTest::workers_ =
 TEST_F(ReplicasTest, JobsSubmittedRoundRobinAllFinishOnceAndAWatchFollowsThemAnywhere) {
   ASSERT_TRUE(WaitWorkers(2)) << Logs();
   for (Front* f : fronts_) EXPECT_TRUE(WaitServing(*f)) << "a replica is not SERVING";
+  // Replica 2 lists both workers, each with the replica it talks to.
+  v1::ListWorkersResponse listed;
+  ASSERT_TRUE(fronts_[2]->api().ListWorkers(Ctx().get(), {}, &listed).ok());
+  ASSERT_EQ(listed.workers_size(), 2);
+  EXPECT_FALSE(listed.workers(0).front().empty());
+  EXPECT_FALSE(listed.workers(1).front().empty());
+  EXPECT_NE(listed.workers(0).front(), listed.workers(1).front());
 
   std::vector<std::string> jobs;
   for (int i = 0; i < 6; ++i) {
