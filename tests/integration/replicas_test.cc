@@ -75,7 +75,12 @@ class ReplicasTest : public ::testing::Test {
     ASSERT_TRUE(pg_->CreateDatabase("replicas").ok());
     for (int i = 0; i < kReplicas; ++i) {
       fronts_[i] = new Front(*root_ + "/data",
-                             {"--database-url", pg_->Url("replicas"), "--max-attempts", "3"}, {},
+                             // A worker whose replica dies has 5 s and more to reach
+                             // another before its lease lapses (2 s, the tests'
+                             // usual lease, is too close on a loaded machine).
+                             {"--database-url", pg_->Url("replicas"), "--max-attempts", "3",
+                              "--lease-ttl", "6"},
+                             {},
                              absl::StrCat("replica", i));
     }
   }

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -160,11 +161,17 @@ void Front::Start() {
                                    "--worker-port", std::to_string(ports_.worker),
                                    "--health-port", std::to_string(ports_.health),
                                    "--metrics-port", std::to_string(ports_.metrics),
-                                   "--port-file", port_file,
-                                   "--lease-ttl", "2",
-                                   "--heartbeat-interval", "0.4",
-                                   "--shutdown-grace", "2",
-                                   "--drain-delay", "0.5"};
+                                   "--port-file", port_file};
+  // The tests' timings, unless `extra` sets them.
+  const std::pair<const char*, const char*> timings[] = {
+      {"--lease-ttl", "2"}, {"--heartbeat-interval", "0.4"}, {"--shutdown-grace", "2"},
+      {"--drain-delay", "0.5"}};
+  for (const auto& [flag, value] : timings) {
+    if (std::find(extra_.begin(), extra_.end(), flag) == extra_.end()) {
+      argv.push_back(flag);
+      argv.push_back(value);
+    }
+  }
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   process_ = std::make_unique<Process>("restyled", argv,
                                        absl::StrCat(data_dir_, "/../", name_, "-", ++starts_, ".log"));

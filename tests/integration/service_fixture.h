@@ -77,7 +77,8 @@ struct FrontPorts {
 // restyled on a data directory. Reads the ports it bound from its port file.
 class Front {
  public:
-  // `extra` flags are added to the defaults (fast leases for tests).
+  // `extra` flags are added to the defaults (fast leases for tests: a lease
+  // of 2 s, heartbeats every 0.4 s; `extra` may set others).
   // `name` tells apart fronts that share a data directory (replicas on one
   // database): each has its own port file and log, "<name>-N.log" beside
   // the data directory.
