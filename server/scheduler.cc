@@ -18,6 +18,11 @@ std::string IdOf(const std::string& name) {
   return slash == std::string::npos ? name : name.substr(slash + 1);
 }
 
+// Whether another front's worker has `source` loaded.
+bool HasSource(const v1::Worker& w, const std::string& source) {
+  return std::find(w.sources().begin(), w.sources().end(), source) != w.sources().end();
+}
+
 absl::Duration ClampWait(absl::Duration wait, absl::Duration max) {
   if (wait <= absl::ZeroDuration() || wait > max) return max;
   return wait;
@@ -227,7 +232,7 @@ std::string Scheduler::PeerWith(const std::string& source) const {
   int best_load = 0;
   for (const Peer& peer : peers_) {
     for (const v1::Worker& w : peer.workers) {
-      if (std::find(w.sources().begin(), w.sources().end(), source) == w.sources().end()) continue;
+      if (!HasSource(w, source)) continue;
       const int load = w.generation_queue() + (w.job().empty() ? 0 : 1000);
       if (best.empty() || load < best_load) {
         best = peer.address;
@@ -266,8 +271,7 @@ int Scheduler::ReadyWorkers(const std::string& source) const {
   }
   for (const Peer& peer : peers_) {
     for (const v1::Worker& w : peer.workers) {
-      if (source.empty() ||
-          std::find(w.sources().begin(), w.sources().end(), source) != w.sources().end()) {
+      if (source.empty() || HasSource(w, source)) {
         ready.insert(w.name());
       }
     }

@@ -181,8 +181,16 @@ TEST_P(PostgresStoreTest, FrontsRecordThemselvesAndAgeOut) {
   auto all = store_->ListFronts(absl::InfinitePast());
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 2u);
-  EXPECT_TRUE((*all)[0].workers.empty() || (*all)[1].workers.empty());
-  EXPECT_TRUE((*all)[0].draining || (*all)[1].draining);
+  for (const FrontRecord& f : *all) {
+    if (f.id == "a") {
+      EXPECT_EQ(f.seen, kT0 + absl::Seconds(20));
+      EXPECT_TRUE(f.workers.empty());
+      EXPECT_FALSE(f.draining);
+    } else {
+      EXPECT_EQ(f.id, "b");
+      EXPECT_TRUE(f.draining);
+    }
+  }
   // "a" stops cleanly; "b" was not seen since kT0.
   ASSERT_TRUE(store_->DeleteFront("a", kT0 + absl::Seconds(1)).ok());
   EXPECT_TRUE(store_->ListFronts(absl::InfinitePast())->empty());
