@@ -493,6 +493,7 @@ wv1::RegisterWorkerRequest Registration(const std::string& id, bool can_adapt) {
   if (can_adapt) r.add_clip_models("ViT-B-32");
   r.set_max_generation_tasks(1);
   r.set_max_generation_batch(1);
+  r.set_instance_key(absl::StrCat("replica-bench-", id));
   return r;
 }
 
@@ -516,12 +517,17 @@ v1::AdaptRequest SmallJob(const std::string& request_id) {
   return r;
 }
 
+// Registers; the session the front answered goes to `session` (sent with
+// the worker's later calls as metadata "restyle-worker-session").
 grpc::Status Register(wv1::WorkerService::Stub* stub,
-                      const wv1::RegisterWorkerRequest& request) {
+                      const wv1::RegisterWorkerRequest& request,
+                      std::string* session = nullptr) {
   grpc::ClientContext context;
   context.set_deadline(In(10));
   wv1::RegisterWorkerResponse response;
-  return stub->RegisterWorker(&context, request, &response);
+  grpc::Status s = stub->RegisterWorker(&context, request, &response);
+  if (s.ok() && session != nullptr) *session = response.session();
+  return s;
 }
 
 grpc::Status Adapt(v1::RestyleService::Stub* stub,
@@ -793,6 +799,7 @@ absl::StatusOr<Json> RunLeases(const PhaseContext& p,
   };
   std::vector<WorkerResult> results(W);
   std::vector<std::unique_ptr<wv1::WorkerService::Stub>> stubs;
+  std::vector<std::string> sessions(W);  // each written by its worker's thread
   for (int w = 0; w < W; ++w) {
     auto channel = OwnChannel(replicas.at(w).worker());
     if (!WaitConnected(channel)) {
@@ -800,8 +807,9 @@ absl::StatusOr<Json> RunLeases(const PhaseContext& p,
                                                  replicas.at(w).worker()));
     }
     stubs.push_back(wv1::WorkerService::NewStub(channel));
-    const grpc::Status s = Register(
-        stubs.back().get(), Registration(absl::StrCat("bench-w", w), true));
+    const grpc::Status s =
+        Register(stubs.back().get(), Registration(absl::StrCat("bench-w", w), true),
+                 &sessions[w]);
     if (!s.ok()) {
       return absl::UnavailableError(absl::StrCat("registering worker ", w, ": ",
                                                  CodeName(s.error_code()), " ",
@@ -887,6 +895,7 @@ absl::StatusOr<Json> RunLeases(const PhaseContext& p,
         wv1::PollWorkResponse response;
         grpc::ClientContext context;
         context.set_deadline(In(wait_s + 10));
+        context.AddMetadata("restyle-worker-session", sessions[w]);
         const grpc::Status s = stub->PollWork(&context, poll, &response);
         ++r.polls;
         if (!s.ok()) {
@@ -895,7 +904,7 @@ absl::StatusOr<Json> RunLeases(const PhaseContext& p,
               grpc::StatusCode::NOT_FOUND) {  // WORKER_UNKNOWN: as a worker
                                               // does
             ++r.reregistrations;
-            Register(stub, Registration(absl::StrCat("bench-w", w), true));
+            Register(stub, Registration(absl::StrCat("bench-w", w), true), &sessions[w]);
           } else {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
           }
@@ -922,6 +931,7 @@ absl::StatusOr<Json> RunLeases(const PhaseContext& p,
         wv1::CompleteJobResponse completed_job;
         grpc::ClientContext complete_context;
         complete_context.set_deadline(In(30));
+        complete_context.AddMetadata("restyle-worker-session", sessions[w]);
         const grpc::Status c =
             stub->CompleteJob(&complete_context, complete, &completed_job);
         if (!c.ok()) {

@@ -6,11 +6,23 @@
 namespace restyle {
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
-    const std::string& tls_ca_file) {
-  if (tls_ca_file.empty()) return grpc::InsecureChannelCredentials();
-  RESTYLE_ASSIGN_OR_RETURN(std::string ca, ReadFileToString(tls_ca_file));
+    const std::string& tls_ca_file, const std::string& cert_file, const std::string& key_file) {
+  if (cert_file.empty() != key_file.empty()) {
+    return absl::InvalidArgumentError("a client certificate needs both its file and its key's");
+  }
+  if (tls_ca_file.empty()) {
+    if (!cert_file.empty()) {
+      return absl::InvalidArgumentError(
+          "a client certificate is for TLS: give the front's CA bundle too (--tls-ca)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
   grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ca;
+  RESTYLE_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileToString(tls_ca_file));
+  if (!cert_file.empty()) {
+    RESTYLE_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFileToString(cert_file));
+    RESTYLE_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFileToString(key_file));
+  }
   return grpc::SslCredentials(ssl);
 }
 

@@ -112,4 +112,23 @@ absl::Status ArtifactStore::DeleteJob(const std::string& job_id) {
   return absl::OkStatus();
 }
 
+int ArtifactStore::RemoveTemporaries(absl::Duration older_than) {
+  namespace fs = std::filesystem;
+  const auto cutoff = fs::file_time_type::clock::now() - absl::ToChronoNanoseconds(older_than);
+  int removed = 0;
+  std::error_code ec;
+  if (!fs::exists(root_, ec)) return 0;
+  std::vector<fs::path> doomed;
+  for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    std::error_code time_ec;
+    if (it->is_regular_file() && absl::StrContains(it->path().filename().string(), ".tmp-") &&
+        (older_than <= absl::ZeroDuration() || it->last_write_time(time_ec) < cutoff)) {
+      doomed.push_back(it->path());
+    }
+  }
+  for (const fs::path& p : doomed) removed += fs::remove(p, ec) ? 1 : 0;
+  return removed;
+}
+
 }  // namespace restyle::server

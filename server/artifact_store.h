@@ -17,6 +17,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/files.h"
 #include "common/sha256.h"
 #include "server/job_store.h"
@@ -78,6 +79,12 @@ class ArtifactStore {
   };
   // NOT_FOUND (ARTIFACT_NOT_FOUND); DATA_LOSS when the file is gone.
   absl::StatusOr<std::unique_ptr<Reader>> Open(const std::string& name);
+
+  // Removes the temporary files of uploads a crash interrupted that were
+  // last written more than `older_than` ago (zero: all; with several
+  // fronts on one directory, long enough that none is another front's
+  // upload in progress). Returns how many went.
+  int RemoveTemporaries(absl::Duration older_than);
 
   // The absolute path of a record's file.
   std::string PathOf(const ArtifactRecord& record) const { return root_ + "/" + record.path; }

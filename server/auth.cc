@@ -12,8 +12,9 @@
 
 namespace restyle::server {
 
-absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(const std::string& tokens_file) {
-  if (tokens_file.empty()) return std::unique_ptr<Authenticator>(new Authenticator({}));
+absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(const std::string& tokens_file,
+                                                                     std::string port) {
+  if (tokens_file.empty()) return std::unique_ptr<Authenticator>(new Authenticator({}, std::move(port)));
   RESTYLE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(tokens_file));
   std::vector<std::string> tokens;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -25,7 +26,27 @@ absl::StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(const std::
   if (tokens.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(tokens_file, " holds no token"));
   }
-  return std::unique_ptr<Authenticator>(new Authenticator(std::move(tokens)));
+  return std::unique_ptr<Authenticator>(new Authenticator(std::move(tokens), std::move(port)));
+}
+
+absl::Status Authenticator::SetOtherPort(const Authenticator* other) {
+  for (const std::string& token : other->tokens_) {
+    if (Holds(token)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a token is accepted on both the ", port_, " and the ", other->port_,
+                       " port: give clients and workers tokens of their own"));
+    }
+  }
+  other_ = other;
+  return absl::OkStatus();
+}
+
+bool Authenticator::Holds(const std::string& given) const {
+  bool match = false;
+  for (const std::string& token : tokens_) {
+    match |= CRYPTO_memcmp(token.data(), given.data(), token.size()) == 0;
+  }
+  return match;
 }
 
 absl::Status Authenticator::Check(const grpc::ServerContextBase& context) const {
@@ -40,15 +61,17 @@ absl::Status Authenticator::Check(const grpc::ServerContextBase& context) const 
   }
   const std::string given =
       Sha256Hex(absl::string_view(it->second.data(), it->second.size()).substr(kBearer.size()));
-  bool match = false;
-  for (const std::string& token : tokens_) {
-    match |= CRYPTO_memcmp(token.data(), given.data(), token.size()) == 0;
+  if (Holds(given)) return absl::OkStatus();
+  if (other_ != nullptr && other_->Holds(given)) {
+    return ErrorWithReason(absl::StatusCode::kPermissionDenied, "TOKEN_OF_OTHER_PORT",
+                           absl::StrCat("this is the ", port_, " port, and the token is one of the ",
+                                        other_->port_, " port's: ",
+                                        port_ == "worker"
+                                            ? "workers need a token of restyled --worker-tokens-file"
+                                            : "clients need a token of restyled --tokens-file"));
   }
-  if (!match) {
-    return ErrorWithReason(absl::StatusCode::kUnauthenticated, "INVALID_TOKEN",
-                           "the token is not one this server accepts");
-  }
-  return absl::OkStatus();
+  return ErrorWithReason(absl::StatusCode::kUnauthenticated, "INVALID_TOKEN",
+                         "the token is not one this server accepts");
 }
 
 }  // namespace restyle::server

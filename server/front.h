@@ -55,7 +55,10 @@ struct Front {
   // Artifact file I/O.
   Executor* io_executor = nullptr;
   TimerQueue* timers = nullptr;
+  // The API port's clients (auth.h).
   const Authenticator* auth = nullptr;
+  // The worker port's workers.
+  const Authenticator* worker_auth = nullptr;
   // Counted here too (may be null in tests).
   FrontMetrics* metrics = nullptr;
   // Generate calls for other fronts' workers (null with one front).

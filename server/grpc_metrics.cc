@@ -1,5 +1,7 @@
 #include "server/grpc_metrics.h"
 
+#include <google/protobuf/descriptor.h>
+
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -55,6 +57,14 @@ class GrpcMetricsInterceptor : public grpc::experimental::Interceptor {
     const size_t slash = full.rfind('/');
     service_ = full.substr(1, slash == std::string::npos ? std::string::npos : slash - 1);
     method_ = slash == std::string::npos ? full : full.substr(slash + 1);
+    // A method no service of this binary has (any name a caller makes up)
+    // counts as one series, so made-up names cannot grow the label sets.
+    const google::protobuf::ServiceDescriptor* known =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service_);
+    if (known == nullptr || known->FindMethodByName(method_) == nullptr) {
+      service_ = "unknown";
+      method_ = "unknown";
+    }
     type_ = TypeOf(info->type());
     metrics_->started_.Add({{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_type", type_}})
         .Increment();

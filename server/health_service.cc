@@ -8,6 +8,11 @@ namespace restyle::server {
 
 using grpc::health::v1::HealthCheckResponse;
 
+namespace {
+// Longer than any service name.
+constexpr size_t kMaxServiceName = 256;
+}  // namespace
+
 void HealthState::Set(const std::string& service, bool serving) {
   absl::MutexLock lock(&mu_);
   if (shut_down_) return;
@@ -54,7 +59,10 @@ void HealthState::Watch(const std::string& service,
   HealthCheckResponse response;
   response.set_status(it == statuses_.end() ? HealthCheckResponse::SERVICE_UNKNOWN : it->second);
   stream->Write(response);
-  watchers_.emplace(service, stream);
+  // The services are set before the ports open: an unknown one stays
+  // unknown, so its watch is told so and kept open (as the protocol says)
+  // without anything kept here for it.
+  if (it != statuses_.end()) watchers_.emplace(service, stream);
 }
 
 grpc::ServerUnaryReactor* HealthService::Check(grpc::CallbackServerContext* context,
@@ -63,7 +71,10 @@ grpc::ServerUnaryReactor* HealthService::Check(grpc::CallbackServerContext* cont
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const HealthStatus status = state_->Get(request->service());
   absl::Status result = absl::OkStatus();
-  if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
+  if (request->service().size() > kMaxServiceName) {
+    result = InvalidField("service", absl::StrCat("a service name is ", kMaxServiceName,
+                                                  " bytes at most"));
+  } else if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
     result = ErrorWithReason(absl::StatusCode::kNotFound, "SERVICE_UNKNOWN",
                              absl::StrCat("no health status for service \"", request->service(),
                                           "\""));
@@ -80,7 +91,13 @@ grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
       context, 16,
       ErrorWithReason(absl::StatusCode::kResourceExhausted, "WATCHER_TOO_SLOW",
                       "the health watcher did not read its updates"));
-  state_->Watch(request->service(), stream);
+  if (request->service().size() > kMaxServiceName) {
+    // An open call would hold its request: no name is this long.
+    stream->Finish(InvalidField("service", absl::StrCat("a service name is ", kMaxServiceName,
+                                                        " bytes at most")));
+  } else {
+    state_->Watch(request->service(), stream);
+  }
   return stream->reactor();
 }
 

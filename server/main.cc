@@ -77,7 +77,15 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
   app.add_option("--tokens-file", o.tokens_file,
-                 "bearer tokens clients and workers must send, one per line")
+                 "bearer tokens clients must send on the api port, one per line")
+      ->check(CLI::ExistingFile);
+  app.add_option("--worker-tokens-file", o.worker_tokens_file,
+                 "bearer tokens workers must send on the worker port, one per line (a client's "
+                 "token is refused there; required with --tokens-file unless --worker-client-ca)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--worker-client-ca", o.worker_client_ca_file,
+                 "PEM CA bundle: workers must present a client certificate it signed (mutual "
+                 "TLS on the worker port; needs --tls-cert)")
       ->check(CLI::ExistingFile);
   app.add_option("--clip-vocab", o.clip_vocab,
                  "CLIP's bpe_simple_vocab_16e6.txt.gz (default: the one shipped with Restyle)")

@@ -78,18 +78,31 @@ FrontMetrics::FrontMetrics(prometheus::Registry& r)
                     .Name("restyle_front_replicas")
                     .Help("Fronts serving the job database, this one included (1 with SQLite)")
                     .Register(r)
-                    .Add({})) {
+                    .Add({})),
+      registrations_refused_(prometheus::BuildCounter()
+                                 .Name("restyle_worker_registrations_refused_total")
+                                 .Help("Worker registrations refused, by reason (WORKER_ID_IN_USE: "
+                                       "a live worker's id; SOURCE_CONFLICT: a source recorded "
+                                       "with other weights or texts)")
+                                 .Register(r)) {
   replicas_.Set(1);
   // Series that exist before anything happens, so dashboards and alerts see 0.
   for (const char* method : {"ipl", "nada"}) jobs_created_.Add({{"method", method}});
   for (const char* lane : {"adaptation", "generation"}) jobs_queued_.Add({{"lane", lane}});
   for (const char* stage : {"mapper", "generator"}) training_steps_.Add({{"stage", stage}});
   for (const char* state : {"idle", "training", "draining"}) workers_.Add({{"state", state}});
+  for (const char* reason : {"WORKER_ID_IN_USE", "SOURCE_CONFLICT"}) {
+    registrations_refused_.Add({{"reason", reason}});
+  }
 }
 
 void FrontMetrics::GenerationForwarded() { forwarded_.Increment(); }
 
 void FrontMetrics::SetReplicas(int fronts) { replicas_.Set(fronts); }
+
+void FrontMetrics::RegistrationRefused(const std::string& reason) {
+  registrations_refused_.Add({{"reason", reason}}).Increment();
+}
 
 void FrontMetrics::Observe(const Events& events) {
   for (const v1::JobEvent& e : events) {

@@ -10,6 +10,7 @@
 //   restyle_generation_request_images           images a Generate call asked for
 //   restyle_images_generated_total              images relayed to clients
 //   restyle_workers{state}                      connected workers: idle, training, draining
+//   restyle_worker_registrations_refused_total{reason}  WORKER_ID_IN_USE, SOURCE_CONFLICT
 //   grpc_server_started_total, grpc_server_handled_total{grpc_service,grpc_method,grpc_type,grpc_code},
 //   grpc_server_handling_seconds{grpc_service,grpc_method,grpc_type}   every RPC (grpc_metrics.h)
 //   restyle_build_info{program,version}
@@ -45,6 +46,9 @@ class FrontMetrics {
   void GenerationForwarded();
   // Fronts on the shared store, this one included.
   void SetReplicas(int fronts);
+  // A worker's registration was refused (reason WORKER_ID_IN_USE or
+  // SOURCE_CONFLICT).
+  void RegistrationRefused(const std::string& reason);
 
  private:
   prometheus::Family<prometheus::Counter>& jobs_created_;
@@ -60,6 +64,7 @@ class FrontMetrics {
   prometheus::Family<prometheus::Gauge>& workers_;
   prometheus::Counter& forwarded_;
   prometheus::Gauge& replicas_;
+  prometheus::Family<prometheus::Counter>& registrations_refused_;
 };
 
 }  // namespace restyle::server

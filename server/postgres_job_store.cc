@@ -491,6 +491,16 @@ absl::StatusOr<std::unique_ptr<PostgresJobStore>> PostgresJobStore::Open(const O
   std::unique_ptr<PostgresJobStore> store(new PostgresJobStore(options));
   RESTYLE_ASSIGN_OR_RETURN(Borrowed c, store->Acquire());
   RESTYLE_RETURN_IF_ERROR(store->Migrate(*c));
+  // A job is acknowledged once its transaction commits: with commits that
+  // do not wait for the disk (or, behind a failover, for the standby), an
+  // acknowledged job can be lost.
+  absl::StatusOr<Result> sync = c->Exec("SHOW synchronous_commit");
+  if (sync.ok() && sync->rows() == 1 && (sync->Text(0, 0) == "off" || sync->Text(0, 0) == "local")) {
+    spdlog::warn("the job database has synchronous_commit = {}: a job acknowledged just before the "
+                 "server crashes (or fails over) can be lost. Set it to on (or remote_apply / "
+                 "remote_write with a synchronous standby): docs/deploy.md",
+                 sync->Text(0, 0));
+  }
   return store;
 }
 

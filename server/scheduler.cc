@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
+#include "common/sha256.h"
 #include "common/status.h"
 #include "common/time.h"
 
@@ -21,6 +24,49 @@ std::string IdOf(const std::string& name) {
 // Whether another front's worker has `source` loaded.
 bool HasSource(const v1::Worker& w, const std::string& source) {
   return std::find(w.sources().begin(), w.sources().end(), source) != w.sources().end();
+}
+
+// A worker's generation queue is this long at most, whatever it says (the
+// front sums these).
+constexpr int kMaxGenerationTasks = 4096;
+
+// 32 random bytes as hex: a worker's session secret.
+std::string RandomSecret() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();  // no CSPRNG: nothing is safe
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+// FAILED_PRECONDITION (SOURCE_CONFLICT) when a worker's `offered` source
+// differs from the `recorded` one of the same name in what adapted
+// generators and jobs depend on (a description may change).
+absl::Status SourceConflict(const v1::Generator& recorded, const v1::Generator& offered) {
+  std::string what;
+  if (recorded.digest() != offered.digest()) {
+    what = absl::StrCat("weights (digest ", recorded.digest().substr(0, 12), " recorded, ",
+                        offered.digest().substr(0, 12), " offered)");
+  } else if (recorded.resolution() != offered.resolution()) {
+    what = absl::StrCat("resolution (", recorded.resolution(), " recorded, ", offered.resolution(),
+                        " offered)");
+  } else if (recorded.source_text() != offered.source_text()) {
+    what = absl::StrCat("source_text (\"", recorded.source_text(), "\" recorded, \"",
+                        offered.source_text(), "\" offered)");
+  } else {
+    return absl::OkStatus();
+  }
+  return ErrorWithReason(
+      absl::StatusCode::kFailedPrecondition, "SOURCE_CONFLICT",
+      absl::StrCat(recorded.name(), " is recorded with other ", what,
+                   ": its adapted generators were trained on the recorded one and later jobs take "
+                   "its source_text, so a worker cannot change it for everyone; give the new "
+                   "model another id in the worker's manifest"),
+      {{"source", recorded.name()}});
 }
 
 absl::Duration ClampWait(absl::Duration wait, absl::Duration max) {
@@ -83,15 +129,36 @@ void Scheduler::ScheduleTick() {
 
 // --- workers -------------------------------------------------------------------
 
-wv1::RegisterWorkerResponse Scheduler::Register(const wv1::RegisterWorkerRequest& request) {
+absl::StatusOr<wv1::RegisterWorkerResponse> Scheduler::Register(
+    const wv1::RegisterWorkerRequest& request) {
   const std::string name = MakeName(kWorkers, request.worker_id());
   const absl::Time now = absl::Now();
+  const std::string key = Sha256Hex(request.instance_key());
+  std::string session;
   std::vector<v1::Generator> new_sources;
   std::vector<std::shared_ptr<GenerationTask>> lost;
   std::vector<std::shared_ptr<Waiter>> polls;
   {
     absl::MutexLock lock(&mu_);
-    if (workers_.count(name)) DropWorkerLocked(name, &lost, &polls);  // a re-registration
+    auto live = workers_.find(name);
+    const bool alive = live != workers_.end() && now - live->second.last_seen <= options_.lease_ttl;
+    const bool again = alive && !live->second.instance_key.empty() &&
+                       CRYPTO_memcmp(live->second.instance_key.data(), key.data(), key.size()) == 0;
+    if (alive && !again) {
+      return ErrorWithReason(
+          absl::StatusCode::kAlreadyExists, "WORKER_ID_IN_USE",
+          absl::StrCat(name, " is registered by another process (on ", live->second.info.hostname(),
+                       ", heard from ", absl::FormatDuration(absl::Trunc(now - live->second.last_seen,
+                                                                         absl::Milliseconds(100))),
+                       " ago): a live worker's id cannot be taken over; give this worker another "
+                       "--id, or it is accepted once the other has stopped"),
+          {{"worker", name}});
+    }
+    // Sources first: a conflict refuses the whole registration.
+    RESTYLE_ASSIGN_OR_RETURN(std::vector<std::string> sources,
+                             OfferedSourcesLocked(request, now, &new_sources));
+    session = again ? live->second.session : RandomSecret();
+    if (live != workers_.end()) DropWorkerLocked(name, &lost, &polls);  // a re-registration
     Worker& w = workers_[name];
     w.info.set_name(name);
     w.info.set_hostname(request.hostname());
@@ -103,29 +170,14 @@ wv1::RegisterWorkerResponse Scheduler::Register(const wv1::RegisterWorkerRequest
     *w.info.mutable_last_heartbeat_time() = ToProtoTime(now);
     w.can_adapt = request.clip_models_size() > 0;
     w.last_seen = now;
-    w.max_tasks = std::max(1, request.max_generation_tasks());
-    for (const wv1::SourceModel& m : request.sources()) {
-      const std::string source = MakeName(kGenerators, m.id());
+    w.max_tasks = std::clamp(request.max_generation_tasks(), 1, kMaxGenerationTasks);
+    w.session = session;
+    w.instance_key = request.instance_key().empty() ? "" : key;
+    for (const std::string& source : sources) {
       w.sources.insert(source);
       w.info.add_sources(source);
-      v1::Generator g;
-      g.set_name(source);
-      g.set_kind(v1::GENERATOR_KIND_SOURCE);
-      g.set_resolution(m.resolution());
-      g.set_size_bytes(m.size_bytes());
-      g.set_digest(m.digest());
-      g.set_description(m.description());
-      g.set_source_text(m.source_text());
-      auto it = sources_.find(source);
-      if (it == sources_.end() || it->second.digest() != g.digest() ||
-          it->second.resolution() != g.resolution() || it->second.source_text() != g.source_text() ||
-          it->second.description() != g.description()) {
-        *g.mutable_create_time() =
-            it == sources_.end() ? ToProtoTime(now) : it->second.create_time();
-        sources_[source] = g;
-        new_sources.push_back(g);
-      }
     }
+    for (const v1::Generator& g : new_sources) sources_[g.name()] = g;
   }
   for (auto& w : polls) FinishWaiterEmpty(w);
   for (auto& t : lost) {
@@ -148,42 +200,89 @@ wv1::RegisterWorkerResponse Scheduler::Register(const wv1::RegisterWorkerRequest
   response.set_worker(name);
   *response.mutable_heartbeat_interval() = ToProtoDuration(options_.heartbeat_interval);
   *response.mutable_lease_ttl() = ToProtoDuration(options_.lease_ttl);
+  response.set_session(session);
   return response;
 }
 
-absl::Status Scheduler::CheckWorker(const std::string& worker) {
-  absl::MutexLock lock(&mu_);
+absl::StatusOr<std::vector<std::string>> Scheduler::OfferedSourcesLocked(
+    const wv1::RegisterWorkerRequest& request, absl::Time now, std::vector<v1::Generator>* changed) {
+  std::vector<std::string> names;
+  for (const wv1::SourceModel& m : request.sources()) {
+    v1::Generator g;
+    g.set_name(MakeName(kGenerators, m.id()));
+    g.set_kind(v1::GENERATOR_KIND_SOURCE);
+    g.set_resolution(m.resolution());
+    g.set_size_bytes(m.size_bytes());
+    g.set_digest(m.digest());
+    g.set_description(m.description());
+    g.set_source_text(m.source_text());
+    names.push_back(g.name());
+    auto it = sources_.find(g.name());
+    if (it != sources_.end()) {
+      RESTYLE_RETURN_IF_ERROR(SourceConflict(it->second, g));
+      if (it->second.description() == g.description()) continue;
+    }
+    *g.mutable_create_time() = it == sources_.end() ? ToProtoTime(now) : it->second.create_time();
+    changed->push_back(std::move(g));
+  }
+  return names;
+}
+
+absl::StatusOr<Scheduler::Worker*> Scheduler::FindWorkerLocked(const std::string& worker,
+                                                              const std::string& session) {
   auto it = workers_.find(worker);
   if (it == workers_.end()) {
     return ErrorWithReason(absl::StatusCode::kNotFound, "WORKER_UNKNOWN",
                            absl::StrCat(worker, " is not registered here; register again"),
                            {{"worker", worker}});
   }
-  it->second.last_seen = absl::Now();
+  const std::string& held = it->second.session;
+  if (session.size() != held.size() || CRYPTO_memcmp(held.data(), session.data(), held.size()) != 0) {
+    return ErrorWithReason(absl::StatusCode::kPermissionDenied, "WORKER_SESSION_INVALID",
+                           absl::StrCat("the call does not carry the session ", worker,
+                                        " was given at registration (metadata "
+                                        "\"restyle-worker-session\"); register again"),
+                           {{"worker", worker}});
+  }
+  return &it->second;
+}
+
+absl::Status Scheduler::CheckWorker(const std::string& worker, const std::string& session) {
+  absl::MutexLock lock(&mu_);
+  RESTYLE_ASSIGN_OR_RETURN(Worker * w, FindWorkerLocked(worker, session));
+  w->last_seen = absl::Now();
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::Heartbeat(const wv1::HeartbeatRequest& request) {
+absl::Status Scheduler::Heartbeat(const wv1::HeartbeatRequest& request, const std::string& session) {
   bool draining_changed = false;
+  std::vector<std::shared_ptr<GenerationTask>> lost;
+  std::vector<std::shared_ptr<Waiter>> polls;
   {
     absl::MutexLock lock(&mu_);
-    auto it = workers_.find(request.worker());
-    if (it == workers_.end()) {
-      return ErrorWithReason(absl::StatusCode::kNotFound, "WORKER_UNKNOWN",
-                             absl::StrCat(request.worker(), " is not registered here; register again"),
-                             {{"worker", request.worker()}});
+    RESTYLE_ASSIGN_OR_RETURN(Worker * found, FindWorkerLocked(request.worker(), session));
+    Worker& w = *found;
+    if (request.leaving()) {
+      DropWorkerLocked(request.worker(), &lost, &polls);
+      draining_changed = true;
+    } else {
+      const absl::Time now = absl::Now();
+      w.last_seen = now;
+      *w.info.mutable_last_heartbeat_time() = ToProtoTime(now);
+      w.info.clear_resident_generators();
+      for (const std::string& g : request.resident_generators()) w.info.add_resident_generators(g);
+      w.info.set_generation_queue(request.generation_tasks());
+      w.info.set_job(request.leases_size() > 0 ? request.leases(0).job() : "");
+      draining_changed = w.draining != request.draining();
+      w.draining = request.draining();
     }
-    Worker& w = it->second;
-    const absl::Time now = absl::Now();
-    w.last_seen = now;
-    *w.info.mutable_last_heartbeat_time() = ToProtoTime(now);
-    w.info.clear_resident_generators();
-    for (const std::string& g : request.resident_generators()) w.info.add_resident_generators(g);
-    w.info.set_generation_queue(request.generation_tasks());
-    w.info.set_job(request.leases_size() > 0 ? request.leases(0).job() : "");
-    draining_changed = w.draining != request.draining();
-    w.draining = request.draining();
   }
+  for (auto& w : polls) FinishWaiterEmpty(w);
+  for (auto& t : lost) {
+    t->stream->Finish(ErrorWithReason(absl::StatusCode::kUnavailable, "WORKER_LOST",
+                                     "the worker serving the request stopped; retry"));
+  }
+  if (request.leaving()) spdlog::info("worker {} left", request.worker());
   if (draining_changed) UpdateReadiness();
   return absl::OkStatus();
 }

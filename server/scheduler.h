@@ -96,13 +96,24 @@ class Scheduler {
   void OnReadinessChange(std::function<void(bool ready)> fn);
 
   // --- workers --------------------------------------------------------------
-  // Registers (or re-registers) a worker; records its sources.
-  wv1::RegisterWorkerResponse Register(const wv1::RegisterWorkerRequest& request);
+  // Registers (or re-registers) a worker; records its sources; answers a
+  // fresh session secret (the same one to a re-registration of the same
+  // process). Refused, and nothing changes:
+  //   ALREADY_EXISTS (WORKER_ID_IN_USE): the id is registered and alive
+  //     with another instance_key (a live worker cannot be taken over);
+  //   FAILED_PRECONDITION (SOURCE_CONFLICT): a source id it brings is
+  //     recorded with other weights, resolution or source_text (adapted
+  //     generators of that source were trained on the recorded weights,
+  //     and later jobs take its source_text).
+  absl::StatusOr<wv1::RegisterWorkerResponse> Register(const wv1::RegisterWorkerRequest& request);
   // A heartbeat: NOT_FOUND (reason WORKER_UNKNOWN) for a worker not
-  // registered (the front restarted, or dropped it): register again.
-  absl::Status Heartbeat(const wv1::HeartbeatRequest& request);
-  // OK when `worker` ("workers/{id}") is registered (and marks it seen).
-  absl::Status CheckWorker(const std::string& worker);
+  // registered (the front restarted, or dropped it): register again. A
+  // heartbeat with `leaving` forgets the worker at once.
+  absl::Status Heartbeat(const wv1::HeartbeatRequest& request, const std::string& session);
+  // OK when `worker` ("workers/{id}") is registered and `session` is the
+  // session it was given (and marks it seen): NOT_FOUND (WORKER_UNKNOWN)
+  // or PERMISSION_DENIED (WORKER_SESSION_INVALID) otherwise.
+  absl::Status CheckWorker(const std::string& worker, const std::string& session);
   std::vector<v1::Worker> Workers() const;
   struct WorkerCounts {
     int idle = 0, training = 0, draining = 0;
@@ -177,6 +188,8 @@ class Scheduler {
  private:
   struct Worker {
     v1::Worker info;
+    std::string session;       // the session secret it was given
+    std::string instance_key;  // sha256 of its process's key
     std::set<std::string> sources;  // generator names
     bool can_adapt = false;         // has CLIP models
     bool draining = false;
@@ -227,6 +240,15 @@ class Scheduler {
                         std::vector<std::shared_ptr<Waiter>>* polls)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool WorkerReady(const Worker& w, absl::Time now) const;
+  // The names of the sources a registration brings; those new here, or
+  // with another description, go to `changed` (to record). SOURCE_CONFLICT
+  // for one recorded with other weights, resolution or source_text.
+  absl::StatusOr<std::vector<std::string>> OfferedSourcesLocked(
+      const wv1::RegisterWorkerRequest& request, absl::Time now,
+      std::vector<v1::Generator>* changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The worker `name` when `session` is its session (see CheckWorker).
+  absl::StatusOr<Worker*> FindWorkerLocked(const std::string& name, const std::string& session)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateReadiness();
   void PublishAll(const std::vector<JobUpdate>& updates);
 

@@ -1,10 +1,13 @@
 #include "server/server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/resource_quota.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -24,19 +27,70 @@ namespace {
 constexpr const char* kServices[] = {"", "restyle.v1.RestyleService"};
 constexpr char kWorkerServiceName[] = "restyle.worker.v1.WorkerService";
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
-  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) return grpc::InsecureServerCredentials();
+// The API port's credentials (TLS when a certificate is given), or the
+// worker port's (`client_ca`: mutual TLS, every client certificate
+// verified against that bundle).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o,
+                                                                     const std::string& client_ca = "") {
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+    if (!client_ca.empty()) {
+      return absl::InvalidArgumentError(
+          "--worker-client-ca needs TLS on the ports: give --tls-cert and --tls-key too");
+    }
+    return grpc::InsecureServerCredentials();
+  }
   if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
     return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
   }
   RESTYLE_ASSIGN_OR_RETURN(std::string cert, ReadFileToString(o.tls_cert_file));
   RESTYLE_ASSIGN_OR_RETURN(std::string key, ReadFileToString(o.tls_key_file));
-  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions ssl(
+      client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                        : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   ssl.pem_key_cert_pairs.push_back({key, cert});
+  if (!client_ca.empty()) {
+    RESTYLE_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileToString(client_ca));
+  }
   return grpc::SslServerCredentials(ssl);
 }
 
-void Configure(grpc::ServerBuilder& b, GrpcMetrics* metrics = nullptr) {
+// Server reflection on one builder (the API port's) and off on the others:
+// the worker protocol and the unauthenticated health port describe
+// nothing. (Linking gRPC's reflection library registers its plugin with
+// every builder; this option decides per builder.)
+class Reflection : public grpc::ServerBuilderOption {
+ public:
+  explicit Reflection(bool on) : on_(on) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    auto reflection = std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>();
+    const std::string name = reflection->name();
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const auto& p) { return p->name() == name; }),
+                   plugins->end());
+    if (on_) plugins->push_back(std::move(reflection));
+  }
+
+ private:
+  const bool on_;
+};
+
+// Bounds on what callers can make a port hold: concurrent calls on one
+// connection, and the memory all its calls' buffers take together (past it
+// gRPC refuses new calls with RESOURCE_EXHAUSTED instead of growing).
+struct PortLimits {
+  int max_streams_per_connection;
+  int64_t max_memory_bytes;
+};
+constexpr PortLimits kServingLimits = {1000, int64_t{1} << 30};
+constexpr PortLimits kHealthLimits = {100, int64_t{64} << 20};
+
+void Configure(grpc::ServerBuilder& b, const std::string& name, PortLimits limits,
+               GrpcMetrics* metrics = nullptr) {
+  b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_streams_per_connection);
+  grpc::ResourceQuota quota(absl::StrCat("restyled-", name));
+  quota.Resize(static_cast<size_t>(limits.max_memory_bytes));
+  b.SetResourceQuota(quota);
   if (metrics != nullptr) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(metrics->Interceptors());
@@ -92,13 +146,32 @@ absl::Status Server::Start() {
     RESTYLE_RETURN_IF_ERROR(store_->ExtendLeases(absl::Now() + 2 * options_.scheduler.lease_ttl));
   }
   artifacts_ = std::make_unique<ArtifactStore>(options_.data_dir + "/artifacts", store_.get());
-  RESTYLE_ASSIGN_OR_RETURN(auth_, Authenticator::Create(options_.tokens_file));
+  // Uploads a crash cut short left temporary files; with other fronts on
+  // the same directory, only those no upload could still be writing.
+  if (const int removed = artifacts_->RemoveTemporaries(store_->shared() ? absl::Hours(1)
+                                                                         : absl::ZeroDuration());
+      removed > 0) {
+    spdlog::info("removed {} temporary file(s) of uploads a crash interrupted", removed);
+  }
+  RESTYLE_ASSIGN_OR_RETURN(auth_, Authenticator::Create(options_.tokens_file, "api"));
+  RESTYLE_ASSIGN_OR_RETURN(worker_auth_, Authenticator::Create(options_.worker_tokens_file, "worker"));
+  if (auth_->enabled() && !worker_auth_->enabled() && options_.worker_client_ca_file.empty()) {
+    return ErrorWithReason(
+        absl::StatusCode::kInvalidArgument, "WORKER_CREDENTIALS_MISSING",
+        "--tokens-file guards the API port, and the worker port needs credentials of its own, "
+        "or any client could act as a worker: give --worker-tokens-file (the workers' tokens) "
+        "and/or --worker-client-ca (workers' client certificates)");
+  }
+  RESTYLE_RETURN_IF_ERROR(worker_auth_->SetOtherPort(auth_.get()));
+  RESTYLE_RETURN_IF_ERROR(auth_->SetOtherPort(worker_auth_.get()));
   const std::string vocab =
       options_.clip_vocab.empty() ? engine::DefaultVocabPath() : options_.clip_vocab;
   RESTYLE_RETURN_IF_ERROR(worker::RunTorchFree(absl::StrCat("loading CLIP's vocabulary ", vocab), [&] {
     tokenizer_ = engine::Tokenizer::FromFile(vocab);
   }));
   RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, Credentials(options_));
+  RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> worker_creds,
+                           Credentials(options_, options_.worker_client_ca_file));
 
   store_executor_ = std::make_unique<Executor>(1, "store");
   io_executor_ = std::make_unique<Executor>(2, "io");
@@ -117,6 +190,7 @@ absl::Status Server::Start() {
   front_.io_executor = io_executor_.get();
   front_.timers = timers_.get();
   front_.auth = auth_.get();
+  front_.worker_auth = worker_auth_.get();
   front_.tokenizer = tokenizer_.get();
   front_.metrics = &metrics_;
   if (store_->shared()) {
@@ -128,7 +202,6 @@ absl::Status Server::Start() {
   api_service_ = std::make_unique<ApiService>(&front_);
   worker_service_ = std::make_unique<WorkerService>(&front_);
 
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   health_.Set(kWorkerServiceName, true);
   SetHealth(false);
   auto add_health = [this](grpc::ServerBuilder& b) {
@@ -138,16 +211,18 @@ absl::Status Server::Start() {
   const std::string host = options_.host;
   {
     grpc::ServerBuilder b;
-    Configure(b, &grpc_metrics_);
+    Configure(b, "api", kServingLimits, &grpc_metrics_);
     b.AddListeningPort(absl::StrCat(host, ":", options_.api_port), creds, &api_port_);
+    b.SetOption(std::make_unique<Reflection>(true));
     b.RegisterService(api_service_.get());
     add_health(b);
     RESTYLE_ASSIGN_OR_RETURN(api_server_, Build(b, "api", &api_port_, options_.api_port));
   }
   {
     grpc::ServerBuilder b;
-    Configure(b, &grpc_metrics_);
-    b.AddListeningPort(absl::StrCat(host, ":", options_.worker_port), creds, &worker_port_);
+    Configure(b, "worker", kServingLimits, &grpc_metrics_);
+    b.SetOption(std::make_unique<Reflection>(false));
+    b.AddListeningPort(absl::StrCat(host, ":", options_.worker_port), worker_creds, &worker_port_);
     b.RegisterService(worker_service_.get());
     add_health(b);
     RESTYLE_ASSIGN_OR_RETURN(worker_server_,
@@ -155,7 +230,8 @@ absl::Status Server::Start() {
   }
   {
     grpc::ServerBuilder b;
-    Configure(b);
+    Configure(b, "health", kHealthLimits);
+    b.SetOption(std::make_unique<Reflection>(false));
     b.AddListeningPort(absl::StrCat(host, ":", options_.health_port),
                        grpc::InsecureServerCredentials(), &health_port_);
     add_health(b);
@@ -195,12 +271,16 @@ absl::Status Server::Start() {
                                          ", \"health\": ", health_port_, ", \"metrics\": ",
                                          metrics_port(), "}\n")));
   }
-  spdlog::info("restyled serving: api {}:{}, worker {}:{}, health {}:{}, metrics {}{}{}; "
+  spdlog::info("restyled serving: api {}:{}, worker {}:{}, health {}:{}, metrics {}{}{}{}; "
                "data in {}, jobs in {}",
                host, api_port_, host, worker_port_, host, health_port_,
                metrics_server_ ? absl::StrCat("http://", host, ":", metrics_port(), "/metrics") : "off",
                options_.tls_cert_file.empty() ? "" : ", TLS",
-               auth_->enabled() ? ", tokens required" : "", options_.data_dir,
+               auth_->enabled() ? ", client tokens required" : "",
+               absl::StrCat(worker_auth_->enabled() ? ", worker tokens required" : "",
+                            options_.worker_client_ca_file.empty() ? ""
+                                                                   : ", worker certificates required"),
+               options_.data_dir,
                DescribeStore({.database_url = options_.database_url, .data_dir = options_.data_dir}));
   return absl::OkStatus();
 }

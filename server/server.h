@@ -4,9 +4,10 @@
 // progress and serves health.
 //
 // Three gRPC servers on three ports:
-//   api     restyle.v1.RestyleService + health + reflection (TLS, tokens)
-//   worker  restyle.worker.v1.WorkerService + health (TLS, tokens)
-//   health  grpc.health.v1 only, plaintext, for probes
+//   api     restyle.v1.RestyleService + health + reflection (TLS, client tokens)
+//   worker  restyle.worker.v1.WorkerService + health (TLS, worker tokens
+//           and/or client certificates; never a client's token)
+//   health  grpc.health.v1 only, plaintext, for probes (no reflection)
 // Health: "" and "restyle.v1.RestyleService" are SERVING while at least one
 // worker is connected with its models loaded; "restyle.worker.v1.
 // WorkerService" while the front takes workers (it is up and not draining).
@@ -62,8 +63,16 @@ struct ServerOptions {
   // PEM files; both set: TLS on the api and worker ports.
   std::string tls_cert_file;
   std::string tls_key_file;
-  // Bearer tokens, one per line (auth.h); "": no authentication.
+  // Bearer tokens of the API port's clients, one per line (auth.h); "": no
+  // authentication there.
   std::string tokens_file;
+  // Bearer tokens of the worker port's workers; "": none asked. With
+  // tokens_file set, the worker port needs credentials of its own: this or
+  // worker_client_ca_file (Create refuses otherwise).
+  std::string worker_tokens_file;
+  // PEM CA bundle: the worker port asks every worker for a client
+  // certificate signed by it (mutual TLS; needs tls_cert_file).
+  std::string worker_client_ca_file;
   // CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz), to check job texts
   // as the workers will tokenize them; "": the one shipped with Restyle.
   std::string clip_vocab;
@@ -109,7 +118,8 @@ class Server {
   const ServerOptions options_;
   std::unique_ptr<JobStore> store_;
   std::unique_ptr<ArtifactStore> artifacts_;
-  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<Authenticator> auth_;         // the API port's
+  std::unique_ptr<Authenticator> worker_auth_;  // the worker port's
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   FrontMetrics metrics_{*registry_};
   GrpcMetrics grpc_metrics_{*registry_};

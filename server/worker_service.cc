@@ -22,14 +22,35 @@ void Reply(CallbackServerContext* context, ServerUnaryReactor* reactor, const ab
 // The job id of "jobs/{id}" in a worker's report.
 absl::StatusOr<std::string> JobIdOf(const std::string& name) { return ParseName(name, kJobs, "job"); }
 
-// Checks the token and that the worker is registered, then runs `work` on
-// the store executor.
+// The session secret a worker's call carries (metadata
+// "restyle-worker-session"; "" when none).
+std::string SessionOf(const grpc::ServerContextBase& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("restyle-worker-session");
+  return it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+}
+
+// The gate of every worker call but RegisterWorker: a worker's credentials,
+// and `worker` registered with the session the call carries.
+absl::Status AdmitWorker(const Front* front, const grpc::ServerContextBase& context,
+                         const std::string& worker) {
+  RESTYLE_RETURN_IF_ERROR(front->worker_auth->Check(context));
+  return front->scheduler->CheckWorker(worker, SessionOf(context));
+}
+
+// Admits the call (AdmitWorker), then runs `work` on the store executor.
 template <typename Work>
 ServerUnaryReactor* OnStore(Front* front, CallbackServerContext* context, const std::string& worker,
                             Work work) {
-  absl::Status admitted = front->auth->Check(*context);
-  if (admitted.ok()) admitted = front->scheduler->CheckWorker(worker);
-  return front->OnStore(context, admitted, work);
+  return front->OnStore(context, AdmitWorker(front, *context, worker), work);
+}
+
+// Whether a renewal's error says the lease is gone (moved, expired, its job
+// deleted or its name malformed), as opposed to a store that failed.
+bool LeaseIsGone(const absl::Status& status) {
+  const std::string reason = ErrorReason(status);
+  return reason == "LEASE_LOST" || reason == "JOB_NOT_FOUND" ||
+         status.code() == absl::StatusCode::kInvalidArgument;
 }
 
 absl::Status StatusOfJobError(const v1::JobError& e) {
@@ -45,7 +66,7 @@ class UploadReactor : public grpc::ServerReadReactor<wv1::UploadArtifactRequest>
  public:
   UploadReactor(Front* front, CallbackServerContext* context, wv1::UploadArtifactResponse* response)
       : front_(front), context_(context), response_(response) {
-    absl::Status admitted = front->auth->Check(*context);
+    absl::Status admitted = front->worker_auth->Check(*context);
     if (!admitted.ok()) {
       Finish(ToGrpcStatus(admitted, context_));
       return;
@@ -67,7 +88,7 @@ class UploadReactor : public grpc::ServerReadReactor<wv1::UploadArtifactRequest>
       if (!message_.has_header()) return End(InvalidField("header", "the first message must be the header"));
       front_->io_executor->Schedule([this] {
         const wv1::UploadArtifactRequest::Header& h = message_.header();
-        absl::Status status = front_->scheduler->CheckWorker(h.worker());
+        absl::Status status = front_->scheduler->CheckWorker(h.worker(), SessionOf(*context_));
         absl::StatusOr<std::string> job_id = JobIdOf(h.job());
         if (status.ok()) status = job_id.status();
         if (status.ok()) {
@@ -116,7 +137,7 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
   static ImagesReactor* Start(Front* front, CallbackServerContext* context) {
     auto reactor = std::shared_ptr<ImagesReactor>(new ImagesReactor(front, context));
     reactor->self_ = reactor;
-    absl::Status admitted = front->auth->Check(*context);
+    absl::Status admitted = front->worker_auth->Check(*context);
     if (!admitted.ok()) {
       reactor->End(false, admitted);
     } else {
@@ -136,6 +157,11 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
     if (task == nullptr) {
       if (!message_.has_header()) {
         return End(false, InvalidField("header", "the first message must be the header"));
+      }
+      if (absl::Status admitted = front_->scheduler->CheckWorker(message_.header().worker(),
+                                                                  SessionOf(*context_));
+          !admitted.ok()) {
+        return End(false, admitted);
       }
       task = front_->scheduler->InFlight(message_.header().task_id(), message_.header().worker());
       if (task == nullptr) return End(false, absl::CancelledError("the request is gone (its client left)"));
@@ -249,7 +275,7 @@ ServerUnaryReactor* WorkerService::RegisterWorker(CallbackServerContext* context
                                                   const wv1::RegisterWorkerRequest* request,
                                                   wv1::RegisterWorkerResponse* response) {
   ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = front_->auth->Check(*context);
+  absl::Status status = front_->worker_auth->Check(*context);
   if (status.ok() && !IsValidId(request->worker_id())) {
     status = InvalidField("worker_id", "worker_id must be 1-63 lower-case letters, digits and '-'");
   }
@@ -258,11 +284,24 @@ ServerUnaryReactor* WorkerService::RegisterWorker(CallbackServerContext* context
       status = InvalidField("sources.id", absl::StrCat("source id \"", m.id(), "\" is not valid"));
     }
   }
-  if (!status.ok()) {
-    Reply(context, reactor, status);
+  if (status.ok() && request->instance_key().size() > 256) {
+    status = InvalidField("instance_key", "instance_key is 256 bytes at most");
+  }
+  absl::StatusOr<wv1::RegisterWorkerResponse> registered =
+      status.ok() ? front_->scheduler->Register(*request)
+                  : absl::StatusOr<wv1::RegisterWorkerResponse>(status);
+  if (!registered.ok()) {
+    if (status.ok()) {  // refused by the scheduler: an operator wants to know
+      spdlog::warn("registration of workers/{} from {} refused: {}", request->worker_id(),
+                   request->hostname(), StatusText(registered.status()));
+      if (front_->metrics != nullptr) {
+        front_->metrics->RegistrationRefused(ErrorReason(registered.status()));
+      }
+    }
+    Reply(context, reactor, registered.status());
     return reactor;
   }
-  *response = front_->scheduler->Register(*request);
+  *response = *std::move(registered);
   // Leases it held before the front restarted stay its own.
   Front* front = front_;
   front_->store_executor->Schedule([front, context, reactor, request, response] {
@@ -286,8 +325,8 @@ ServerUnaryReactor* WorkerService::Heartbeat(CallbackServerContext* context,
                                              const wv1::HeartbeatRequest* request,
                                              wv1::HeartbeatResponse* response) {
   ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = front_->auth->Check(*context);
-  if (status.ok()) status = front_->scheduler->Heartbeat(*request);
+  absl::Status status = front_->worker_auth->Check(*context);
+  if (status.ok()) status = front_->scheduler->Heartbeat(*request, SessionOf(*context));
   if (!status.ok()) {
     Reply(context, reactor, status);
     return reactor;
@@ -303,6 +342,15 @@ ServerUnaryReactor* WorkerService::Heartbeat(CallbackServerContext* context,
       absl::StatusOr<JobUpdate> renewed =
           id.ok() ? front->store->Renew(*id, request->worker(), lease.attempt(), expire)
                   : absl::StatusOr<JobUpdate>(id.status());
+      if (!renewed.ok() && !LeaseIsGone(renewed.status())) {
+        // The store failed (unreachable, busy, full): the lease may well be
+        // valid. The call fails as an unreachable front does; the worker
+        // goes on and renews with its next heartbeat.
+        response->clear_leases();
+        Reply(context, reactor,
+              Annotate(renewed.status(), absl::StrCat("renewing the lease on ", lease.job())));
+        return;
+      }
       if (!renewed.ok()) {
         s->set_state(wv1::LeaseStatus::STATE_LOST);
       } else if (renewed->row.job.state() == v1::JOB_STATE_CANCELLING) {
@@ -320,8 +368,7 @@ ServerUnaryReactor* WorkerService::PollWork(CallbackServerContext* context,
                                             const wv1::PollWorkRequest* request,
                                             wv1::PollWorkResponse* response) {
   auto call = LongUnary::Create(context);
-  absl::Status status = front_->auth->Check(*context);
-  if (status.ok()) status = front_->scheduler->CheckWorker(request->worker());
+  absl::Status status = AdmitWorker(front_, *context, request->worker());
   if (status.ok() && request->lane() != wv1::LANE_ADAPTATION &&
       request->lane() != wv1::LANE_GENERATION) {
     status = InvalidField("lane", "lane must be LANE_ADAPTATION or LANE_GENERATION");
@@ -363,8 +410,7 @@ grpc::ServerReadReactor<wv1::UploadArtifactRequest>* WorkerService::UploadArtifa
 
 grpc::ServerWriteReactor<wv1::DownloadArtifactResponse>* WorkerService::DownloadArtifact(
     CallbackServerContext* context, const wv1::DownloadArtifactRequest* request) {
-  absl::Status admitted = front_->auth->Check(*context);
-  if (admitted.ok()) admitted = front_->scheduler->CheckWorker(request->worker());
+  absl::Status admitted = AdmitWorker(front_, *context, request->worker());
   if (admitted.ok()) admitted = ParseArtifactName(request->name(), "name").status();
   return StreamArtifact<wv1::DownloadArtifactResponse>(context, front_->artifacts,
                                                        front_->io_executor, request->name(),

@@ -22,8 +22,9 @@ absl::Duration TransferTimeout(int64_t bytes) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FrontClient>> FrontClient::Create(const ConnectionOptions& options) {
-  RESTYLE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds,
-                           ChannelCredentials(options.tls_ca_file));
+  RESTYLE_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ChannelCredentials> creds,
+      ChannelCredentials(options.tls_ca_file, options.tls_cert_file, options.tls_key_file));
   grpc::ChannelArguments args = ChannelArguments(absl::Seconds(20), 8 << 20);
   args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);  // a moved front is found again
   auto channel = grpc::CreateCustomChannel(options.address, creds, args);
@@ -34,7 +35,14 @@ std::unique_ptr<grpc::ClientContext> FrontClient::Context(absl::Duration timeout
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+  absl::MutexLock lock(&mu_);
+  if (!session_.empty()) context->AddMetadata("restyle-worker-session", session_);
   return context;
+}
+
+void FrontClient::SetSession(std::string session) {
+  absl::MutexLock lock(&mu_);
+  session_ = std::move(session);
 }
 
 absl::Status FrontClient::Call(absl::Duration timeout,

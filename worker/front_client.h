@@ -1,5 +1,6 @@
 // The worker's connection to the front's worker port: one channel (keepalive
-// pings, fast reconnects after a front restart), the bearer token and a
+// pings, fast reconnects after a front restart; TLS, with a client
+// certificate when given), the bearer token, the session secret and a
 // deadline on every call, and the artifact transfers in both directions
 // (chunked, sha256 checked on both ends, downloads written atomically).
 //
@@ -13,7 +14,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "restyle/worker/v1/worker_service.grpc.pb.h"
 
@@ -26,6 +29,10 @@ struct ConnectionOptions {
   std::string address;
   // PEM CA bundle: TLS to the front ("" plaintext).
   std::string tls_ca_file;
+  // PEM client certificate and its key, for a front that asks workers for
+  // one (restyled --worker-client-ca); both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   // Sent as "authorization: Bearer <token>" ("" none).
   std::string token;
 };
@@ -34,8 +41,11 @@ class FrontClient {
  public:
   static absl::StatusOr<std::unique_ptr<FrontClient>> Create(const ConnectionOptions& options);
 
-  // A context with the token and `timeout` as deadline.
+  // A context with the token, the session and `timeout` as deadline.
   std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const;
+  // The session secret RegisterWorker answered: sent with every call from
+  // now on (metadata "restyle-worker-session").
+  void SetSession(std::string session);
   wv1::WorkerService::Stub& stub() { return *stub_; }
 
   // A unary call with `timeout`: `call(context)` runs it; the status comes
@@ -62,6 +72,8 @@ class FrontClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<wv1::WorkerService::Stub> stub_;
   const std::string token_;
+  mutable absl::Mutex mu_;
+  std::string session_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace restyle::worker

@@ -82,7 +82,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--port-file", o.port_file, "write the bound metrics and health ports here as JSON");
   app.add_option("--tls-ca", o.front.tls_ca_file, "PEM CA: TLS to the front")->check(CLI::ExistingFile);
-  app.add_option("--token-file", token_file, "file with the bearer token for the front")
+  app.add_option("--tls-cert", o.front.tls_cert_file,
+                 "PEM client certificate for a front that asks workers for one "
+                 "(restyled --worker-client-ca); with --tls-key")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", o.front.tls_key_file, "PEM private key of --tls-cert")
+      ->check(CLI::ExistingFile);
+  app.add_option("--token-file", token_file,
+                 "file with the worker's bearer token (one of restyled --worker-tokens-file)")
       ->check(CLI::ExistingFile);
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")->capture_default_str();
   app.set_config("--config", "", "read these flags from a TOML file (key = value, long names; "

@@ -56,6 +56,13 @@ int64_t HostMemoryBytes() {
   return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
+// The front does not know this worker (it restarted, or dropped it), or
+// not with this session (it re-registered meanwhile): register again.
+bool NotRegistered(const absl::Status& s) {
+  const std::string reason = ErrorReason(s);
+  return reason == "WORKER_UNKNOWN" || reason == "WORKER_SESSION_INVALID";
+}
+
 bool Unreachable(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
 }
@@ -242,6 +249,7 @@ absl::Status Worker::Register() {
   for (const std::string& c : models_->clip_names()) request.add_clip_models(c);
   request.set_max_generation_tasks(options_.max_generation_tasks);
   request.set_max_generation_batch(max_batch_);
+  request.set_instance_key(instance_key_);
   {
     absl::MutexLock lock(&mu_);
     if (current_ != nullptr && !current_->lost) {
@@ -254,6 +262,7 @@ absl::Status Worker::Register() {
   RESTYLE_RETURN_IF_ERROR(front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
     return front_->stub().RegisterWorker(c, request, &response);
   }));
+  front_->SetSession(response.session());
   heartbeat_interval_ = std::max(absl::Milliseconds(100), FromProtoDuration(response.heartbeat_interval()));
   absl::MutexLock lock(&mu_);
   registered_ = true;
@@ -267,6 +276,9 @@ absl::Status Worker::Run() {
     absl::Status status = Register();
     if (status.ok()) break;
     if (stopping()) return absl::OkStatus();
+    // The front has this worker's source recorded with other weights: no
+    // retry changes that (the manifest's id must).
+    if (ErrorReason(status) == "SOURCE_CONFLICT") return status;
     if (!warned) {
       spdlog::warn("cannot register with {}: {}; retrying", options_.front.address, StatusText(status));
       warned = true;
@@ -307,6 +319,7 @@ absl::Status Worker::Run() {
   wv1::HeartbeatRequest goodbye;
   goodbye.set_worker(name_);
   goodbye.set_draining(true);
+  goodbye.set_leaving(true);
   wv1::HeartbeatResponse ignored;
   front_->Call(absl::Seconds(2), [&](grpc::ClientContext* c) {
           return front_->stub().Heartbeat(c, goodbye, &ignored);
@@ -330,7 +343,7 @@ absl::Status Worker::Persist(absl::Duration patience, const std::function<absl::
     // restarted and has not heard from this worker yet: register again
     // (with the lease) and retry.
     const bool disk_full = ErrorReason(status) == "DISK_FULL";
-    const bool unknown = ErrorReason(status) == "WORKER_UNKNOWN";
+    const bool unknown = NotRegistered(status);
     if (!(Unreachable(status) || disk_full || unknown) || absl::Now() + backoff > until ||
         (job != nullptr && job->lost)) {
       return status;
@@ -389,7 +402,7 @@ void Worker::HeartbeatLoop() {
     absl::Status status = front_->Call(kCallTimeout, [&](grpc::ClientContext* c) {
       return front_->stub().Heartbeat(c, request, &response);
     });
-    if (ErrorReason(status) == "WORKER_UNKNOWN") {
+    if (NotRegistered(status)) {
       spdlog::info("the front does not know {} (it restarted?): registering again", name_);
       status = Register();
     }

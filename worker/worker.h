@@ -51,6 +51,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "worker/engine/adapt_job/job.h"
+#include "common/ids.h"
 #include "common/metrics.h"
 #include "worker/front_client.h"
 #include "worker/metrics.h"
@@ -247,6 +248,8 @@ class Worker {
 
   const WorkerOptions options_;
   std::string name_;  // "workers/{id}"
+  // Drawn once per process: re-registrations under name_ carry it.
+  const std::string instance_key_ = RandomId(32);
   std::unique_ptr<Models> models_;
   std::unique_ptr<FrontClient> front_;
   std::unique_ptr<GeneratorCache> cache_;

@@ -322,7 +322,8 @@ TEST(DeployContractTest, TheReplicatedOverlaysFrontsRunAsRenderedOnOneDatabase) 
   // The tokens Secret the operator creates (docs/deploy.md).
   if (!contract["secrets"].contains("restyle-tokens")) {
     contract["secrets"]["restyle-tokens"] = {{"tokens", "deploy-contract-token\n"},
-                                             {"worker-token", "deploy-contract-token"}};
+                                             {"worker-tokens", "deploy-contract-worker-token\n"},
+                                             {"worker-token", "deploy-contract-worker-token"}};
   }
 
   const std::string root = FreshDir("deploy-contract-replicated");

@@ -35,7 +35,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 mkdir -p "$run/data" "$run/work" "$run/secrets" "$run/out"
 echo "image-test-token-5d1e" > "$run/secrets/tokens"
-cp "$run/secrets/tokens" "$run/secrets/worker-token"
+echo "image-test-worker-token-8c20" > "$run/secrets/worker-tokens"
+cp "$run/secrets/worker-tokens" "$run/secrets/worker-token"
 chown -R 10001:10001 "$run/data" "$run/work" "$run/out"
 chmod 0444 "$run/secrets"/*
 
@@ -55,7 +56,8 @@ wait_file() {
 run_container -d --name "$name-front" --runtime runc --health-interval disable \
   -p 127.0.0.1::8700 -p 127.0.0.1::8701 -p 127.0.0.1::8702 -p 127.0.0.1::8703 \
   -v "$run/data:/data" -v "$run/secrets:/secrets:ro" \
-  restyle-front:latest --data-dir /data --tokens-file /secrets/tokens --drain-delay 0 >/dev/null
+  restyle-front:latest --data-dir /data --tokens-file /secrets/tokens \
+  --worker-tokens-file /secrets/worker-tokens --drain-delay 0 >/dev/null
 port() { podman port "$name-front" "$1/tcp" | head -1 | sed 's/.*://'; }
 api="127.0.0.1:$(port 8700)"; worker_port="127.0.0.1:$(port 8701)"; health="127.0.0.1:$(port 8702)"
 echo "front: api $api, worker $worker_port, health $health"

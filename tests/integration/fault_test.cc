@@ -27,8 +27,11 @@
 #include <set>
 #include <thread>
 
+#include <sqlite3.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "tests/integration/postgres_server.h"
 #include "tests/integration/service_fixture.h"
 
 namespace restyle::testing {
@@ -588,6 +591,92 @@ TEST_F(FaultTest, AFullDiskKeepsJobsWaitingAndDamagesNothing) {
   front.Terminate();
   EXPECT_EQ(CheckDataDir(data, &report), 0) << report;
   std::printf("%s", report.c_str());
+}
+
+// A job of `iterations` steps per stage, once its worker is training it.
+v1::Job TrainingJob(Front& front, int iterations) {
+  absl::StatusOr<v1::Job> job = Adapt(front, SmallJob(iterations));
+  EXPECT_TRUE(job.ok()) << job.status();
+  if (!job.ok()) return {};
+  return WaitUntil(front, job->name(), [](const v1::Job& j) {
+    return j.state() == v1::JOB_STATE_RUNNING && j.progress().step() > 0;
+  });
+}
+
+// The end of a job the store failed under while it trained: a store error
+// is not a lost lease, so the job finishes in its first attempt and its
+// worker never stopped.
+void ExpectFinishedInItsFirstAttempt(Front& front, const v1::Job& job, Process& worker) {
+  const v1::Job end = WaitDone(front, job.name(), absl::Seconds(180));
+  EXPECT_EQ(end.state(), v1::JOB_STATE_SUCCEEDED) << end.DebugString() << front.process().Log();
+  EXPECT_EQ(end.attempt(), 1) << "the store's failure cost the job an attempt: " << end.DebugString();
+  EXPECT_EQ(end.failed_attempts(), 0) << end.DebugString();
+  EXPECT_EQ(worker.Log().find("the lease is lost"), std::string::npos) << worker.Log();
+}
+
+// PostgreSQL stopped for 2 s under a 6 s lease while a job trains: renewals
+// fail with STORE_UNAVAILABLE meanwhile, the worker goes on as with an
+// unreachable front, and the lease is renewed once the database is back.
+TEST_F(FaultTest, APostgresOutageShorterThanTheLeaseCostsNoAttempt) {
+  absl::StatusOr<PostgresServer*> pg = SharedPostgres();
+  RESTYLE_REQUIRE_POSTGRES(pg);
+  ASSERT_TRUE((*pg)->CreateDatabase("outage").ok());
+  Front front(root_ + "/front", {"--database-url", (*pg)->Url("outage"), "--lease-ttl", "6"});
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front)) << worker->Log();
+  const v1::Job job = TrainingJob(front, 300);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING) << job.DebugString();
+  ASSERT_TRUE((*pg)->Stop().ok());
+  absl::SleepFor(absl::Seconds(2));
+  ASSERT_TRUE((*pg)->Restart().ok()) << (*pg)->Log();
+  ExpectFinishedInItsFirstAttempt(front, job, *worker);
+  // A renewal did fail meanwhile: this test saw the outage.
+  EXPECT_NE(worker->Log().find("renewing the lease on"), std::string::npos) << worker->Log();
+  worker->Stop();
+}
+
+// The same under SQLite: another process holds the database's write lock
+// for 21 s, past the front's 5 s busy timeout, under a 40 s lease. The
+// front's store thread fails one write every 5 s meanwhile (STORE_BUSY), so
+// within 21 s every call queued when the lock was taken has failed, a
+// lease renewal among them (as with a full disk or an I/O error: a store
+// that cannot write).
+TEST_F(FaultTest, ASqliteDatabaseLockedPastItsBusyTimeoutCostsNoAttempt) {
+  Front front(root_ + "/front", {"--lease-ttl", "40"});
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front)) << worker->Log();
+  const v1::Job job = TrainingJob(front, 300);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING) << job.DebugString();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((front.data_dir() + "/restyle.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 10000);  // the front may be writing this moment
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  absl::SleepFor(absl::Seconds(21));
+  EXPECT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  ExpectFinishedInItsFirstAttempt(front, job, *worker);
+  // A renewal did fail meanwhile: this test saw what it is about.
+  EXPECT_NE(worker->Log().find("renewing the lease on"), std::string::npos) << worker->Log();
+  EXPECT_NE(worker->Log().find("STORE_BUSY"), std::string::npos) << worker->Log();
+  worker->Stop();
+}
+
+// The temporary file of an upload a crash cut short is removed when the
+// front starts again (not only counted by --check).
+TEST_F(FaultTest, TemporaryFilesOfInterruptedUploadsAreRemovedAtStart) {
+  const std::string data = root_ + "/front";
+  const std::string attempt = data + "/artifacts/jobabc/attempt-1";
+  std::filesystem::create_directories(attempt);
+  std::ofstream(attempt + "/generator.safetensors.tmp-x1y2z3ab") << "half an upload";
+  Front front(data);
+  EXPECT_FALSE(std::filesystem::exists(attempt + "/generator.safetensors.tmp-x1y2z3ab"));
+  EXPECT_NE(front.process().Log().find("removed 1 temporary file(s)"), std::string::npos)
+      << front.process().Log();
+  front.Terminate();
+  std::string report;
+  CheckDataDir(data, &report);
+  EXPECT_NE(report.find("0 temporary file(s)"), std::string::npos) << report;
 }
 
 }  // namespace

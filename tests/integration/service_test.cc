@@ -608,6 +608,17 @@ TEST_F(ServiceTest, ReflectionServesTheApiToBufCurl) {
   EXPECT_NE(bad.Log().find("invalid_argument"), std::string::npos) << bad.Log();
   EXPECT_NE(bad.Log().find("spec.target_text is required"), std::string::npos) << bad.Log();
   EXPECT_NE(bad.Log().find("restyle.v1.ErrorDetail"), std::string::npos) << bad.Log();
+  // Reflection is the API port's alone: the worker protocol and the
+  // unauthenticated health port describe nothing.
+  for (const auto& [port, name] : {std::pair{front.ports().worker, "worker"},
+                                   std::pair{front.ports().health, "health"}}) {
+    Process other("buf", {buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+                          "--list-methods", absl::StrCat("http://127.0.0.1:", port)},
+                  absl::StrCat(root_, "/list-", name, ".log"));
+    EXPECT_NE(other.Wait(absl::Seconds(60)).value_or(0), 0) << name << ": " << other.Log();
+    EXPECT_EQ(other.Log().find("WorkerService/"), std::string::npos) << other.Log();
+    EXPECT_EQ(other.Log().find("RestyleService/"), std::string::npos) << other.Log();
+  }
   worker->Stop();
 }
 

@@ -119,5 +119,20 @@ TEST(ShutdownTest, TimeLimitsAndDivergingJobsFailWithTheirReasons) {
   worker->Stop();
 }
 
+// A worker stopped with SIGTERM says goodbye: it is gone from ListWorkers at
+// once, not a lease period later.
+TEST(ShutdownTest, ASigtermedWorkerLeavesTheWorkerListAtOnce) {
+  const std::string root = FreshDir("goodbye");
+  Front front(root + "/front", {"--lease-ttl", "30", "--heartbeat-interval", "1"});
+  auto worker = StartWorker(front, "w1");
+  ASSERT_TRUE(WaitServing(front)) << worker->Log();
+  EXPECT_EQ(worker->Stop(), 0);
+  v1::ListWorkersResponse listed;
+  ASSERT_TRUE(front.api().ListWorkers(Ctx().get(), {}, &listed).ok());
+  EXPECT_EQ(listed.workers_size(), 0) << listed.DebugString();
+  EXPECT_NE(front.process().Log().find("worker workers/w1 left"), std::string::npos)
+      << front.process().Log();
+}
+
 }  // namespace
 }  // namespace restyle::testing
