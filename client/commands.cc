@@ -109,12 +109,9 @@ absl::Status AboutFlags(const absl::Status& status) {
 
 }  // namespace
 
-int Fail(const Connection& c, const Output& o, const absl::Status& status) {
-  std::fprintf(o.err, "restyle: %s\n", c.Explain(status).c_str());
-  if (IsUnreachable(status) || status.code() == absl::StatusCode::kDeadlineExceeded) {
-    return kExitUnreachable;
-  }
-  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+int Fail(const Connection& c, const Output& o, const absl::Status& status, absl::string_view service) {
+  std::fprintf(o.err, "restyle: %s\n", c.Explain(status, service).c_str());
+  return ExitCodeOfFailure(status);
 }
 
 int Adapt(Connection& c, const Output& o, const AdaptCommand& command) {
@@ -411,7 +408,7 @@ int Health(Connection& c, const Output& o, const std::string& service) {
   request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;
   absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.health().Check(ctx, request, &response); });
-  if (!s.ok()) return Fail(c, o, s);
+  if (!s.ok()) return Fail(c, o, s, grpc::health::v1::Health::service_full_name());
   const std::string status = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
   std::fprintf(o.out, "%s\n", o.json ? JsonLine(response).c_str() : status.c_str());
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitError;

@@ -74,8 +74,10 @@ int ListWorkers(Connection& c, const Output& o);
 // only when SERVING (for scripts and container health checks).
 int Health(Connection& c, const Output& o, const std::string& service);
 
-// Prints `restyle: <what went wrong>` and returns its exit code.
-int Fail(const Connection& c, const Output& o, const absl::Status& status);
+// Prints `restyle: <what went wrong>` about a call to `service` and returns
+// its exit code.
+int Fail(const Connection& c, const Output& o, const absl::Status& status,
+         absl::string_view service = v1::RestyleService::service_full_name());
 
 }  // namespace restyle::client
 

@@ -193,7 +193,7 @@ int Follow(Connection& connection, const std::string& job, const FollowOptions& 
     if (!resumable) {
       view.Close();
       std::fprintf(options.err, "restyle: %s\n", connection.Explain(status).c_str());
-      return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+      return ExitCodeOfFailure(status);
     }
     if (!reconnecting) view.Note(absl::StrCat("lost the stream (", connection.Explain(status),
                                               "); resuming after event ", after));
