@@ -3,11 +3,13 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <stdexcept>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/args.h"
 #include "client/exit_codes.h"
 #include "client/follow.h"
 #include "client/format.h"
@@ -99,12 +101,17 @@ absl::Status AboutFlags(const absl::Status& status) {
     key = message.substr(0, message.find(' '));
     field = key;
   }
+  std::string rest = message.rfind(field, 0) == 0 ? message.substr(field.size()) : "";
   if (const engine::JobSetting* s = key.empty() ? nullptr : engine::FindJobSetting(key)) {
     flag = "--" + s->flag;
+    // "needs a finite number, got "nan"": and the range it takes.
+    const size_t got = rest.find(", got ");
+    if (!s->range.empty() && rest.rfind(" needs ", 0) == 0 && got != std::string::npos) {
+      rest.insert(got, " " + s->range);
+    }
   }
   if (flag.empty() || message.rfind(field, 0) != 0) return status;
-  return WithErrorDetail(absl::Status(status.code(), flag + message.substr(field.size())),
-                         ErrorDetailOf(status));
+  return WithErrorDetail(absl::Status(status.code(), flag + rest), ErrorDetailOf(status));
 }
 
 }  // namespace
@@ -127,8 +134,21 @@ int Adapt(Connection& c, const Output& o, const AdaptCommand& command) {
   if (command.max_queue_time) *spec.mutable_max_queue_time() = ToProtoDuration(*command.max_queue_time);
   if (command.max_run_time) *spec.mutable_max_run_time() = ToProtoDuration(*command.max_run_time);
   for (const auto& [key, text] : command.settings) {
-    absl::Status s = SetAdaptSetting(*spec.mutable_settings(), key, text);
+    absl::Status s;
+    try {
+      s = SetAdaptSetting(*spec.mutable_settings(), key, text);
+    } catch (const std::out_of_range&) {
+      // SetAdaptSetting throws (std::stoll) for a negative value of an
+      // unsigned setting, which the table stores wrapped ("--stage1-seed -1").
+      const engine::JobSetting* setting = engine::FindJobSetting(key);
+      s = absl::InvalidArgumentError(absl::StrCat(key, " must be a whole number ",
+                                                  setting != nullptr ? setting->range : "", ", got ", text));
+    }
     if (!s.ok()) return Fail(c, o, AboutFlags(s));
+  }
+  // Every setting's range, as the front checks it, before the job exists.
+  if (absl::StatusOr<engine::JobOptions> options = JobOptionsFromSpec(spec); !options.ok()) {
+    return Fail(c, o, AboutFlags(options.status()));
   }
   // The same request id on every try: a retry never makes a second job.
   request.set_request_id(command.request_id.empty() ? RandomUuid() : command.request_id);

@@ -1,0 +1,116 @@
+#include "client/args.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/names.h"
+#include "worker/engine/adapt_job/seeds.h"
+#include "worker/engine_boundary.h"
+
+namespace restyle::client {
+namespace {
+
+// The value as typed when it reads plainly (-0.5, nan, 1h30m), else quoted
+// and escaped ("", "a b", control bytes).
+std::string Shown(absl::string_view text) {
+  const bool plain = !text.empty() && text.size() <= 60 &&
+                     std::all_of(text.begin(), text.end(), [](char c) {
+                       return absl::ascii_isgraph(static_cast<unsigned char>(c)) && c != '"';
+                     });
+  return plain ? std::string(text) : QuoteInput(text);
+}
+
+std::string Number(double v) { return absl::StrFormat("%g", v); }
+
+// Parses a whole decimal number strictly: an optional '-', then digits.
+bool ParseWhole(absl::string_view text, int64_t* out) {
+  absl::string_view digits = absl::StartsWith(text, "-") ? text.substr(1) : text;
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c));
+      })) {
+    return false;
+  }
+  return absl::SimpleAtoi(text, out);  // false on overflow
+}
+
+// How many seeds "0-3,10" names, saturating; nullopt when it does not parse.
+std::optional<uint64_t> CountSeeds(absl::string_view text) {
+  uint64_t n = 0;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    const std::vector<absl::string_view> ends = absl::StrSplit(item, absl::MaxSplits('-', 1));
+    uint64_t first = 0, last = 0;
+    if (!absl::SimpleAtoi(ends[0], &first)) return std::nullopt;
+    last = first;
+    if (ends.size() == 2 && !absl::SimpleAtoi(ends[1], &last)) return std::nullopt;
+    if (last < first) return std::nullopt;
+    const uint64_t items = last - first == UINT64_MAX ? UINT64_MAX : last - first + 1;
+    n = items > UINT64_MAX - n ? UINT64_MAX : n + items;
+  }
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ParseWholeFlag(absl::string_view flag, absl::string_view text, int64_t min,
+                                       int64_t max) {
+  int64_t v = 0;
+  if (ParseWhole(text, &v) && v >= min && v <= max) return v;
+  const std::string range = max == std::numeric_limits<int64_t>::max()
+                                ? absl::StrCat(">= ", min)
+                                : absl::StrCat("in [", min, ", ", max, "]");
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " must be a whole number ", range, ", got ", Shown(text)));
+}
+
+absl::StatusOr<double> ParseNumberFlag(absl::string_view flag, absl::string_view text, double min,
+                                       double max) {
+  double v = 0;
+  const std::string stripped(absl::StripAsciiWhitespace(text));
+  if (stripped == text && absl::SimpleAtod(text, &v) && std::isfinite(v) && v >= min && v <= max) {
+    return v;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(flag, " must be a number in [", Number(min), ", ",
+                                                 Number(max), "], got ", Shown(text)));
+}
+
+absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag, absl::string_view text) {
+  absl::Duration d = absl::ZeroDuration();
+  double seconds = 0;
+  bool parsed = false;
+  if (absl::SimpleAtod(text, &seconds)) {
+    parsed = std::isfinite(seconds) && std::abs(seconds) <= 1e12;
+    if (parsed) d = absl::Seconds(seconds);
+  } else {
+    parsed = absl::ParseDuration(text, &d);
+  }
+  if (parsed && d >= absl::Milliseconds(1) && d <= kMaxFlagDuration) return d;
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " must be a duration from 1ms to 366 days (90s, 10m, 1h30m; a bare number is "
+                         "seconds), got ",
+                   Shown(text)));
+}
+
+absl::StatusOr<std::vector<uint64_t>> ParseSeedsFlag(absl::string_view flag, const std::string& text,
+                                                     size_t max_count) {
+  std::vector<uint64_t> seeds;
+  const absl::Status status =
+      worker::RunTorchFree("", [&] { seeds = engine::ParseSeeds(text, max_count); });
+  if (status.ok()) return seeds;
+  if (std::optional<uint64_t> n = CountSeeds(text); n && *n > max_count) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", Shown(text), " asks for ", *n,
+                                                   " images; one call draws at most ", max_count,
+                                                   " (e.g. ", flag, " 0-", max_count - 1, ")"));
+  }
+  // The engine's messages start with "seeds: ", which the flag replaces.
+  absl::string_view message = status.message();
+  absl::ConsumePrefix(&message, "seeds: ");
+  return absl::InvalidArgumentError(absl::StrCat(flag, ": ", message));
+}
+
+}  // namespace restyle::client
