@@ -1,7 +1,12 @@
 #include "client/args.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,6 +20,8 @@
 
 namespace restyle::client {
 namespace {
+
+namespace fs = std::filesystem;
 
 // The value as typed when it reads plainly (-0.5, nan, 1h30m), else quoted
 // and escaped ("", "a b", control bytes).
@@ -53,6 +60,26 @@ std::optional<uint64_t> CountSeeds(absl::string_view text) {
     n = items > UINT64_MAX - n ? UINT64_MAX : n + items;
   }
   return n;
+}
+
+// `dir` exists, is a directory and is writable; `arg` is what the user gave.
+absl::Status CheckWritableDirectory(absl::string_view flag, absl::string_view arg, const fs::path& dir,
+                                    absl::string_view note = "") {
+  std::error_code ec;
+  const fs::file_status status = fs::status(dir, ec);
+  if (!fs::exists(status)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", Shown(arg), ": directory ", dir.string(), " does not exist", note));
+  }
+  if (!fs::is_directory(status)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", Shown(arg), ": ", dir.string(), " is not a directory"));
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", Shown(arg), ": directory ", dir.string(),
+                                                   " is not writable (", std::strerror(errno), ")"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -111,6 +138,30 @@ absl::StatusOr<std::vector<uint64_t>> ParseSeedsFlag(absl::string_view flag, con
   absl::string_view message = status.message();
   absl::ConsumePrefix(&message, "seeds: ");
   return absl::InvalidArgumentError(absl::StrCat(flag, ": ", message));
+}
+
+absl::Status CheckOutputFile(absl::string_view flag, const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a file name"));
+  const fs::path p(path);
+  std::error_code ec;
+  if (!p.has_filename() || fs::is_directory(p, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", Shown(path), " is a directory: give the file's name (e.g. ",
+                     (p.has_filename() ? p : p.parent_path()).string(), "/images.png)"));
+  }
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  return CheckWritableDirectory(flag, path, dir);
+}
+
+absl::Status CheckOutputDirectory(absl::string_view flag, const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a directory"));
+  fs::path p(path);
+  while (!p.has_filename() && p.has_relative_path()) p = p.parent_path();  // "out/" is "out"
+  std::error_code ec;
+  if (fs::exists(p, ec)) return CheckWritableDirectory(flag, path, p);
+  const fs::path parent = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  return CheckWritableDirectory(flag, path, parent,
+                                absl::StrCat(" (", flag, " creates its last directory only)"));
 }
 
 }  // namespace restyle::client

@@ -52,6 +52,16 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag, absl::s
 absl::StatusOr<std::vector<uint64_t>> ParseSeedsFlag(absl::string_view flag, const std::string& text,
                                                      size_t max_count);
 
+// A file the command will write: not a directory, in a directory that exists
+// and is writable ("--grid /x/g.png: directory /x does not exist"). Nothing
+// is created.
+absl::Status CheckOutputFile(absl::string_view flag, const std::string& path);
+
+// A directory the command will write files into: an existing, writable
+// directory, or a new one (one level, like mkdir) whose parent exists and is
+// writable. Nothing is created.
+absl::Status CheckOutputDirectory(absl::string_view flag, const std::string& path);
+
 }  // namespace restyle::client
 
 #endif  // RESTYLE_CLIENT_ARGS_H_

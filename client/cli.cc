@@ -123,8 +123,11 @@ int RunCli(int argc, char** argv) {
   generate_cmd->add_option("--seeds", seeds_text,
                             "0-15, 3, 1,5,9: at most 1024 (each image depends on its seed alone)")
       ->capture_default_str();
-  generate_cmd->add_option("--out", generate.out_dir, "write seedNNNN.png files here");
-  generate_cmd->add_option("--grid", generate.grid, "write all of them as one PNG grid");
+  generate_cmd->add_option("--out", generate.out_dir,
+                           "write seedNNNN.png files in this directory (made if missing; its parent "
+                           "must exist)");
+  generate_cmd->add_option("--grid", generate.grid,
+                           "write all of them as one PNG grid, in a directory that exists");
   generate_cmd->add_option("--columns", columns_text, "grid columns, in [1, 1024] [default: up to 8]");
   generate_cmd->add_option("--truncation", truncation_text, "in [0, 1] [default: the job's own, or 0.7]");
   generate_cmd->add_flag("--with-source", generate.with_source,

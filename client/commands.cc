@@ -330,6 +330,14 @@ int DeleteGenerator(Connection& c, const Output& o, const std::string& generator
 int Generate(Connection& c, const Output& o, const GenerateCommand& command) {
   v1::GenerateRequest request;
   request.set_generator(GeneratorName(command.generator));
+  // Where the images go, before any call: files go into directories that
+  // exist (only --out's own directory is made, like mkdir).
+  if (!command.out_dir.empty()) {
+    if (absl::Status s = CheckOutputDirectory("--out", command.out_dir); !s.ok()) return Fail(c, o, s);
+  }
+  if (!command.grid.empty()) {
+    if (absl::Status s = CheckOutputFile("--grid", command.grid); !s.ok()) return Fail(c, o, s);
+  }
   for (uint64_t seed : command.seeds) request.add_seeds(seed);
   request.set_max_resolution(command.max_resolution);
   std::string source;
@@ -360,14 +368,18 @@ int Generate(Connection& c, const Output& o, const GenerateCommand& command) {
     source_images = *std::move(s);
   }
   auto write = [&](const std::string& path, const std::string& bytes) -> absl::Status {
-    std::error_code ec;
-    if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path(), ec);
     std::ofstream out(path, std::ios::binary);
     out << bytes;
     if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
     return absl::OkStatus();
   };
   if (!command.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directory(command.out_dir, ec);  // its parent exists (checked above)
+    if (ec) {
+      return Fail(c, o, absl::PermissionDeniedError(
+                            absl::StrCat("cannot make directory ", command.out_dir, ": ", ec.message())));
+    }
     for (size_t i = 0; i < adapted->size(); ++i) {
       const std::string base = absl::StrFormat("%s/seed%04d", command.out_dir, (*adapted)[i].seed());
       absl::Status s = write(base + ".png", (*adapted)[i].png());

@@ -5,13 +5,18 @@
 #include "client/args.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/match.h"
 
 namespace restyle::client {
 namespace {
+
+namespace fs = std::filesystem;
 
 std::string Message(const absl::Status& status) { return std::string(status.message()); }
 
@@ -92,6 +97,52 @@ TEST(ParseSeedsFlag, OtherProblemsNameTheFlagOnce) {
     EXPECT_FALSE(absl::StrContains(m, "--seeds: seeds")) << m;
   }
   EXPECT_EQ(Message(ParseSeedsFlag("--seeds", "9-3", 1024).status()), "--seeds: the range \"9-3\" runs backwards");
+}
+
+class OutputPathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char name[] = "/tmp/restyle-args-XXXXXX";
+    ASSERT_NE(mkdtemp(name), nullptr);
+    dir_ = name;
+    std::ofstream(dir_ + "/file") << "x";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(OutputPathTest, FileInAnExistingDirectory) {
+  EXPECT_TRUE(CheckOutputFile("--grid", dir_ + "/g.png").ok());
+  EXPECT_TRUE(CheckOutputFile("--grid", dir_ + "/file").ok());  // overwritten
+}
+
+TEST_F(OutputPathTest, FileInAMissingDirectoryIsRefusedAndNothingIsMade) {
+  const absl::Status s = CheckOutputFile("--grid", dir_ + "/no/such/g.png");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Message(s), "--grid " + dir_ + "/no/such/g.png: directory " + dir_ + "/no/such does not exist");
+  EXPECT_FALSE(fs::exists(dir_ + "/no"));
+  EXPECT_EQ(Message(CheckOutputFile("--grid", "/nonexistent/dir/g.png")),
+            "--grid /nonexistent/dir/g.png: directory /nonexistent/dir does not exist");
+  EXPECT_FALSE(fs::exists("/nonexistent"));
+}
+
+TEST_F(OutputPathTest, FileThatIsADirectoryOrUnderAFileIsRefused) {
+  EXPECT_TRUE(absl::StrContains(Message(CheckOutputFile("--grid", dir_)), "is a directory")) << dir_;
+  EXPECT_TRUE(absl::StrContains(Message(CheckOutputFile("--grid", dir_ + "/")), "is a directory"));
+  EXPECT_EQ(Message(CheckOutputFile("--grid", dir_ + "/file/g.png")),
+            "--grid " + dir_ + "/file/g.png: " + dir_ + "/file is not a directory");
+}
+
+TEST_F(OutputPathTest, DirectoryExistingOrNewUnderAnExistingParent) {
+  EXPECT_TRUE(CheckOutputDirectory("--out", dir_).ok());
+  EXPECT_TRUE(CheckOutputDirectory("--out", dir_ + "/new").ok());
+  EXPECT_TRUE(CheckOutputDirectory("--out", dir_ + "/new/").ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/new"));
+  const absl::Status s = CheckOutputDirectory("--out", dir_ + "/a/b");
+  EXPECT_TRUE(absl::StartsWith(Message(s), "--out " + dir_ + "/a/b: directory " + dir_ + "/a does not exist"))
+      << Message(s);
+  EXPECT_FALSE(fs::exists(dir_ + "/a"));
+  EXPECT_TRUE(absl::StrContains(Message(CheckOutputDirectory("--out", dir_ + "/file")), "is not a directory"));
 }
 
 }  // namespace
