@@ -82,6 +82,13 @@ absl::Status CheckWritableDirectory(absl::string_view flag, absl::string_view ar
   return absl::OkStatus();
 }
 
+std::string Singular(absl::string_view collection) {
+  if (collection == "jobs") return "job";
+  if (collection == "generators") return "generator";
+  if (collection == "workers") return "worker";
+  return std::string(collection);
+}
+
 }  // namespace
 
 absl::StatusOr<int64_t> ParseWholeFlag(absl::string_view flag, absl::string_view text, int64_t min,
@@ -162,6 +169,42 @@ absl::Status CheckOutputDirectory(absl::string_view flag, const std::string& pat
   const fs::path parent = p.parent_path().empty() ? fs::path(".") : p.parent_path();
   return CheckWritableDirectory(flag, path, parent,
                                 absl::StrCat(" (", flag, " creates its last directory only)"));
+}
+
+absl::StatusOr<std::string> ResourceName(absl::string_view arg, absl::string_view collection) {
+  const std::string singular = Singular(collection);
+  const std::string forms = absl::StrCat("(", collection, "/ID or ID)");
+  if (arg.empty()) return absl::InvalidArgumentError(absl::StrCat("a ", singular, " is required ", forms));
+  const std::string prefix = absl::StrCat(collection, "/");
+  if (!absl::StrContains(arg, '/')) return absl::StrCat(prefix, arg);
+  const size_t slash = arg.find('/');
+  const absl::string_view other = arg.substr(0, slash);
+  const absl::string_view id = arg.substr(slash + 1);
+  const std::string quoted = QuoteInput(arg);
+  if (!absl::StrContains(id, '/') && !id.empty()) {
+    if (other == collection) return std::string(arg);
+    if (other == "jobs" && collection == "generators") {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " names a job, not a generator: use generators/",
+                                                     id, " (the adapted generator of job ", id, ")"));
+    }
+    if (other == "generators" && collection == "jobs") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          quoted, " names a generator, not a job: use jobs/", id, " (the job that made generators/", id,
+          ", if it is an adapted one; restyle generator generators/", id, " shows the generator)"));
+    }
+    if (other == "jobs" || other == "generators" || other == "workers") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(quoted, " names a ", Singular(other), ", not a ", singular, " ", forms));
+    }
+  }
+  if (other == "jobs" && absl::StrContains(id, "/artifacts/")) {
+    const std::string job = std::string(id.substr(0, id.find('/')));
+    return absl::InvalidArgumentError(
+        absl::StrCat(quoted, " names a file of job ", job, ", not a ", singular, ": use ",
+                     collection == "jobs" ? "jobs/" : "generators/", job,
+                     collection == "jobs" ? "" : absl::StrCat(" (the adapted generator of job ", job, ")")));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(quoted, " is not a ", singular, " name ", forms));
 }
 
 }  // namespace restyle::client

@@ -62,6 +62,13 @@ absl::Status CheckOutputFile(absl::string_view flag, const std::string& path);
 // writable. Nothing is created.
 absl::Status CheckOutputDirectory(absl::string_view flag, const std::string& path);
 
+// The resource name ("jobs/ID") of an argument given as a name or a bare id
+// in `collection` ("jobs", "generators"). The id itself is the server's to
+// check; a name of another collection is refused with what to give instead:
+// "jobs/ID" where a generator is expected says to use "generators/ID" (the
+// job's adapted generator), and the reverse likewise.
+absl::StatusOr<std::string> ResourceName(absl::string_view arg, absl::string_view collection);
+
 }  // namespace restyle::client
 
 #endif  // RESTYLE_CLIENT_ARGS_H_

@@ -16,6 +16,7 @@
 #include "client/images.h"
 #include "common/grpc_status.h"
 #include "common/ids.h"
+#include "common/names.h"
 #include "common/job_spec.h"
 #include "common/status.h"
 #include "common/time.h"
@@ -26,16 +27,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string JobName(const std::string& job) {
-  return job.rfind("jobs/", 0) == 0 ? job : "jobs/" + job;
-}
-std::string GeneratorName(const std::string& g) {
-  return g.rfind("generators/", 0) == 0 ? g : "generators/" + g;
-}
-
 absl::StatusOr<v1::Job> FetchJob(Connection& c, const std::string& job) {
   v1::GetJobRequest request;
-  request.set_name(JobName(job));
+  RESTYLE_ASSIGN_OR_RETURN(*request.mutable_name(), ResourceName(job, kJobs));
   v1::Job response;
   RESTYLE_RETURN_IF_ERROR(c.Call([&](grpc::ClientContext* ctx) { return c.api().GetJob(ctx, request, &response); }));
   return response;
@@ -43,7 +37,7 @@ absl::StatusOr<v1::Job> FetchJob(Connection& c, const std::string& job) {
 
 absl::StatusOr<v1::Generator> FetchGenerator(Connection& c, const std::string& name) {
   v1::GetGeneratorRequest request;
-  request.set_name(GeneratorName(name));
+  RESTYLE_ASSIGN_OR_RETURN(*request.mutable_name(), ResourceName(name, kGenerators));
   v1::Generator response;
   RESTYLE_RETURN_IF_ERROR(
       c.Call([&](grpc::ClientContext* ctx) { return c.api().GetGenerator(ctx, request, &response); }));
@@ -114,6 +108,11 @@ absl::Status AboutFlags(const absl::Status& status) {
   return WithErrorDetail(absl::Status(status.code(), flag + rest), ErrorDetailOf(status));
 }
 
+// A --source error said about the flag.
+absl::Status AboutSource(const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat("--source: ", status.message()));
+}
+
 }  // namespace
 
 int Fail(const Connection& c, const Output& o, const absl::Status& status, absl::string_view service) {
@@ -124,7 +123,9 @@ int Fail(const Connection& c, const Output& o, const absl::Status& status, absl:
 int Adapt(Connection& c, const Output& o, const AdaptCommand& command) {
   v1::AdaptRequest request;
   v1::JobSpec& spec = *request.mutable_spec();
-  spec.set_source_generator(GeneratorName(command.source));
+  absl::StatusOr<std::string> source = ResourceName(command.source, kGenerators);
+  if (!source.ok()) return Fail(c, o, AboutSource(source.status()));
+  spec.set_source_generator(*source);
   spec.set_target_text(command.target);
   spec.set_source_text(command.source_text);
   if (command.method == "nada") spec.set_method(v1::METHOD_NADA);
@@ -173,14 +174,18 @@ int Adapt(Connection& c, const Output& o, const AdaptCommand& command) {
 }
 
 int Watch(Connection& c, const Output& o, const std::string& job, int64_t after_seq) {
-  return Follow(c, JobName(job), {.json = o.json, .terminal = o.terminal, .after_seq = after_seq,
+  absl::StatusOr<std::string> name = ResourceName(job, kJobs);
+  if (!name.ok()) return Fail(c, o, name.status());
+  return Follow(c, *name, {.json = o.json, .terminal = o.terminal, .after_seq = after_seq,
                                   .out = o.out, .err = o.err});
 }
 
 int Wait(Connection& c, const Output& o, const std::string& job, absl::Duration timeout) {
   const absl::Time until = absl::Now() + timeout;
   v1::WaitJobRequest request;
-  request.set_name(JobName(job));
+  absl::StatusOr<std::string> name = ResourceName(job, kJobs);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_name(*name);
   v1::Job result;
   while (true) {
     const absl::Duration left = std::min(until - absl::Now(), absl::Hours(1));
@@ -221,7 +226,11 @@ int ListJobs(Connection& c, const Output& o, const ListCommand& command) {
     if (!state.ok()) return Fail(c, o, state.status());
     request.add_states(*state);
   }
-  if (!command.source.empty()) request.set_source_generator(GeneratorName(command.source));
+  if (!command.source.empty()) {
+    absl::StatusOr<std::string> source = ResourceName(command.source, kGenerators);
+    if (!source.ok()) return Fail(c, o, AboutSource(source.status()));
+    request.set_source_generator(*source);
+  }
   std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "SOURCE", "TARGET", "METHOD", "AGE"}};
   const absl::Time now = absl::Now();
   int shown = 0;
@@ -254,7 +263,9 @@ int ListJobs(Connection& c, const Output& o, const ListCommand& command) {
 
 int CancelJob(Connection& c, const Output& o, const std::string& job) {
   v1::CancelJobRequest request;
-  request.set_name(JobName(job));
+  absl::StatusOr<std::string> name = ResourceName(job, kJobs);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_name(*name);
   v1::Job response;
   absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.api().CancelJob(ctx, request, &response); });
   if (!s.ok()) return Fail(c, o, s);
@@ -314,7 +325,9 @@ int GetGenerator(Connection& c, const Output& o, const std::string& generator) {
 
 int DeleteGenerator(Connection& c, const Output& o, const std::string& generator) {
   v1::DeleteGeneratorRequest request;
-  request.set_name(GeneratorName(generator));
+  absl::StatusOr<std::string> name = ResourceName(generator, kGenerators);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_name(*name);
   v1::DeleteGeneratorResponse response;
   absl::Status s =
       c.Call([&](grpc::ClientContext* ctx) { return c.api().DeleteGenerator(ctx, request, &response); });
@@ -329,7 +342,9 @@ int DeleteGenerator(Connection& c, const Output& o, const std::string& generator
 
 int Generate(Connection& c, const Output& o, const GenerateCommand& command) {
   v1::GenerateRequest request;
-  request.set_generator(GeneratorName(command.generator));
+  absl::StatusOr<std::string> name = ResourceName(command.generator, kGenerators);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_generator(*name);
   // Where the images go, before any call: files go into directories that
   // exist (only --out's own directory is made, like mkdir).
   if (!command.out_dir.empty()) {

@@ -145,5 +145,34 @@ TEST_F(OutputPathTest, DirectoryExistingOrNewUnderAnExistingParent) {
   EXPECT_TRUE(absl::StrContains(Message(CheckOutputDirectory("--out", dir_ + "/file")), "is not a directory"));
 }
 
+TEST(ResourceName, NamesAndBareIds) {
+  EXPECT_EQ(*ResourceName("k3v9", "jobs"), "jobs/k3v9");
+  EXPECT_EQ(*ResourceName("jobs/k3v9", "jobs"), "jobs/k3v9");
+  EXPECT_EQ(*ResourceName("demo", "generators"), "generators/demo");
+  EXPECT_EQ(*ResourceName("generators/demo", "generators"), "generators/demo");
+}
+
+TEST(ResourceName, AJobWhereAGeneratorIsExpectedSaysWhichGenerator) {
+  const absl::Status s = ResourceName("jobs/k3v9", "generators").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Message(s), "\"jobs/k3v9\" names a job, not a generator: use generators/k3v9 (the adapted "
+                        "generator of job k3v9)");
+}
+
+TEST(ResourceName, AGeneratorWhereAJobIsExpectedSaysWhichJob) {
+  const std::string m = Message(ResourceName("generators/k3v9", "jobs").status());
+  EXPECT_TRUE(absl::StartsWith(m, "\"generators/k3v9\" names a generator, not a job: use jobs/k3v9")) << m;
+}
+
+TEST(ResourceName, OtherNamesAreRefusedWithTheForms) {
+  EXPECT_EQ(Message(ResourceName("workers/w1", "jobs").status()), "\"workers/w1\" names a worker, not a job (jobs/ID or ID)");
+  EXPECT_EQ(Message(ResourceName("a/b", "generators").status()),
+            "\"a/b\" is not a generator name (generators/ID or ID)");
+  EXPECT_EQ(Message(ResourceName("jobs/k3/artifacts/samples.png", "jobs").status()),
+            "\"jobs/k3/artifacts/samples.png\" names a file of job k3, not a job: use jobs/k3");
+  EXPECT_FALSE(ResourceName("", "jobs").ok());
+  EXPECT_FALSE(ResourceName("jobs/", "jobs").ok());
+}
+
 }  // namespace
 }  // namespace restyle::client
