@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/names.h"
 #include "worker/engine/adapt_job/seeds.h"
@@ -87,6 +88,22 @@ std::string Singular(absl::string_view collection) {
   if (collection == "generators") return "generator";
   if (collection == "workers") return "worker";
   return std::string(collection);
+}
+
+// Edits (insertions, deletions, substitutions) from a to b.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
 }
 
 }  // namespace
@@ -205,6 +222,35 @@ absl::StatusOr<std::string> ResourceName(absl::string_view arg, absl::string_vie
                      collection == "jobs" ? "" : absl::StrCat(" (the adapted generator of job ", job, ")")));
   }
   return absl::InvalidArgumentError(absl::StrCat(quoted, " is not a ", singular, " name ", forms));
+}
+
+std::optional<std::string> FirstWord(const std::vector<std::string>& args,
+                                     const std::vector<std::string>& value_options) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") return i + 1 < args.size() ? std::optional<std::string>(args[i + 1]) : std::nullopt;
+    if (a.size() < 2 || a[0] != '-') return a;  // "-" alone is a word too
+    if (absl::StrContains(a, '=')) continue;    // --server=host:port
+    if (std::find(value_options.begin(), value_options.end(), a) != value_options.end()) ++i;
+  }
+  return std::nullopt;
+}
+
+std::string UnknownCommandMessage(absl::string_view command, const std::vector<std::string>& commands) {
+  std::vector<std::string> near;
+  const std::string lower = absl::AsciiStrToLower(command);
+  for (const std::string& c : commands) {
+    if (EditDistance(lower, c) <= 2 || (lower.size() >= 3 && absl::StartsWith(c, lower))) {
+      near.push_back(c);
+    }
+  }
+  std::string message = absl::StrCat("unknown command ", QuoteInput(command));
+  if (!near.empty()) {
+    absl::StrAppend(&message, "\n\nDid you mean ", near.size() == 1 ? "this" : "one of these", "?\n\t",
+                    absl::StrJoin(near, "\n\t"), "\n");
+  }
+  absl::StrAppend(&message, "\nCommands: ", absl::StrJoin(commands, ", "));
+  return message;
 }
 
 }  // namespace restyle::client

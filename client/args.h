@@ -69,6 +69,21 @@ absl::Status CheckOutputDirectory(absl::string_view flag, const std::string& pat
 // job's adapted generator), and the reverse likewise.
 absl::StatusOr<std::string> ResourceName(absl::string_view arg, absl::string_view collection);
 
+// The first argument that is neither an option nor the value of one (the
+// command the user typed), or nullopt. `value_options` are the top-level
+// options that take a value ("--server", "-o"); "--opt=value" and "-ovalue"
+// forms take none after them; "--" ends the options.
+std::optional<std::string> FirstWord(const std::vector<std::string>& args,
+                                     const std::vector<std::string>& value_options);
+
+// What to say about `command`, which is not one of `commands`:
+//   unknown command "genrate"
+//   Did you mean this?
+//           generate
+//   Commands: adapt, watch, ...
+// (the suggestions: commands within two edits, or starting with it).
+std::string UnknownCommandMessage(absl::string_view command, const std::vector<std::string>& commands);
+
 }  // namespace restyle::client
 
 #endif  // RESTYLE_CLIENT_ARGS_H_

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <optional>
@@ -28,6 +29,17 @@ constexpr int64_t kMaxPriority = 1000;
 constexpr int64_t kMaxSeedsPerCall = 1024;
 constexpr int64_t kMaxResolution = 16384;
 constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+
+// The top-level options that take a value, as typed ("--server", "-o").
+std::vector<std::string> ValueOptions(const CLI::App& app) {
+  std::vector<std::string> out;
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->get_items_expected_min() == 0) continue;
+    for (const std::string& name : option->get_lnames()) out.push_back("--" + name);
+    for (const std::string& name : option->get_snames()) out.push_back("-" + name);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -143,9 +155,26 @@ int RunCli(int argc, char** argv) {
                          "the service to ask about (\"\": the whole server; the front's health port "
                          "also knows restyle.worker.v1.WorkerService, a worker's liveness and models)");
 
+  // An unknown command is said as one (CLI11 would say "A subcommand is
+  // required"), with the nearest commands.
+  std::vector<std::string> commands;
+  for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; })) {
+    commands.push_back(command->get_name());
+  }
+  if (std::optional<std::string> word =
+          FirstWord(std::vector<std::string>(argv + std::min(argc, 1), argv + argc), ValueOptions(app));
+      word && std::find(commands.begin(), commands.end(), *word) == commands.end()) {
+    std::fprintf(stderr, "restyle: %s\n(restyle --help)\n", UnknownCommandMessage(*word, commands).c_str());
+    return kExitUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (e.get_name() == "RequiredError" && app.get_subcommands().empty()) {  // no command at all
+      std::fprintf(stderr, "restyle: a command is required: %s\n(restyle --help)\n",
+                   absl::StrJoin(commands, ", ").c_str());
+      return kExitUsage;
+    }
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
 

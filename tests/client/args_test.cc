@@ -174,5 +174,26 @@ TEST(ResourceName, OtherNamesAreRefusedWithTheForms) {
   EXPECT_FALSE(ResourceName("jobs/", "jobs").ok());
 }
 
+TEST(FirstWord, SkipsOptionsAndTheirValues) {
+  const std::vector<std::string> value_options = {"--server", "-o", "--output", "--timeout"};
+  EXPECT_EQ(FirstWord({"-o", "json", "list"}, value_options), "list");
+  EXPECT_EQ(FirstWord({"--server=h:1", "frobnicate", "x"}, value_options), "frobnicate");
+  EXPECT_EQ(FirstWord({"-ojson", "--timeout", "5s", "get", "j"}, value_options), "get");
+  EXPECT_EQ(FirstWord({"--", "x"}, value_options), "x");
+  EXPECT_EQ(FirstWord({"--help"}, value_options), std::nullopt);
+  EXPECT_EQ(FirstWord({}, value_options), std::nullopt);
+}
+
+TEST(UnknownCommandMessage, NamesTheCommandAndListsThem) {
+  const std::vector<std::string> commands = {"adapt", "get", "list", "generators", "generator", "generate"};
+  const std::string m = UnknownCommandMessage("frobnicate", commands);
+  EXPECT_TRUE(absl::StartsWith(m, "unknown command \"frobnicate\"")) << m;
+  EXPECT_FALSE(absl::StrContains(m, "Did you mean")) << m;
+  EXPECT_TRUE(absl::StrContains(m, "Commands: adapt, get, list, generators, generator, generate")) << m;
+  const std::string near = UnknownCommandMessage("genrate", commands);
+  EXPECT_TRUE(absl::StrContains(near, "Did you mean this?\n\tgenerate\n")) << near;
+  EXPECT_TRUE(absl::StrContains(UnknownCommandMessage("lsit", commands), "\tlist")) << near;
+}
+
 }  // namespace
 }  // namespace restyle::client
