@@ -59,7 +59,8 @@ int RunCli(int argc, char** argv) {
   app.add_option("--token-file", token_file, "file holding the bearer token (else $RESTYLE_TOKEN)")
       ->check(CLI::ExistingFile);
   app.add_option("--timeout", timeout_text, "deadline of each call (90s, 2m)")->capture_default_str();
-  app.add_option("-o,--output", output, "text, or json: protobuf JSON, one object per line")
+  app.add_option("-o,--output", output,
+                 "text, or json: protobuf JSON (lists: one document; streams: one object a line)")
       ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
 
   // --- adapt ---------------------------------------------------------------------

@@ -233,6 +233,7 @@ int ListJobs(Connection& c, const Output& o, const ListCommand& command) {
   }
   std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "SOURCE", "TARGET", "METHOD", "AGE"}};
   const absl::Time now = absl::Now();
+  v1::ListJobsResponse all;  // -o json: the pages as one response
   int shown = 0;
   do {
     request.set_page_size(std::min(1000, command.limit - shown));
@@ -240,18 +241,18 @@ int ListJobs(Connection& c, const Output& o, const ListCommand& command) {
     absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.api().ListJobs(ctx, request, &response); });
     if (!s.ok()) return Fail(c, o, s);
     for (const v1::Job& j : response.jobs()) {
-      if (o.json) {
-        std::fprintf(o.out, "%s\n", JsonLine(j).c_str());
-      } else {
-        rows.push_back({j.name(), Activity(j), j.spec().source_generator(),
-                        "\"" + j.spec().target_text() + "\"",
-                        j.spec().method() == v1::METHOD_NADA ? "nada" : "ipl", Age(j.create_time(), now)});
-      }
+      *all.add_jobs() = j;
+      rows.push_back({j.name(), Activity(j), j.spec().source_generator(),
+                      "\"" + j.spec().target_text() + "\"",
+                      j.spec().method() == v1::METHOD_NADA ? "nada" : "ipl", Age(j.create_time(), now)});
       ++shown;
     }
     request.set_page_token(response.next_page_token());
   } while (!request.page_token().empty() && shown < command.limit);
-  if (!o.json) {
+  if (o.json) {
+    // The token of the page after the last job shown, as the API gives it.
+    std::fprintf(o.out, "%s\n", JsonList("jobs", all.jobs(), request.page_token()).c_str());
+  } else {
     if (shown == 0) {
       std::fprintf(o.out, "No jobs.\n");
     } else {
@@ -286,6 +287,7 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
   // -o json show it whole).
   std::vector<std::vector<std::string>> rows = {{"NAME", "KIND", "RESOLUTION", "SIZE", "AGE", "DESCRIPTION"}};
   const absl::Time now = absl::Now();
+  v1::ListGeneratorsResponse all;  // -o json: the pages as one response
   do {
     request.set_page_size(1000);
     v1::ListGeneratorsResponse response;
@@ -293,10 +295,7 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
         c.Call([&](grpc::ClientContext* ctx) { return c.api().ListGenerators(ctx, request, &response); });
     if (!s.ok()) return Fail(c, o, s);
     for (const v1::Generator& g : response.generators()) {
-      if (o.json) {
-        std::fprintf(o.out, "%s\n", JsonLine(g).c_str());
-        continue;
-      }
+      *all.add_generators() = g;
       constexpr size_t kWidth = 60;
       std::string what = g.description();
       if (what.size() > kWidth) {
@@ -311,7 +310,11 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
     }
     request.set_page_token(response.next_page_token());
   } while (!request.page_token().empty());
-  if (!o.json) std::fputs(rows.size() == 1 ? "No generators.\n" : Table(rows).c_str(), o.out);
+  if (o.json) {
+    std::fprintf(o.out, "%s\n", JsonList("generators", all.generators()).c_str());
+  } else {
+    std::fputs(rows.size() == 1 ? "No generators.\n" : Table(rows).c_str(), o.out);
+  }
   return kExitOk;
 }
 
@@ -437,16 +440,16 @@ int ListWorkers(Connection& c, const Output& o) {
   std::vector<std::vector<std::string>> rows = {{"NAME", "DEVICE", "SOURCES", "JOB", "RESIDENT", "HEARTBEAT"}};
   if (by_front) rows[0].push_back("FRONT");
   const absl::Time now = absl::Now();
+  if (o.json) {
+    std::fprintf(o.out, "%s\n", JsonList("workers", response.workers()).c_str());
+    return kExitOk;
+  }
   for (const v1::Worker& w : response.workers()) {
-    if (o.json) {
-      std::fprintf(o.out, "%s\n", JsonLine(w).c_str());
-      continue;
-    }
     rows.push_back({w.name(), w.device(), absl::StrJoin(w.sources(), ","), w.job().empty() ? "-" : w.job(),
                     std::to_string(w.resident_generators_size()), Age(w.last_heartbeat_time(), now) + " ago"});
     if (by_front) rows.back().push_back(w.front());
   }
-  if (!o.json) std::fputs(rows.size() == 1 ? "No workers.\n" : Table(rows).c_str(), o.out);
+  std::fputs(rows.size() == 1 ? "No workers.\n" : Table(rows).c_str(), o.out);
   return kExitOk;
 }
 

@@ -242,6 +242,34 @@ std::string JsonLine(const google::protobuf::Message& message) {
   return json;
 }
 
+namespace {
+
+// `text` as a JSON string, quotes included.
+std::string JsonString(const std::string& text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string JsonList(const std::string& key, const std::vector<std::string>& items_json,
+                     const std::string& next_page_token) {
+  std::string out = absl::StrCat("{", JsonString(key), ":[", absl::StrJoin(items_json, ","));
+  absl::StrAppend(&out, "]");
+  if (!next_page_token.empty()) absl::StrAppend(&out, ",\"nextPageToken\":", JsonString(next_page_token));
+  return out + "}";
+}
+
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {

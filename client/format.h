@@ -1,6 +1,6 @@
 // How the CLI shows things to people: durations, sizes, job states, a
 // progress bar, aligned tables, and `restyle get`'s descriptions; and the
-// protobuf JSON form for -o json (one object per line).
+// protobuf JSON form for -o json.
 //
 // Thread-safety: pure functions.
 #ifndef RESTYLE_CLIENT_FORMAT_H_
@@ -11,6 +11,7 @@
 
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+#include "google/protobuf/repeated_ptr_field.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "restyle/v1/restyle_service.pb.h"
 
@@ -44,6 +45,20 @@ std::string DescribeGenerator(const v1::Generator& generator, absl::Time now);
 
 // The protobuf JSON mapping on one line (-o json).
 std::string JsonLine(const google::protobuf::Message& message);
+
+// What a list-like command prints with -o json: one JSON document in the
+// shape of the API's List*Response, {"<key>": [item, ...]} with each item in
+// the protobuf JSON mapping, the list always present (also when empty), and
+// "nextPageToken" when `next_page_token` is not empty.
+std::string JsonList(const std::string& key, const std::vector<std::string>& items_json,
+                     const std::string& next_page_token = "");
+template <typename T>
+std::string JsonList(const std::string& key, const google::protobuf::RepeatedPtrField<T>& items,
+                     const std::string& next_page_token = "") {
+  std::vector<std::string> json;
+  for (const T& item : items) json.push_back(JsonLine(item));
+  return JsonList(key, json, next_page_token);
+}
 
 // Columns padded to their widest cell, two spaces apart; the first row is
 // the header.
