@@ -30,10 +30,21 @@ std::string StageName(v1::JobStage stage);
 // What a job is doing in a few words: "queued #3", "stage 2 120/300", "succeeded".
 std::string Activity(const v1::Job& job);
 
-// One line of a running job's progress, e.g.
+// One line of a stage's progress, e.g.
 // "stage 1/2 mapper     [########........]  120/300  loss 0.4120  190 img/s  ETA 12s".
-// `stages` is 2 for IPL, 1 for NADA; `bar_width` 0 leaves the bar out.
-std::string ProgressLine(const v1::JobProgress& progress, int stages, int bar_width);
+// `stages` is 2 for IPL, 1 for NADA; `bar_width` 0 leaves the bar out;
+// `timing` ends the line ("ETA 12s", "done in 41s"; "" nothing). A loss
+// is shown when the progress has one.
+std::string ProgressLine(const v1::JobProgress& progress, int stages, int bar_width,
+                         const std::string& timing);
+
+// The worker's ETA said for what it covers: "ETA 12s" in the last stage;
+// in an earlier one it includes the later stages, "job ETA 28s"; "" when
+// the progress has none.
+std::string WorkerEta(const v1::JobProgress& progress, int stages);
+
+// The stage's number: 1 for the mapper, `stages` for the generator.
+int StageNumber(const v1::JobProgress& progress, int stages);
 
 // A job's end for people: "jobs/x succeeded in 1m02s: generators/x
 // (target similarity 0.21 -> 0.29, diversity 0.35 -> 0.31)".
