@@ -67,6 +67,10 @@ std::string Connection::Explain(const absl::Status& status, absl::string_view se
     }
     return absl::StrCat(options_.server, " does not serve ", what, hint);
   }
+  if (IsUnreachable(status) && absl::StrContains(message, "http1.x")) {
+    return absl::StrCat(options_.server, " answers HTTP/1.x, not gRPC: is it a metrics port? The API port is "
+                        "8700 by default (--server, $RESTYLE_SERVER)");
+  }
   if (IsUnreachable(status)) {
     std::string why = "it did not answer";
     if (absl::StrContains(message, "Connection refused")) why = "connection refused";

@@ -52,6 +52,7 @@ class Connection {
   // the Restyle server at HOST:PORT (connection refused): is restyled
   // running there? (--server, $RESTYLE_SERVER)", "HOST:PORT does not serve
   // the Restyle API (restyle.v1.RestyleService): is it the worker or health
+  // port? ...", "HOST:PORT answers HTTP/1.x, not gRPC: is it a metrics
   // port? ...", or "not found: no job jobs/x".
   std::string Explain(const absl::Status& status,
                       absl::string_view service = v1::RestyleService::service_full_name()) const;

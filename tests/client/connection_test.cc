@@ -1,6 +1,7 @@
 // A port that answers gRPC without the Restyle API (the worker or health
-// port given as --server) is said as such, with the exit code of an
-// unreachable server; Restyle's own UNIMPLEMENTED (with a reason) is not.
+// port given as --server), or answers HTTP/1.x (a metrics port), is said as
+// such, with the exit code of an unreachable server; Restyle's own
+// UNIMPLEMENTED (with a reason) is not.
 #include "client/connection.h"
 
 #include <gtest/gtest.h>
@@ -30,6 +31,15 @@ TEST(Explain, UnimplementedWithoutAReasonIsAnotherPort) {
   const std::string health = ConnectionTo("127.0.0.1:8703")->Explain(status, "grpc.health.v1.Health");
   EXPECT_TRUE(absl::StartsWith(health, "127.0.0.1:8703 does not serve gRPC health checks (grpc.health.v1.Health)"))
       << health;
+}
+
+TEST(Explain, AnHttpPortIsSaidAsOne) {
+  const absl::Status status = absl::UnavailableError(
+      "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:8703: Trying to connect an "
+      "http1.x server");
+  EXPECT_EQ(ExitCodeOfFailure(status), kExitUnreachable);
+  const std::string m = ConnectionTo("127.0.0.1:8703")->Explain(status);
+  EXPECT_TRUE(absl::StartsWith(m, "127.0.0.1:8703 answers HTTP/1.x, not gRPC: is it a metrics port?")) << m;
 }
 
 TEST(Explain, RestylesOwnUnimplementedKeepsItsMessage) {
