@@ -18,7 +18,7 @@
 namespace restyle::client {
 
 struct Output {
-  bool json = false;      // -o json: protobuf JSON, one object per line
+  bool json = false;      // -o json: protobuf JSON (a list one document, a stream a line an object)
   bool terminal = false;  // stdout is a terminal
   FILE* out = stdout;
   FILE* err = stderr;
