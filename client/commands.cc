@@ -3,17 +3,20 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <stdexcept>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/args.h"
 #include "client/exit_codes.h"
 #include "client/follow.h"
 #include "client/format.h"
 #include "client/images.h"
 #include "common/grpc_status.h"
 #include "common/ids.h"
+#include "common/names.h"
 #include "common/job_spec.h"
 #include "common/status.h"
 #include "common/time.h"
@@ -24,16 +27,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string JobName(const std::string& job) {
-  return job.rfind("jobs/", 0) == 0 ? job : "jobs/" + job;
-}
-std::string GeneratorName(const std::string& g) {
-  return g.rfind("generators/", 0) == 0 ? g : "generators/" + g;
-}
-
 absl::StatusOr<v1::Job> FetchJob(Connection& c, const std::string& job) {
   v1::GetJobRequest request;
-  request.set_name(JobName(job));
+  RESTYLE_ASSIGN_OR_RETURN(*request.mutable_name(), ResourceName(job, kJobs));
   v1::Job response;
   RESTYLE_RETURN_IF_ERROR(c.Call([&](grpc::ClientContext* ctx) { return c.api().GetJob(ctx, request, &response); }));
   return response;
@@ -41,7 +37,7 @@ absl::StatusOr<v1::Job> FetchJob(Connection& c, const std::string& job) {
 
 absl::StatusOr<v1::Generator> FetchGenerator(Connection& c, const std::string& name) {
   v1::GetGeneratorRequest request;
-  request.set_name(GeneratorName(name));
+  RESTYLE_ASSIGN_OR_RETURN(*request.mutable_name(), ResourceName(name, kGenerators));
   v1::Generator response;
   RESTYLE_RETURN_IF_ERROR(
       c.Call([&](grpc::ClientContext* ctx) { return c.api().GetGenerator(ctx, request, &response); }));
@@ -99,28 +95,37 @@ absl::Status AboutFlags(const absl::Status& status) {
     key = message.substr(0, message.find(' '));
     field = key;
   }
+  std::string rest = message.rfind(field, 0) == 0 ? message.substr(field.size()) : "";
   if (const engine::JobSetting* s = key.empty() ? nullptr : engine::FindJobSetting(key)) {
     flag = "--" + s->flag;
+    // "needs a finite number, got "nan"": and the range it takes.
+    const size_t got = rest.find(", got ");
+    if (!s->range.empty() && rest.rfind(" needs ", 0) == 0 && got != std::string::npos) {
+      rest.insert(got, " " + s->range);
+    }
   }
   if (flag.empty() || message.rfind(field, 0) != 0) return status;
-  return WithErrorDetail(absl::Status(status.code(), flag + message.substr(field.size())),
-                         ErrorDetailOf(status));
+  return WithErrorDetail(absl::Status(status.code(), flag + rest), ErrorDetailOf(status));
+}
+
+// A --source error said about the flag.
+absl::Status AboutSource(const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat("--source: ", status.message()));
 }
 
 }  // namespace
 
-int Fail(const Connection& c, const Output& o, const absl::Status& status) {
-  std::fprintf(o.err, "restyle: %s\n", c.Explain(status).c_str());
-  if (IsUnreachable(status) || status.code() == absl::StatusCode::kDeadlineExceeded) {
-    return kExitUnreachable;
-  }
-  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+int Fail(const Connection& c, const Output& o, const absl::Status& status, absl::string_view service) {
+  std::fprintf(o.err, "restyle: %s\n", c.Explain(status, service).c_str());
+  return ExitCodeOfFailure(status);
 }
 
 int Adapt(Connection& c, const Output& o, const AdaptCommand& command) {
   v1::AdaptRequest request;
   v1::JobSpec& spec = *request.mutable_spec();
-  spec.set_source_generator(GeneratorName(command.source));
+  absl::StatusOr<std::string> source = ResourceName(command.source, kGenerators);
+  if (!source.ok()) return Fail(c, o, AboutSource(source.status()));
+  spec.set_source_generator(*source);
   spec.set_target_text(command.target);
   spec.set_source_text(command.source_text);
   if (command.method == "nada") spec.set_method(v1::METHOD_NADA);
@@ -130,8 +135,21 @@ int Adapt(Connection& c, const Output& o, const AdaptCommand& command) {
   if (command.max_queue_time) *spec.mutable_max_queue_time() = ToProtoDuration(*command.max_queue_time);
   if (command.max_run_time) *spec.mutable_max_run_time() = ToProtoDuration(*command.max_run_time);
   for (const auto& [key, text] : command.settings) {
-    absl::Status s = SetAdaptSetting(*spec.mutable_settings(), key, text);
+    absl::Status s;
+    try {
+      s = SetAdaptSetting(*spec.mutable_settings(), key, text);
+    } catch (const std::out_of_range&) {
+      // SetAdaptSetting throws (std::stoll) for a negative value of an
+      // unsigned setting, which the table stores wrapped ("--stage1-seed -1").
+      const engine::JobSetting* setting = engine::FindJobSetting(key);
+      s = absl::InvalidArgumentError(absl::StrCat(key, " must be a whole number ",
+                                                  setting != nullptr ? setting->range : "", ", got ", text));
+    }
     if (!s.ok()) return Fail(c, o, AboutFlags(s));
+  }
+  // Every setting's range, as the front checks it, before the job exists.
+  if (absl::StatusOr<engine::JobOptions> options = JobOptionsFromSpec(spec); !options.ok()) {
+    return Fail(c, o, AboutFlags(options.status()));
   }
   // The same request id on every try: a retry never makes a second job.
   request.set_request_id(command.request_id.empty() ? RandomUuid() : command.request_id);
@@ -156,14 +174,18 @@ int Adapt(Connection& c, const Output& o, const AdaptCommand& command) {
 }
 
 int Watch(Connection& c, const Output& o, const std::string& job, int64_t after_seq) {
-  return Follow(c, JobName(job), {.json = o.json, .terminal = o.terminal, .after_seq = after_seq,
+  absl::StatusOr<std::string> name = ResourceName(job, kJobs);
+  if (!name.ok()) return Fail(c, o, name.status());
+  return Follow(c, *name, {.json = o.json, .terminal = o.terminal, .after_seq = after_seq,
                                   .out = o.out, .err = o.err});
 }
 
 int Wait(Connection& c, const Output& o, const std::string& job, absl::Duration timeout) {
   const absl::Time until = absl::Now() + timeout;
   v1::WaitJobRequest request;
-  request.set_name(JobName(job));
+  absl::StatusOr<std::string> name = ResourceName(job, kJobs);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_name(*name);
   v1::Job result;
   while (true) {
     const absl::Duration left = std::min(until - absl::Now(), absl::Hours(1));
@@ -204,9 +226,14 @@ int ListJobs(Connection& c, const Output& o, const ListCommand& command) {
     if (!state.ok()) return Fail(c, o, state.status());
     request.add_states(*state);
   }
-  if (!command.source.empty()) request.set_source_generator(GeneratorName(command.source));
+  if (!command.source.empty()) {
+    absl::StatusOr<std::string> source = ResourceName(command.source, kGenerators);
+    if (!source.ok()) return Fail(c, o, AboutSource(source.status()));
+    request.set_source_generator(*source);
+  }
   std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "SOURCE", "TARGET", "METHOD", "AGE"}};
   const absl::Time now = absl::Now();
+  v1::ListJobsResponse all;  // -o json: the pages as one response
   int shown = 0;
   do {
     request.set_page_size(std::min(1000, command.limit - shown));
@@ -214,18 +241,18 @@ int ListJobs(Connection& c, const Output& o, const ListCommand& command) {
     absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.api().ListJobs(ctx, request, &response); });
     if (!s.ok()) return Fail(c, o, s);
     for (const v1::Job& j : response.jobs()) {
-      if (o.json) {
-        std::fprintf(o.out, "%s\n", JsonLine(j).c_str());
-      } else {
-        rows.push_back({j.name(), Activity(j), j.spec().source_generator(),
-                        "\"" + j.spec().target_text() + "\"",
-                        j.spec().method() == v1::METHOD_NADA ? "nada" : "ipl", Age(j.create_time(), now)});
-      }
+      *all.add_jobs() = j;
+      rows.push_back({j.name(), Activity(j), j.spec().source_generator(),
+                      "\"" + j.spec().target_text() + "\"",
+                      j.spec().method() == v1::METHOD_NADA ? "nada" : "ipl", Age(j.create_time(), now)});
       ++shown;
     }
     request.set_page_token(response.next_page_token());
   } while (!request.page_token().empty() && shown < command.limit);
-  if (!o.json) {
+  if (o.json) {
+    // The token of the page after the last job shown, as the API gives it.
+    std::fprintf(o.out, "%s\n", JsonList("jobs", all.jobs(), request.page_token()).c_str());
+  } else {
     if (shown == 0) {
       std::fprintf(o.out, "No jobs.\n");
     } else {
@@ -237,7 +264,9 @@ int ListJobs(Connection& c, const Output& o, const ListCommand& command) {
 
 int CancelJob(Connection& c, const Output& o, const std::string& job) {
   v1::CancelJobRequest request;
-  request.set_name(JobName(job));
+  absl::StatusOr<std::string> name = ResourceName(job, kJobs);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_name(*name);
   v1::Job response;
   absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.api().CancelJob(ctx, request, &response); });
   if (!s.ok()) return Fail(c, o, s);
@@ -258,6 +287,7 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
   // -o json show it whole).
   std::vector<std::vector<std::string>> rows = {{"NAME", "KIND", "RESOLUTION", "SIZE", "AGE", "DESCRIPTION"}};
   const absl::Time now = absl::Now();
+  v1::ListGeneratorsResponse all;  // -o json: the pages as one response
   do {
     request.set_page_size(1000);
     v1::ListGeneratorsResponse response;
@@ -265,10 +295,7 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
         c.Call([&](grpc::ClientContext* ctx) { return c.api().ListGenerators(ctx, request, &response); });
     if (!s.ok()) return Fail(c, o, s);
     for (const v1::Generator& g : response.generators()) {
-      if (o.json) {
-        std::fprintf(o.out, "%s\n", JsonLine(g).c_str());
-        continue;
-      }
+      *all.add_generators() = g;
       constexpr size_t kWidth = 60;
       std::string what = g.description();
       if (what.size() > kWidth) {
@@ -283,7 +310,11 @@ int ListGenerators(Connection& c, const Output& o, const std::string& kind) {
     }
     request.set_page_token(response.next_page_token());
   } while (!request.page_token().empty());
-  if (!o.json) std::fputs(rows.size() == 1 ? "No generators.\n" : Table(rows).c_str(), o.out);
+  if (o.json) {
+    std::fprintf(o.out, "%s\n", JsonList("generators", all.generators()).c_str());
+  } else {
+    std::fputs(rows.size() == 1 ? "No generators.\n" : Table(rows).c_str(), o.out);
+  }
   return kExitOk;
 }
 
@@ -297,7 +328,9 @@ int GetGenerator(Connection& c, const Output& o, const std::string& generator) {
 
 int DeleteGenerator(Connection& c, const Output& o, const std::string& generator) {
   v1::DeleteGeneratorRequest request;
-  request.set_name(GeneratorName(generator));
+  absl::StatusOr<std::string> name = ResourceName(generator, kGenerators);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_name(*name);
   v1::DeleteGeneratorResponse response;
   absl::Status s =
       c.Call([&](grpc::ClientContext* ctx) { return c.api().DeleteGenerator(ctx, request, &response); });
@@ -312,7 +345,17 @@ int DeleteGenerator(Connection& c, const Output& o, const std::string& generator
 
 int Generate(Connection& c, const Output& o, const GenerateCommand& command) {
   v1::GenerateRequest request;
-  request.set_generator(GeneratorName(command.generator));
+  absl::StatusOr<std::string> name = ResourceName(command.generator, kGenerators);
+  if (!name.ok()) return Fail(c, o, name.status());
+  request.set_generator(*name);
+  // Where the images go, before any call: files go into directories that
+  // exist (only --out's own directory is made, like mkdir).
+  if (!command.out_dir.empty()) {
+    if (absl::Status s = CheckOutputDirectory("--out", command.out_dir); !s.ok()) return Fail(c, o, s);
+  }
+  if (!command.grid.empty()) {
+    if (absl::Status s = CheckOutputFile("--grid", command.grid); !s.ok()) return Fail(c, o, s);
+  }
   for (uint64_t seed : command.seeds) request.add_seeds(seed);
   request.set_max_resolution(command.max_resolution);
   std::string source;
@@ -343,14 +386,18 @@ int Generate(Connection& c, const Output& o, const GenerateCommand& command) {
     source_images = *std::move(s);
   }
   auto write = [&](const std::string& path, const std::string& bytes) -> absl::Status {
-    std::error_code ec;
-    if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path(), ec);
     std::ofstream out(path, std::ios::binary);
     out << bytes;
     if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
     return absl::OkStatus();
   };
   if (!command.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directory(command.out_dir, ec);  // its parent exists (checked above)
+    if (ec) {
+      return Fail(c, o, absl::PermissionDeniedError(
+                            absl::StrCat("cannot make directory ", command.out_dir, ": ", ec.message())));
+    }
     for (size_t i = 0; i < adapted->size(); ++i) {
       const std::string base = absl::StrFormat("%s/seed%04d", command.out_dir, (*adapted)[i].seed());
       absl::Status s = write(base + ".png", (*adapted)[i].png());
@@ -393,16 +440,16 @@ int ListWorkers(Connection& c, const Output& o) {
   std::vector<std::vector<std::string>> rows = {{"NAME", "DEVICE", "SOURCES", "JOB", "RESIDENT", "HEARTBEAT"}};
   if (by_front) rows[0].push_back("FRONT");
   const absl::Time now = absl::Now();
+  if (o.json) {
+    std::fprintf(o.out, "%s\n", JsonList("workers", response.workers()).c_str());
+    return kExitOk;
+  }
   for (const v1::Worker& w : response.workers()) {
-    if (o.json) {
-      std::fprintf(o.out, "%s\n", JsonLine(w).c_str());
-      continue;
-    }
     rows.push_back({w.name(), w.device(), absl::StrJoin(w.sources(), ","), w.job().empty() ? "-" : w.job(),
                     std::to_string(w.resident_generators_size()), Age(w.last_heartbeat_time(), now) + " ago"});
     if (by_front) rows.back().push_back(w.front());
   }
-  if (!o.json) std::fputs(rows.size() == 1 ? "No workers.\n" : Table(rows).c_str(), o.out);
+  std::fputs(rows.size() == 1 ? "No workers.\n" : Table(rows).c_str(), o.out);
   return kExitOk;
 }
 
@@ -411,7 +458,7 @@ int Health(Connection& c, const Output& o, const std::string& service) {
   request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;
   absl::Status s = c.Call([&](grpc::ClientContext* ctx) { return c.health().Check(ctx, request, &response); });
-  if (!s.ok()) return Fail(c, o, s);
+  if (!s.ok()) return Fail(c, o, s, grpc::health::v1::Health::service_full_name());
   const std::string status = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
   std::fprintf(o.out, "%s\n", o.json ? JsonLine(response).c_str() : status.c_str());
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitError;

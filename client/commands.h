@@ -18,7 +18,7 @@
 namespace restyle::client {
 
 struct Output {
-  bool json = false;      // -o json: protobuf JSON, one object per line
+  bool json = false;      // -o json: protobuf JSON (a list one document, a stream a line an object)
   bool terminal = false;  // stdout is a terminal
   FILE* out = stdout;
   FILE* err = stderr;
@@ -74,8 +74,10 @@ int ListWorkers(Connection& c, const Output& o);
 // only when SERVING (for scripts and container health checks).
 int Health(Connection& c, const Output& o, const std::string& service);
 
-// Prints `restyle: <what went wrong>` and returns its exit code.
-int Fail(const Connection& c, const Output& o, const absl::Status& status);
+// Prints `restyle: <what went wrong>` about a call to `service` and returns
+// its exit code.
+int Fail(const Connection& c, const Output& o, const absl::Status& status,
+         absl::string_view service = v1::RestyleService::service_full_name());
 
 }  // namespace restyle::client
 

@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/exit_codes.h"
 #include "common/channel.h"
 #include "common/files.h"
 #include "common/grpc_status.h"
@@ -39,8 +40,37 @@ bool IsUnreachable(const absl::Status& status) {
          (ErrorReason(status).empty() || ErrorReason(status) == "UNAVAILABLE");
 }
 
-std::string Connection::Explain(const absl::Status& status) const {
+bool IsWrongService(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnimplemented && ErrorReason(status).empty();
+}
+
+int ExitCodeOfFailure(const absl::Status& status) {
+  if (IsUnreachable(status) || IsWrongService(status) ||
+      status.code() == absl::StatusCode::kDeadlineExceeded) {
+    return kExitUnreachable;
+  }
+  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+}
+
+std::string Connection::Explain(const absl::Status& status, absl::string_view service) const {
   const std::string message(status.message());
+  if (IsWrongService(status)) {
+    std::string what = absl::StrCat("the service ", service);
+    std::string hint;
+    if (service == v1::RestyleService::service_full_name()) {
+      what = absl::StrCat("the Restyle API (", service, ")");
+      hint = ": is it the worker or health port? The API port is 8700 by default (--server, "
+             "$RESTYLE_SERVER)";
+    } else if (service == grpc::health::v1::Health::service_full_name()) {
+      what = absl::StrCat("gRPC health checks (", service, ")");
+      hint = ": the health ports are restyled's 8702 and restyle-worker's 8711 by default";
+    }
+    return absl::StrCat(options_.server, " does not serve ", what, hint);
+  }
+  if (IsUnreachable(status) && absl::StrContains(message, "http1.x")) {
+    return absl::StrCat(options_.server, " answers HTTP/1.x, not gRPC: is it a metrics port? The API port is "
+                        "8700 by default (--server, $RESTYLE_SERVER)");
+  }
   if (IsUnreachable(status)) {
     std::string why = "it did not answer";
     if (absl::StrContains(message, "Connection refused")) why = "connection refused";

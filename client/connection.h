@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "restyle/v1/restyle_service.grpc.pb.h"
@@ -47,10 +48,14 @@ class Connection {
   absl::Status Call(const std::function<grpc::Status(grpc::ClientContext*)>& call,
                     absl::Duration timeout = absl::ZeroDuration()) const;
 
-  // One line about a failed call, for people: "cannot reach the Restyle
-  // server at HOST:PORT (connection refused): is restyled running there?
-  // (--server, $RESTYLE_SERVER)", or "not found: no job jobs/x".
-  std::string Explain(const absl::Status& status) const;
+  // One line about a failed call to `service`, for people: "cannot reach
+  // the Restyle server at HOST:PORT (connection refused): is restyled
+  // running there? (--server, $RESTYLE_SERVER)", "HOST:PORT does not serve
+  // the Restyle API (restyle.v1.RestyleService): is it the worker or health
+  // port? ...", "HOST:PORT answers HTTP/1.x, not gRPC: is it a metrics
+  // port? ...", or "not found: no job jobs/x".
+  std::string Explain(const absl::Status& status,
+                      absl::string_view service = v1::RestyleService::service_full_name()) const;
 
  private:
   Connection(ConnectionOptions options, std::shared_ptr<grpc::Channel> channel)
@@ -68,6 +73,17 @@ class Connection {
 // True when `status` says the server could not be reached (or did not
 // answer in time).
 bool IsUnreachable(const absl::Status& status);
+
+// True when `status` is UNIMPLEMENTED without a Restyle reason: the address
+// answers gRPC but does not serve the service called (a worker or health
+// port given as the API's, say). Restyle's own UNIMPLEMENTED always carries
+// a reason (common/grpc_status.h).
+bool IsWrongService(const absl::Status& status);
+
+// The exit code of a failed call (exit_codes.h): kExitUnreachable when the
+// server could not be reached, did not answer in time, or does not serve
+// the service; kExitUsage for INVALID_ARGUMENT; else kExitError.
+int ExitCodeOfFailure(const absl::Status& status);
 
 }  // namespace restyle::client
 

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/exit_codes.h"
 #include "client/format.h"
+#include "client/stage_pace.h"
 #include "common/grpc_status.h"
 #include "common/signals.h"
 #include "common/status.h"
@@ -52,7 +53,7 @@ class View {
       return;
     }
     if (e.has_job()) State(e.job());
-    if (e.has_progress()) Progress(e.progress());
+    if (e.has_progress()) Progress(e.progress(), e.has_time() ? FromProtoTime(e.time()) : absl::Now());
     if (e.has_queue()) Queue(e.queue());
     if (!e.log().empty()) Line(absl::StrCat("note: ", e.log()));
   }
@@ -72,6 +73,11 @@ class View {
     stages_ = job.spec().method() == v1::METHOD_NADA ? 1 : 2;
     if (job.state() == state_) return;
     state_ = job.state();
+    // Out of RUNNING and CANCELLING no stage goes on (a job queued again
+    // starts its stages over).
+    if (job.state() != v1::JOB_STATE_RUNNING && job.state() != v1::JOB_STATE_CANCELLING) {
+      EndStage(/*finished=*/false);
+    }
     std::string text = absl::StrCat(job_, ": ", StateName(job.state()));
     if (job.state() == v1::JOB_STATE_QUEUED && job.queue_position() > 0) {
       absl::StrAppend(&text, " (position ", job.queue_position(), ")");
@@ -85,25 +91,85 @@ class View {
     Line(text);
   }
 
-  void Progress(const v1::JobProgress& p) {
+  void Progress(const v1::JobProgress& p, absl::Time time) {
     if (p.stage() != v1::JOB_STAGE_TRAINING_MAPPER && p.stage() != v1::JOB_STAGE_FINE_TUNING_GENERATOR) {
-      if (p.stage() == v1::JOB_STAGE_EXPORTING) Line("exporting: samples, quality report, uploads");
+      if (p.stage() == v1::JOB_STAGE_EXPORTING) {
+        EndStage(/*finished=*/true);
+        Line("exporting: samples, quality report, uploads");
+      }
       return;
     }
     const bool new_stage = p.stage() != stage_;
+    if (new_stage) EndStage(/*finished=*/true);  // a later stage began: the last one is done
     stage_ = p.stage();
+    pace_.Observe(p.step(), p.total(), time);
+    last_ = p;
+    ended_ = pace_.done();
     if (o_.terminal) {
-      if (new_stage) Close();  // the finished stage's bar stays
-      std::fprintf(o_.out, "\r\033[K  %s", ProgressLine(p, stages_, 24).c_str());
-      std::fflush(o_.out);
-      live_ = Live::kBar;
+      if (live_ != Live::kBar) Close();
+      DrawBar();
       return;
     }
-    const absl::Time now = absl::Now();
-    if (new_stage || p.step() == p.total() || now - last_line_ >= absl::Seconds(1)) {
+    const absl::Time now = absl::Now();  // a replayed past comes at once: one line
+    if (new_stage || pace_.done() || now - last_line_ >= absl::Seconds(1)) {
       last_line_ = now;
-      Line(absl::StrCat("  ", ProgressLine(p, stages_, 0)));
+      Line(absl::StrCat("  ", ProgressLine(p, stages_, 0, Timing())));
     }
+  }
+
+  // What ends the stage's line: its time once done, else its ETA (the
+  // worker's in the last stage, where it is the stage's own; the pace seen
+  // in an earlier one, where the worker's covers the later stages too).
+  std::string Timing() const {
+    if (pace_.done()) {
+      const std::optional<absl::Duration> elapsed = pace_.Elapsed();
+      return elapsed ? absl::StrCat("done in ", HumanDuration(*elapsed)) : "done";
+    }
+    if (StageNumber(last_, stages_) == stages_ && last_.has_eta()) {
+      return absl::StrCat("ETA ", HumanDuration(FromProtoDuration(last_.eta())));
+    }
+    const std::optional<absl::Duration> eta = pace_.Eta();
+    return eta ? absl::StrCat("ETA ", HumanDuration(*eta)) : "";
+  }
+
+  void DrawBar() {
+    std::fprintf(o_.out, "\r\033[K  %s", ProgressLine(last_, stages_, 24, Timing()).c_str());
+    std::fflush(o_.out);
+    live_ = Live::kBar;
+  }
+
+  // The stage shown last has ended: `finished` (a later stage began, or the
+  // job exports) or stopped (the job ended or went back to the queue). Its
+  // line ends with its time, never an ETA; the next progress starts a new
+  // stage.
+  void EndStage(bool finished) {
+    if (stage_ == v1::JOB_STAGE_UNSPECIFIED) return;
+    if (!ended_) {
+      v1::JobProgress p = last_;
+      const std::optional<absl::Duration> elapsed = pace_.Elapsed();
+      std::string timing;
+      if (finished) {
+        // Its last steps went unseen (a resumed stream): the stage's whole
+        // time at the pace seen; the loss shown would be an older step's.
+        const std::optional<absl::Duration> eta = pace_.Eta();
+        p.set_step(p.total());
+        p.clear_losses();
+        timing = elapsed && eta ? absl::StrCat("done in ", HumanDuration(*elapsed + *eta)) : "done";
+      } else {
+        timing = elapsed ? absl::StrCat("stopped after ", HumanDuration(*elapsed)) : "stopped";
+      }
+      if (o_.terminal) {
+        if (live_ != Live::kBar) Close();
+        std::fprintf(o_.out, "\r\033[K  %s", ProgressLine(p, stages_, 24, timing).c_str());
+        live_ = Live::kBar;
+      } else {
+        Line(absl::StrCat("  ", ProgressLine(p, stages_, 0, timing)));
+      }
+    }
+    Close();
+    stage_ = v1::JOB_STAGE_UNSPECIFIED;
+    pace_ = StagePace();
+    ended_ = false;
   }
 
   void Queue(const v1::QueueUpdate& q) {
@@ -118,8 +184,15 @@ class View {
     }
   }
 
-  // A line of its own: a live bar stays above it, a queue line is replaced.
+  // A line of its own. A live bar of a stage still running stays below it
+  // (redrawn), a finished stage's bar stays above it, a queue line is
+  // replaced.
   void Line(const std::string& text) {
+    if (live_ == Live::kBar && stage_ != v1::JOB_STAGE_UNSPECIFIED && !ended_) {
+      std::fprintf(o_.out, "\r\033[K%s\n", text.c_str());
+      DrawBar();
+      return;
+    }
     Close();
     std::fprintf(o_.out, "%s\n", text.c_str());
     std::fflush(o_.out);
@@ -129,7 +202,12 @@ class View {
   const std::string job_;
   int stages_ = 2;
   v1::JobState state_ = v1::JOB_STATE_UNSPECIFIED;
+  // The stage shown (UNSPECIFIED: none, or it has ended), its last progress
+  // and pace, and whether its line shows its end already.
   v1::JobStage stage_ = v1::JOB_STAGE_UNSPECIFIED;
+  v1::JobProgress last_;
+  StagePace pace_;
+  bool ended_ = false;
   // What the cursor's line shows while it is redrawn in place.
   enum class Live { kNone, kBar, kTransient };
   Live live_ = Live::kNone;
@@ -193,7 +271,7 @@ int Follow(Connection& connection, const std::string& job, const FollowOptions& 
     if (!resumable) {
       view.Close();
       std::fprintf(options.err, "restyle: %s\n", connection.Explain(status).c_str());
-      return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+      return ExitCodeOfFailure(status);
     }
     if (!reconnecting) view.Note(absl::StrCat("lost the stream (", connection.Explain(status),
                                               "); resuming after event ", after));

@@ -86,10 +86,14 @@ std::string Activity(const v1::Job& job) {
   }
 }
 
-std::string ProgressLine(const v1::JobProgress& p, int stages, int bar_width) {
+int StageNumber(const v1::JobProgress& p, int stages) {
+  return p.stage() == v1::JOB_STAGE_TRAINING_MAPPER ? 1 : stages;
+}
+
+std::string ProgressLine(const v1::JobProgress& p, int stages, int bar_width, const std::string& timing) {
   const bool mapper = p.stage() == v1::JOB_STAGE_TRAINING_MAPPER;
-  const int stage = mapper ? 1 : stages;
-  std::string line = absl::StrFormat("stage %d/%d %-9s", stage, stages, mapper ? "mapper" : "generator");
+  std::string line = absl::StrFormat("stage %d/%d %-9s", StageNumber(p, stages), stages,
+                                     mapper ? "mapper" : "generator");
   if (bar_width > 0) {
     const double f = p.total() > 0 ? static_cast<double>(p.step()) / p.total() : 0;
     const int filled = static_cast<int>(std::lround(f * bar_width));
@@ -101,8 +105,14 @@ std::string ProgressLine(const v1::JobProgress& p, int stages, int bar_width) {
   if (p.images_per_second() > 0) {
     absl::StrAppend(&line, absl::StrFormat("  %.0f img/s", p.images_per_second()));
   }
-  if (p.has_eta()) absl::StrAppend(&line, "  ETA ", HumanDuration(FromProtoDuration(p.eta())));
+  if (!timing.empty()) absl::StrAppend(&line, "  ", timing);
   return line;
+}
+
+std::string WorkerEta(const v1::JobProgress& p, int stages) {
+  if (!p.has_eta()) return "";
+  return absl::StrCat(StageNumber(p, stages) < stages ? "job ETA " : "ETA ",
+                      HumanDuration(FromProtoDuration(p.eta())));
 }
 
 std::string Outcome(const v1::Job& job) {
@@ -166,7 +176,8 @@ std::string DescribeJob(const v1::Job& job, absl::Time now) {
                                            : "");
   if (job.progress().total() > 0 && (job.state() == v1::JOB_STATE_RUNNING ||
                                      job.state() == v1::JOB_STATE_CANCELLING)) {
-    Field(&out, "Progress", ProgressLine(job.progress(), spec.method() == v1::METHOD_NADA ? 1 : 2, 20));
+    const int stages = spec.method() == v1::METHOD_NADA ? 1 : 2;
+    Field(&out, "Progress", ProgressLine(job.progress(), stages, 20, WorkerEta(job.progress(), stages)));
   }
   Field(&out, "Latest preview", job.progress().latest_preview());
   Field(&out, "Created", Time(job.create_time(), now));
@@ -240,6 +251,34 @@ std::string JsonLine(const google::protobuf::Message& message) {
   options.preserve_proto_field_names = false;
   if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return "{}";
   return json;
+}
+
+namespace {
+
+// `text` as a JSON string, quotes included.
+std::string JsonString(const std::string& text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string JsonList(const std::string& key, const std::vector<std::string>& items_json,
+                     const std::string& next_page_token) {
+  std::string out = absl::StrCat("{", JsonString(key), ":[", absl::StrJoin(items_json, ","));
+  absl::StrAppend(&out, "]");
+  if (!next_page_token.empty()) absl::StrAppend(&out, ",\"nextPageToken\":", JsonString(next_page_token));
+  return out + "}";
 }
 
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
