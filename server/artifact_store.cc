@@ -1,6 +1,8 @@
 #include "server/artifact_store.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -9,6 +11,58 @@
 #include "common/status.h"
 
 namespace restyle::server {
+
+namespace {
+
+// The first bytes of an upload kept to check its kind.
+constexpr size_t kHeadBytes = 16;
+
+// The kinds of file a worker uploads, each with the file names it may have.
+bool KindFits(const std::string& kind, const std::string& file) {
+  if (kind == "generator_delta") return file == "generator_delta.safetensors";
+  if (kind == "result") return file == "result.json";
+  if (kind == "quality") return file == "quality.json";
+  if (kind == "samples") return file == "samples.png";
+  if (kind == "stage1_checkpoint") return file == "stage1_checkpoint.safetensors";
+  if (kind == "mapper") {
+    return absl::StartsWith(file, "mapper") && absl::EndsWith(file, ".safetensors") &&
+           file.find('/') == std::string::npos;
+  }
+  if (kind == "preview") return absl::StartsWith(file, "previews/") && absl::EndsWith(file, ".png");
+  return false;
+}
+
+absl::Status CheckKind(const std::string& file, const std::string& kind) {
+  if (KindFits(kind, file)) return absl::OkStatus();
+  return ErrorWithReason(absl::StatusCode::kInvalidArgument, "ARTIFACT_KIND_MISMATCH",
+                         absl::StrCat("an artifact of kind \"", kind, "\" cannot be \"", file,
+                                      "\" (kinds: generator_delta, result, quality, samples, "
+                                      "stage1_checkpoint, mapper, preview, each with its file)"),
+                         {{"field", "header.kind"}});
+}
+
+// DATA_LOSS (ARTIFACT_KIND_MISMATCH) unless the upload's first bytes are
+// those of its kind: safetensors (a little-endian header length, then '{'),
+// PNG's signature, a JSON object. A job cannot succeed with a "generator"
+// that no worker could load.
+absl::Status CheckContent(const v1::Artifact& a, const std::string& head) {
+  bool fits = false;
+  if (absl::EndsWith(a.name(), ".safetensors")) {
+    fits = head.size() >= 9 && head[8] == '{';
+  } else if (absl::EndsWith(a.name(), ".png")) {
+    fits = absl::StartsWith(head, "\x89PNG\r\n\x1a\n");
+  } else if (absl::EndsWith(a.name(), ".json")) {
+    const size_t first = head.find_first_not_of(" \t\r\n");
+    fits = first != std::string::npos && head[first] == '{';
+  }
+  if (fits) return absl::OkStatus();
+  return ErrorWithReason(absl::StatusCode::kDataLoss, "ARTIFACT_KIND_MISMATCH",
+                         absl::StrCat(a.name(), ": the bytes are not a ", a.kind(),
+                                      " file (its format's header is missing); nothing was kept"));
+}
+
+}  // namespace
+
 
 std::string ArtifactStore::ContentTypeOf(const std::string& file) {
   if (absl::EndsWith(file, ".png")) return "image/png";
@@ -32,8 +86,17 @@ absl::StatusOr<std::unique_ptr<ArtifactStore::Upload>> ArtifactStore::BeginUploa
       })) {
     return InvalidField("header.sha256", "sha256 must be 64 lower-case hex digits");
   }
+  RESTYLE_RETURN_IF_ERROR(CheckKind(file, kind));
   RESTYLE_ASSIGN_OR_RETURN(JobRow row, store_->Get(job_id));
   RESTYLE_RETURN_IF_ERROR(CheckLease(row, worker, attempt));
+  RESTYLE_ASSIGN_OR_RETURN(std::vector<ArtifactRecord> stored, store_->ListArtifacts(job_id));
+  if (std::count_if(stored.begin(), stored.end(), [&](const ArtifactRecord& a) {
+        return a.attempt == attempt;
+      }) >= kMaxArtifactsPerAttempt) {
+    return ErrorWithReason(absl::StatusCode::kResourceExhausted, "TOO_MANY_ARTIFACTS",
+                           absl::StrCat(row.job.name(), " attempt ", attempt, " has stored ",
+                                        kMaxArtifactsPerAttempt, " files, the most one attempt may"));
+  }
   auto upload = std::unique_ptr<Upload>(new Upload);
   upload->owner_ = this;
   upload->worker_ = worker;
@@ -57,6 +120,9 @@ absl::Status ArtifactStore::Upload::Append(absl::string_view bytes) {
                                         record_.artifact.size_bytes()));
   }
   sha_.Update(bytes);
+  if (head_.size() < kHeadBytes) {
+    head_.append(bytes.data(), std::min(bytes.size(), kHeadBytes - head_.size()));
+  }
   return file_->Append(bytes);
 }
 
@@ -73,6 +139,7 @@ absl::StatusOr<v1::Artifact> ArtifactStore::Upload::Commit() {
                            absl::StrCat(a.name(), ": received bytes have sha256 ", digest,
                                         ", the uploader declared ", a.sha256()));
   }
+  RESTYLE_RETURN_IF_ERROR(CheckContent(a, head_));
   RESTYLE_RETURN_IF_ERROR(file_->Commit());
   RESTYLE_RETURN_IF_ERROR(owner_->store_->PutArtifact(record_, worker_));
   return a;

@@ -28,6 +28,9 @@ namespace restyle::server {
 inline constexpr int64_t kMaxArtifactBytes = int64_t{4} << 30;
 // Bytes per streamed message, both ways.
 inline constexpr size_t kArtifactChunkBytes = size_t{1} << 20;
+// Files one attempt of a job may store (previews, checkpoints and results
+// of a long job are a few hundred).
+inline constexpr int kMaxArtifactsPerAttempt = 2000;
 
 class ArtifactStore {
  public:
@@ -52,10 +55,14 @@ class ArtifactStore {
     std::string worker_;
     std::unique_ptr<AtomicFile> file_;
     Sha256 sha_;
+    std::string head_;  // the first bytes, to check the file is of its kind
   };
 
   // Starts receiving `file` of a job leased to `worker` under `attempt`.
-  // INVALID_ARGUMENT for an unsafe file name, a bad digest or size;
+  // INVALID_ARGUMENT for an unsafe file name, a bad digest or size, or a
+  // kind that is not one of the worker's or not this file's (reason
+  // ARTIFACT_KIND_MISMATCH; Commit checks the bytes are of that kind too);
+  // RESOURCE_EXHAUSTED (TOO_MANY_ARTIFACTS) past kMaxArtifactsPerAttempt;
   // ABORTED (LEASE_LOST) when the lease is not the worker's.
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const std::string& job_id,
                                                       const std::string& worker, int attempt,

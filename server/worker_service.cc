@@ -45,6 +45,9 @@ ServerUnaryReactor* OnStore(Front* front, CallbackServerContext* context, const 
   return front->OnStore(context, AdmitWorker(front, *context, worker), work);
 }
 
+// Events one ReportProgress may carry (the worker sends fewer at a time).
+constexpr int kMaxEventsPerReport = 1000;
+
 // Whether a renewal's error says the lease is gone (moved, expired, its job
 // deleted or its name malformed), as opposed to a store that failed.
 bool LeaseIsGone(const absl::Status& status) {
@@ -183,6 +186,22 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
       return End(false, absl::OkStatus());
     }
     if (!message_.has_image()) return End(false, InvalidField("image", "expected an image"));
+    const int want = task->task.seeds_size();
+    bool overrun;
+    {
+      absl::MutexLock lock(&mu_);
+      overrun = task->images_sent >= want || message_.image().index() < 0 ||
+                message_.image().index() >= want;
+    }
+    if (overrun) {
+      // What the client never asked for is not sent on: both calls end.
+      task->stream->Finish(ErrorWithReason(
+          absl::StatusCode::kInternal, "WORKER_PROTOCOL",
+          absl::StrCat("the worker sent an image beyond the ", want, " asked for; retry")));
+      return End(false, InvalidField("image.index", absl::StrCat("more images than the task's ",
+                                                                 want, " seeds, or an index "
+                                                                 "outside them")));
+    }
     v1::GenerateResponse out;
     wv1::SendImagesRequest::Image* image = message_.mutable_image();
     out.set_seed(image->seed());
@@ -393,6 +412,10 @@ ServerUnaryReactor* WorkerService::ReportProgress(CallbackServerContext* context
   Front* front = front_;
   return OnStore(front, context, request->worker(), [front, request, response]() -> absl::Status {
     RESTYLE_ASSIGN_OR_RETURN(const std::string id, JobIdOf(request->job()));
+    if (request->events_size() > kMaxEventsPerReport) {
+      return InvalidField("events", absl::StrCat(request->events_size(), " events in one report; ",
+                                                 kMaxEventsPerReport, " at most"));
+    }
     std::vector<wv1::ProgressEvent> events(request->events().begin(), request->events().end());
     RESTYLE_ASSIGN_OR_RETURN(JobUpdate update,
                              front->store->ReportProgress(id, request->worker(), request->attempt(),

@@ -36,6 +36,8 @@ namespace fs = std::filesystem;
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(15);
 constexpr char kCheckpointFile[] = "stage1_checkpoint.safetensors";
+// Events in one ReportProgress at most (the front takes up to 1000).
+constexpr int kMaxEventsPerReport = 500;
 
 std::string IdOf(const std::string& name) { return name.substr(name.find('/') + 1); }
 
@@ -1069,7 +1071,8 @@ void Worker::ReporterLoop() {
       }
       if (lost) continue;  // nobody wants to hear of it any more
       if (request.events_size() > 0 &&
-          (request.job() != r.job || request.attempt() != r.attempt || !r.upload_path.empty())) {
+          (request.job() != r.job || request.attempt() != r.attempt || !r.upload_path.empty() ||
+           request.events_size() >= kMaxEventsPerReport)) {
         send();
       }
       request.set_worker(name_);

@@ -9,6 +9,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
+#include "restyle/worker/v1/worker_service.grpc.pb.h"
 #include "tests/integration/service_fixture.h"
 
 namespace restyle::testing {
@@ -211,6 +213,172 @@ TEST(BadInputTest, TooManyWatchersOfOneJobAreRefusedAndTheOthersGoOn) {
   cancel.set_name(job->name());
   ASSERT_TRUE(front.api().CancelJob(Ctx().get(), cancel, &ignored).ok());
   worker->Stop();
+}
+
+namespace wv1 = restyle::worker::v1;
+
+// A worker the test plays itself, over the worker protocol.
+class FakeWorker {
+ public:
+  FakeWorker(Front& front, const std::string& id, int max_generation_tasks)
+      : name_("workers/" + id),
+        stub_(wv1::WorkerService::NewStub(
+            grpc::CreateChannel(front.worker_address(), grpc::InsecureChannelCredentials()))) {
+    wv1::RegisterWorkerRequest r;
+    r.set_worker_id(id);
+    r.set_instance_key(id + "-key");
+    wv1::SourceModel* m = r.add_sources();
+    m->set_id("demo");
+    m->set_resolution(32);
+    m->set_source_text("photo");
+    m->set_digest(std::string(64, 'e'));
+    m->set_latent_rows(8);
+    r.add_clip_models("fake-clip");
+    r.set_max_generation_tasks(max_generation_tasks);
+    r.set_max_generation_batch(8);
+    wv1::RegisterWorkerResponse response;
+    status_ = stub_->RegisterWorker(Ctx().get(), r, &response);
+    session_ = response.session();
+  }
+  const grpc::Status& registration() const { return status_; }
+  const std::string& name() const { return name_; }
+  wv1::WorkerService::Stub& stub() { return *stub_; }
+  std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(10)) {
+    auto c = Ctx(timeout);
+    c->AddMetadata("restyle-worker-session", session_);
+    return c;
+  }
+  wv1::PollWorkResponse Poll(wv1::Lane lane) {
+    wv1::PollWorkRequest poll;
+    poll.set_worker(name_);
+    poll.set_lane(lane);
+    poll.set_max_tasks(4);
+    poll.mutable_wait()->set_seconds(5);
+    wv1::PollWorkResponse response;
+    EXPECT_TRUE(stub_->PollWork(Context(absl::Seconds(15)).get(), poll, &response).ok());
+    return response;
+  }
+  // Uploads `bytes` as `file` of kind `kind` for the leased task.
+  grpc::Status Upload(const wv1::AdaptTask& task, const std::string& file, const std::string& kind,
+                      const std::string& bytes) {
+    auto c = Context();
+    wv1::UploadArtifactResponse uploaded;
+    auto writer = stub_->UploadArtifact(c.get(), &uploaded);
+    wv1::UploadArtifactRequest header;
+    wv1::UploadArtifactRequest::Header* h = header.mutable_header();
+    h->set_worker(name_);
+    h->set_job(task.job());
+    h->set_attempt(task.attempt());
+    h->set_file(file);
+    h->set_kind(kind);
+    h->set_size_bytes(static_cast<int64_t>(bytes.size()));
+    h->set_sha256(Sha256Hex(bytes));
+    writer->Write(header);
+    wv1::UploadArtifactRequest data;
+    data.set_data(bytes);
+    writer->Write(data);
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+ private:
+  std::string name_;
+  std::unique_ptr<wv1::WorkerService::Stub> stub_;
+  grpc::Status status_;
+  std::string session_;
+};
+
+// What a worker sends is checked as a client's request is: an upload's kind
+// against its name and its bytes, the events of one report, the images of a
+// task, and a generation queue it claims to have.
+TEST(BadInputTest, AWorkersInputIsCheckedAsAClientsIs) {
+  const std::string root = FreshDir("bad-worker-input");
+  Front front(root + "/front");
+  FakeWorker fake(front, "fake", std::numeric_limits<int>::max());
+  ASSERT_TRUE(fake.registration().ok()) << fake.registration().error_message();
+  absl::StatusOr<v1::Job> job = Adapt(front, SmallJob(2));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const wv1::PollWorkResponse leased = fake.Poll(wv1::LANE_ADAPTATION);
+  ASSERT_TRUE(leased.has_adapt()) << leased.DebugString();
+  const wv1::AdaptTask& task = leased.adapt();
+
+  // A kind that is none of a worker's, or not this file's.
+  grpc::Status s = fake.Upload(task, "generator_delta.safetensors", "bogus", "x");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "ARTIFACT_KIND_MISMATCH") << s.error_message();
+  s = fake.Upload(task, "samples.png", "generator_delta", "x");
+  EXPECT_EQ(ReasonOf(s), "ARTIFACT_KIND_MISMATCH") << s.error_message();
+  // A "generator" that is not safetensors, and a result that is not JSON:
+  // refused, nothing kept, so the job cannot succeed on them.
+  s = fake.Upload(task, "generator_delta.safetensors", "generator_delta", "not a generator at all");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "ARTIFACT_KIND_MISMATCH") << s.error_message();
+  s = fake.Upload(task, "result.json", "result", "<html>");
+  EXPECT_EQ(ReasonOf(s), "ARTIFACT_KIND_MISMATCH") << s.error_message();
+  EXPECT_TRUE(fake.Upload(task, "result.json", "result", "{\"ok\": true}").ok());
+  wv1::CompleteJobRequest complete;
+  complete.set_worker(fake.name());
+  complete.set_job(task.job());
+  complete.set_attempt(task.attempt());
+  complete.mutable_result();
+  wv1::CompleteJobResponse completed;
+  s = fake.stub().CompleteJob(fake.Context().get(), complete, &completed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "ARTIFACT_MISSING") << s.error_message();
+
+  // One report of more events than a report may hold.
+  wv1::ReportProgressRequest report;
+  report.set_worker(fake.name());
+  report.set_job(task.job());
+  report.set_attempt(task.attempt());
+  for (int i = 0; i < 1001; ++i) report.add_events()->set_log("step");
+  wv1::ReportProgressResponse reported;
+  s = fake.stub().ReportProgress(fake.Context().get(), report, &reported);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  absl::StatusOr<v1::Job> now = GetJob(front, job->name());
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->state(), v1::JOB_STATE_RUNNING) << now->DebugString();
+
+  // A Generate call: the worker (whose queue of INT_MAX was taken as the
+  // front's bound) sends one image more than the seeds asked for. The
+  // client gets the images it asked for and an error, never the extra one.
+  v1::GenerateRequest generate;
+  generate.set_generator("generators/demo");
+  generate.add_seeds(1);
+  generate.add_seeds(2);
+  auto client_context = Ctx(absl::Seconds(30));
+  auto reader = front.api().Generate(client_context.get(), generate);
+  const wv1::PollWorkResponse polled = fake.Poll(wv1::LANE_GENERATION);
+  ASSERT_EQ(polled.generate_size(), 1) << polled.DebugString();
+  {
+    auto c = fake.Context();
+    wv1::SendImagesResponse sent;
+    auto writer = fake.stub().SendImages(c.get(), &sent);
+    wv1::SendImagesRequest header;
+    header.mutable_header()->set_worker(fake.name());
+    header.mutable_header()->set_task_id(polled.generate(0).task_id());
+    writer->Write(header);
+    for (int i = 0; i < 3; ++i) {
+      wv1::SendImagesRequest image;
+      image.mutable_image()->set_index(i);
+      image.mutable_image()->set_seed(static_cast<uint64_t>(i + 1));
+      image.mutable_image()->set_png("\x89PNG\r\n\x1a\n");
+      if (!writer->Write(image)) break;
+    }
+    writer->WritesDone();
+    s = writer->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  }
+  int images = 0;
+  v1::GenerateResponse image;
+  while (reader->Read(&image)) ++images;
+  const grpc::Status generated = reader->Finish();
+  EXPECT_EQ(images, 2);
+  EXPECT_EQ(generated.error_code(), grpc::StatusCode::INTERNAL) << generated.error_message();
+  EXPECT_EQ(ReasonOf(generated), "WORKER_PROTOCOL") << generated.error_message();
+  // The front still serves.
+  v1::ListJobsResponse listed;
+  EXPECT_TRUE(front.api().ListJobs(Ctx().get(), {}, &listed).ok());
 }
 
 }  // namespace
