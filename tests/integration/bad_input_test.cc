@@ -4,12 +4,19 @@
 // the right status code, an ErrorDetail reason, and a message that names
 // the field; nothing malformed is accepted, and the front keeps serving.
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <functional>
 #include <limits>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include <grpcpp/generic/generic_stub.h>
+
+#include <fstream>
+
 #include "common/sha256.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "restyle/worker/v1/worker_service.grpc.pb.h"
 #include "tests/integration/service_fixture.h"
 
@@ -379,6 +386,94 @@ TEST(BadInputTest, AWorkersInputIsCheckedAsAClientsIs) {
   // The front still serves.
   v1::ListJobsResponse listed;
   EXPECT_TRUE(front.api().ListJobs(Ctx().get(), {}, &listed).ok());
+}
+
+// restyled's resident memory, in MiB (/proc).
+int64_t ResidentMiB(int pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) / 1024;
+  }
+  return -1;
+}
+
+// The unauthenticated health port cannot be made to hold memory: watches of
+// made-up service names keep nothing (a 4 MB name is refused, a short one
+// is told SERVICE_UNKNOWN and costs no entry), and made-up method names do
+// not grow the metrics' label sets.
+TEST(BadInputTest, MadeUpNamesOnTheOpenPortsHoldNothing) {
+  const std::string root = FreshDir("bad-names");
+  Front front(root + "/front");
+  auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", front.ports().health), grpc::InsecureChannelCredentials()));
+  const int64_t before = ResidentMiB(front.process().pid());
+  ASSERT_GT(before, 0);
+  // 200 watches of 4 MB names (800 MB that the old front kept), each refused.
+  for (int i = 0; i < 200; ++i) {
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(std::string(4 << 20, static_cast<char>('a' + i % 26)));
+    auto context = Ctx(absl::Seconds(30));
+    auto reader = health->Watch(context.get(), request);
+    grpc::health::v1::HealthCheckResponse response;
+    while (reader->Read(&response)) {
+    }
+    const grpc::Status s = reader->Finish();
+    ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << i << ": " << s.error_message();
+  }
+  // 1,000 watches of short unknown names, left open: each told
+  // SERVICE_UNKNOWN. (Over 20 connections: the health port takes 100 calls
+  // at once on one connection.)
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> connections;
+  for (int c = 0; c < 20; ++c) {
+    grpc::ChannelArguments own;
+    own.SetInt("restyle.test.connection", c);  // a channel, and a connection, of its own
+    connections.push_back(grpc::health::v1::Health::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", front.ports().health), grpc::InsecureChannelCredentials(), own)));
+  }
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<grpc::health::v1::HealthCheckResponse>>> open;
+  for (int i = 0; i < 1000; ++i) {
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(absl::StrCat("made.up.Service", i, std::string(200, 'x')));
+    contexts.push_back(Ctx(absl::Seconds(120)));
+    open.push_back(connections[i % 20]->Watch(contexts.back().get(), request));
+    grpc::health::v1::HealthCheckResponse first;
+    ASSERT_TRUE(open.back()->Read(&first)) << i;
+    ASSERT_EQ(first.status(), grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+  }
+  const int64_t after = ResidentMiB(front.process().pid());
+  std::printf("restyled: %lld MiB before, %lld MiB after 200 x 4 MB and 1,000 open watches\n",
+              static_cast<long long>(before), static_cast<long long>(after));
+  EXPECT_LT(after - before, 100) << "the health port held what its callers sent";
+  for (auto& c : contexts) c->TryCancel();
+  for (auto& r : open) r->Finish();
+
+  // Methods nobody serves: one "unknown" series, not one per name.
+  grpc::GenericStub generic(grpc::CreateChannel(front.api_address(), grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::ByteBuffer reply;
+    grpc::Slice empty("", 0);
+    grpc::ByteBuffer request(&empty, 1);
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    generic.UnaryCall(&context, absl::StrCat("/made.up.Service", i, "/Method", i), {}, &request,
+                      &reply, [&](grpc::Status s) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        status = s;
+                        done = true;
+                        cv.notify_one();
+                      });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  const std::string metrics = HttpGet(front.ports().metrics, "/metrics");
+  EXPECT_EQ(metrics.find("made.up.Service"), std::string::npos) << metrics;
 }
 
 }  // namespace
