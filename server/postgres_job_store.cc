@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -89,7 +90,47 @@ constexpr int64_t kMigrationLock = 0x72657374796c65;
 constexpr Oid kByteaOid = 17;
 // How long a statement waits for a row another process holds before the
 // call gives up (UNAVAILABLE, STORE_BUSY).
-constexpr char kLockTimeout[] = "SET lock_timeout = '30s'";
+constexpr char kLockTimeout[] = "SET lock_timeout = '5s'";
+// How long a statement may take, the server's side (set on every connection,
+// overridable in the URL) and this side: past kAnswerTimeout without an
+// answer, whatever sits between (a proxy, a NAT, a partition) is taken as a
+// dead connection: it is dropped and the call is UNAVAILABLE.
+constexpr char kStatementTimeoutOption[] = "-c statement_timeout=8000";
+constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
+
+// Waits for the results of what was sent on `c`, each until `deadline`; the
+// last one (the first error wins), or nullptr: `*timed_out` when the
+// deadline passed, otherwise the connection failed (PQerrorMessage says).
+PGresult* Collect(PGconn* c, absl::Time deadline, bool* timed_out) {
+  PGresult* kept = nullptr;
+  while (true) {
+    while (PQisBusy(c)) {
+      const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+      if (ms <= 0) {
+        *timed_out = true;
+        PQclear(kept);
+        return nullptr;
+      }
+      pollfd p{PQsocket(c), POLLIN, 0};
+      const int n = poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
+      if (n < 0 && errno != EINTR) break;
+      if (n > 0 && !PQconsumeInput(c)) break;  // PQgetResult reports it
+    }
+    PGresult* r = PQgetResult(c);
+    if (r == nullptr) return kept;
+    const auto failed = [](const PGresult* x) {
+      const ExecStatusType t = PQresultStatus(x);
+      return t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK;
+    };
+    if (kept != nullptr && failed(kept)) {
+      PQclear(r);
+    } else {
+      PQclear(kept);
+      kept = r;
+    }
+    if (PQstatus(c) == CONNECTION_BAD) return kept;
+  }
+}
 
 // "host:port/database" of a connection, for messages (never the password).
 std::string Describe(const PGconn* c) {
@@ -117,8 +158,11 @@ absl::Status PgError(const PGconn* c, const PGresult* r, absl::string_view what)
   const std::string sqlstate = state ? state : "";
   std::string message(absl::StripAsciiWhitespace(
       r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : PQerrorMessage(c)));
+  // 25006: a read-only transaction (the address now leads to a standby);
+  // 57014: a statement cancelled by statement_timeout (a server too slow
+  // to answer is as good as unreachable).
   if (PQstatus(c) == CONNECTION_BAD || absl::StartsWith(sqlstate, "08") || sqlstate == "57P01" ||
-      sqlstate == "57P02" || sqlstate == "57P03" ||
+      sqlstate == "57P02" || sqlstate == "57P03" || sqlstate == "25006" || sqlstate == "57014" ||
       (absl::StartsWith(sqlstate, "53") && sqlstate != "53100")) {
     return Unreachable(c, message);
   }
@@ -150,16 +194,17 @@ class Params {
   Params& AddOptionalText(const std::string& v) { return v.empty() ? AddNull() : Add(v); }
   int size() const { return static_cast<int>(values_.size()); }
 
-  // Runs `sql` with these parameters, results as text.
-  PGresult* Exec(PGconn* c, const std::string& sql) const {
+  // Sends `sql` with these parameters (results as text); false when it
+  // could not be sent.
+  bool Send(PGconn* c, const std::string& sql) const {
     std::vector<const char*> values;
     std::vector<int> lengths;
     for (const std::optional<std::string>& v : values_) {
       values.push_back(v ? v->data() : nullptr);
       lengths.push_back(v ? static_cast<int>(v->size()) : 0);
     }
-    return PQexecParams(c, sql.c_str(), size(), types_.data(), values.data(), lengths.data(),
-                        formats_.data(), /*resultFormat=*/0);
+    return PQsendQueryParams(c, sql.c_str(), size(), types_.data(), values.data(), lengths.data(),
+                             formats_.data(), /*resultFormat=*/0) == 1;
   }
 
  private:
@@ -227,14 +272,26 @@ class PgConnection {
     for (int tries = 0;; ++tries) {
       const bool first = !sent_;
       sent_ = true;
-      Result r(params.size() == 0 ? PQexec(c_, sql.c_str()) : params.Exec(c_, sql));
-      const ExecStatusType status = PQresultStatus(r.raw());
+      const bool sent = params.size() == 0 ? PQsendQuery(c_, sql.c_str()) == 1 : params.Send(c_, sql);
+      bool timed_out = false;
+      Result r(sent ? Collect(c_, absl::Now() + kAnswerTimeout, &timed_out) : nullptr);
+      if (timed_out) {
+        discard_ = true;  // its answer may still come: never reused
+        return Unreachable(c_, absl::StrCat("no answer to a statement within ",
+                                            absl::FormatDuration(kAnswerTimeout)));
+      }
+      const ExecStatusType status = r.raw() == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r.raw());
       if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
       if (first && reused_ && tries == 0 && PQstatus(c_) == CONNECTION_BAD) {
         PQreset(c_);
         if (PQstatus(c_) == CONNECTION_OK && Configure().ok()) continue;
       }
-      return PgError(c_, r.raw(), absl::StrCat("statement \"", sql.substr(0, 60), "\""));
+      absl::Status error = PgError(c_, r.raw(), absl::StrCat("statement \"", sql.substr(0, 60), "\""));
+      // A server that answers but cannot serve us (a standby after a
+      // failover: read-only; shutting down; too slow) is not asked again
+      // through this connection: the next call connects afresh.
+      if (error.code() == absl::StatusCode::kUnavailable) discard_ = true;
+      return error;
     }
   }
   absl::Status Run(const std::string& sql, const Params& params = {}) {
@@ -255,16 +312,14 @@ class PgConnection {
   absl::Status Configure() {
     PQsetNoticeProcessor(
         c_, [](void*, const char*) {}, nullptr);  // "already exists", ...
-    Result r(PQexec(c_, kLockTimeout));
-    if (PQresultStatus(r.raw()) != PGRES_COMMAND_OK) return PgError(c_, r.raw(), "configure");
-    return absl::OkStatus();
+    return Exec(kLockTimeout).status();
   }
 
   PGconn* raw() const { return c_; }
 
   // A connection that can go back to the pool: up, and outside a transaction.
   bool Reusable() const {
-    return PQstatus(c_) == CONNECTION_OK && PQtransactionStatus(c_) == PQTRANS_IDLE;
+    return !discard_ && PQstatus(c_) == CONNECTION_OK && PQtransactionStatus(c_) == PQTRANS_IDLE;
   }
   // Called when the pool hands the connection out again.
   void StartCall(bool reused) {
@@ -274,6 +329,7 @@ class PgConnection {
 
  private:
   PGconn* const c_;
+  bool discard_ = false;  // an answer said this connection is of no more use
   bool reused_ = false;
   bool sent_ = false;
 };
@@ -522,8 +578,16 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PostgresJobStore::Connect() const 
   const std::string timeout =
       std::to_string(std::max<int64_t>(1, absl::ToInt64Seconds(options_.connect_timeout)));
   // With expand_dbname the URL's own settings override the defaults before it.
-  const char* keys[] = {"connect_timeout", "fallback_application_name", "dbname", nullptr};
-  const char* values[] = {timeout.c_str(), "restyled", options_.url.c_str(), nullptr};
+  // A dead peer must fail a call in seconds, not after TCP's ~15 minutes:
+  // keepalives probe an idle connection (the LISTEN one included) after
+  // 5 s, every 2 s, 3 times; tcp_user_timeout ends one whose sent data goes
+  // unacknowledged for 10 s; statement_timeout bounds a statement the
+  // server itself sits on, and kAnswerTimeout one nobody answers.
+  const char* keys[] = {"connect_timeout", "fallback_application_name", "keepalives",
+                        "keepalives_idle", "keepalives_interval", "keepalives_count",
+                        "tcp_user_timeout", "options", "dbname", nullptr};
+  const char* values[] = {timeout.c_str(), "restyled", "1", "5", "2", "3", "10000",
+                          kStatementTimeoutOption, options_.url.c_str(), nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (raw == nullptr) return absl::ResourceExhaustedError("libpq: out of memory");
   auto c = std::make_unique<PgConnection>(raw);

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/status.h"
 
 namespace restyle::server {
@@ -91,8 +93,10 @@ void Replicas::Beat() {
     spdlog::info("heartbeat to the shared store: works again");
     warned_ = false;
   }
-  // A queued job whose notification was lost waits one beat at most.
+  // A queued job whose notification was lost waits one beat at most, and
+  // a followed job's event `reread` at most.
   scheduler_->QueueChanged();
+  if (now - last_reread_ >= options_.reread) RereadFollowed(/*always=*/false);
   ScheduleBeat();
 }
 
@@ -106,14 +110,25 @@ void Replicas::OnChange(const StoreChange& change) {
 
 void Replicas::OnGap() {
   scheduler_->QueueChanged();
-  store_executor_->Schedule([this] {
-    for (const std::string& id : hub_->jobs()) {
-      absl::StatusOr<JobRow> row = store_->Get(id);
-      if (!row.ok()) continue;
-      // The latest event: a follower that missed some reads them itself.
+  store_executor_->Schedule([this] { RereadFollowed(/*always=*/true); });
+}
+
+void Replicas::RereadFollowed(bool always) {
+  last_reread_ = absl::Now();
+  std::map<std::string, int64_t> relayed;
+  for (const std::string& id : hub_->jobs()) {
+    auto it = relayed_.find(id);
+    const int64_t before = it == relayed_.end() ? 0 : it->second;
+    relayed[id] = before;
+    absl::StatusOr<JobRow> row = store_->Get(id);
+    if (!row.ok()) continue;
+    // The latest event: a follower that missed some reads them itself (one
+    // that has it already drops it).
+    if (always || row->job.event_seq() > before) {
       RelayEvents(id, row->job.event_seq(), row->job.event_seq());
     }
-  });
+  }
+  relayed_ = std::move(relayed);  // jobs no longer followed are forgotten
 }
 
 void Replicas::RelayEvents(const std::string& id, int64_t first_seq, int64_t last_seq) {
@@ -125,6 +140,8 @@ void Replicas::RelayEvents(const std::string& id, int64_t first_seq, int64_t las
     return;
   }
   hub_->Relay(id, *events);
+  int64_t& newest = relayed_[id];
+  newest = std::max(newest, last_seq);
 }
 
 }  // namespace restyle::server

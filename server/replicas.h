@@ -16,8 +16,10 @@
 //   metrics count only what each front changed, so their sum over the
 //   replicas counts every change once).
 // - A bound for lost notifications: every heartbeat, this front's waiting
-//   workers try to lease again, and after the store's listening connection
-//   comes back, every followed job is read again.
+//   workers try to lease again; after the store's listening connection
+//   comes back, and every `reread` in any case, every followed job is read
+//   again (its newest event relayed when it is newer than the last one
+//   relayed), so a watcher whose notification was lost ends all the same.
 //
 // A starting front gives the held leases two lease periods (for their
 // workers to reconnect) only when no other front is live: otherwise the
@@ -28,6 +30,7 @@
 #define RESTYLE_SERVER_REPLICAS_H_
 
 #include <atomic>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -49,6 +52,8 @@ class Replicas {
     absl::Duration heartbeat = absl::Seconds(1);
     // Fronts not heard from for this long are not counted.
     absl::Duration front_ttl = absl::Seconds(5);
+    // How often every followed job is read again.
+    absl::Duration reread = absl::Seconds(5);
   };
 
   // How many other fronts are live: their records were refreshed within
@@ -82,6 +87,9 @@ class Replicas {
   // Reads job `id`'s events first_seq..last_seq and relays them to its
   // followers.
   void RelayEvents(const std::string& id, int64_t first_seq, int64_t last_seq);
+  // Reads every followed job and relays its newest event when it is newer
+  // than the last one relayed (`always`: in any case). On the store executor.
+  void RereadFollowed(bool always);
 
   const Options options_;
   JobStore* const store_;
@@ -95,6 +103,10 @@ class Replicas {
   std::atomic<bool> stopped_{false};
   std::atomic<TimerQueue::Id> beat_timer_{0};
   bool warned_ = false;  // only touched on the store executor
+  // The newest event relayed of each followed job, and when all were read
+  // again last (both only touched on the store executor).
+  std::map<std::string, int64_t> relayed_;
+  absl::Time last_reread_ = absl::Now();
 };
 
 }  // namespace restyle::server

@@ -401,6 +401,9 @@ class StallingProxy {
   }
   int port() const { return port_; }
   void Cut(bool on) { cut_ = on; }
+  // While on, every byte read either way is thrown away (a black hole that
+  // keeps the connections open: what is sent meanwhile is lost).
+  void Drop(bool on) { drop_ = on; }
 
  private:
   void AcceptLoop() {
@@ -438,6 +441,7 @@ class StallingProxy {
         return;
       }
       while (cut_ && !stop_) absl::SleepFor(absl::Milliseconds(10));
+      if (drop_) continue;
       for (ssize_t done = 0; done < n && !stop_;) {
         const ssize_t w = write(to, buffer + done, static_cast<size_t>(n - done));
         if (w <= 0) return;
@@ -449,7 +453,7 @@ class StallingProxy {
   const int upstream_port_;
   int listen_fd_ = -1;
   int port_ = 0;
-  std::atomic<bool> cut_{false}, stop_{false};
+  std::atomic<bool> cut_{false}, drop_{false}, stop_{false};
   std::mutex mu_;
   std::vector<std::thread> threads_;
   std::vector<int> fds_;
@@ -677,6 +681,75 @@ TEST_F(FaultTest, TemporaryFilesOfInterruptedUploadsAreRemovedAtStart) {
   std::string report;
   CheckDataDir(data, &report);
   EXPECT_NE(report.find("0 temporary file(s)"), std::string::npos) << report;
+}
+
+// Two replicas on PostgreSQL over TCP, one of them (b) through a proxy that
+// turns into a black hole: every byte between b and the database is lost
+// while the connections stay open (a partition, a NAT that forgot the flow).
+// b's calls fail within seconds (STORE_UNAVAILABLE), not after TCP's
+// minutes; the job, run through a, ends meanwhile, so b never hears of its
+// end; once the path is back, b's watcher still reaches the job's end.
+TEST_F(FaultTest, AReplicaCutOffFromItsDatabaseFailsFastAndItsWatcherStillSeesTheEnd) {
+  PostgresServer::Options options;
+  options.tcp = true;
+  absl::StatusOr<std::unique_ptr<PostgresServer>> started = PostgresServer::Start(options);
+  absl::StatusOr<PostgresServer*> pg =
+      started.ok() ? absl::StatusOr<PostgresServer*>(started->get())
+                   : absl::StatusOr<PostgresServer*>(started.status());
+  RESTYLE_REQUIRE_POSTGRES(pg);
+  ASSERT_TRUE((*pg)->CreateDatabase("cut").ok());
+  StallingProxy proxy((*pg)->port());
+  const std::string data = root_ + "/data";
+  Front a(data, {"--database-url", (*pg)->TcpUrl("cut", (*pg)->port()), "--lease-ttl", "6"}, {},
+          "a");
+  Front b(data, {"--database-url", (*pg)->TcpUrl("cut", proxy.port()), "--lease-ttl", "6"}, {},
+          "b");
+  auto worker = StartWorker(a, "w1");
+  ASSERT_TRUE(WaitServing(a)) << worker->Log();
+  const v1::Job job = TrainingJob(a, 100);
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING) << job.DebugString();
+
+  // b's watcher, following the job from before the cut.
+  std::vector<v1::JobEvent> events;
+  grpc::Status watched;
+  std::thread watcher([&] {
+    v1::WatchJobRequest request;
+    request.set_name(job.name());
+    auto context = Ctx(absl::Seconds(180));
+    auto reader = b.api().WatchJob(context.get(), request);
+    v1::JobEvent e;
+    while (reader->Read(&e)) events.push_back(e);
+    watched = reader->Finish();
+  });
+  absl::SleepFor(absl::Seconds(1));
+
+  proxy.Drop(true);
+  const absl::Time cut = absl::Now();
+  v1::GetJobRequest get;
+  get.set_name(job.name());
+  v1::Job ignored;
+  const grpc::Status during = b.api().GetJob(Ctx(absl::Seconds(120)).get(), get, &ignored);
+  const absl::Duration took = absl::Now() - cut;
+  std::printf("a GetJob on the cut-off replica: %s after %s\n", ReasonOf(during).c_str(),
+              absl::FormatDuration(took).c_str());
+  EXPECT_EQ(during.error_code(), grpc::StatusCode::UNAVAILABLE) << during.error_message();
+  EXPECT_EQ(ReasonOf(during), "STORE_UNAVAILABLE") << during.error_message();
+  EXPECT_LT(took, absl::Seconds(20));
+
+  // The job ends through a while b hears nothing.
+  EXPECT_EQ(WaitDone(a, job.name(), absl::Seconds(120)).state(), v1::JOB_STATE_SUCCEEDED)
+      << worker->Log();
+  absl::SleepFor(absl::Seconds(1));
+  proxy.Drop(false);
+  const absl::Time healed = absl::Now();
+  watcher.join();
+  std::printf("b's watcher ended %s after the path came back, with %zu events\n",
+              absl::FormatDuration(absl::Now() - healed).c_str(), events.size());
+  EXPECT_TRUE(watched.ok()) << watched.error_message();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().job().state(), v1::JOB_STATE_SUCCEEDED) << events.back().DebugString();
+  EXPECT_LT(absl::Now() - healed, absl::Seconds(60));
+  worker->Stop();
 }
 
 }  // namespace

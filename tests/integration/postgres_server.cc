@@ -1,11 +1,14 @@
 #include "tests/integration/postgres_server.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -158,6 +161,21 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start(const Opti
   }
   std::unique_ptr<PostgresServer> server(new PostgresServer(options, bin_dir, pattern, uid, gid));
   if (absl::Status s = server->InitDb(); !s.ok()) return s;
+  if (server->options_.tcp) {
+    // A port free now (the OS's pick, released for postgres to take).
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      close(fd);
+      return absl::InternalError(absl::StrCat("no free port: ", strerror(errno)));
+    }
+    server->port_ = ntohs(addr.sin_port);
+    close(fd);
+  }
   if (absl::Status s = server->Launch(); !s.ok()) return s;
   return server;
 }
@@ -192,10 +210,12 @@ absl::Status PostgresServer::InitDb() {
 absl::Status PostgresServer::Launch() {
   // No TCP (listen_addresses empty): the socket in dir_ alone, so no port is
   // taken. SIGQUIT when this thread dies: an immediate shutdown.
+  // With Options::tcp, 127.0.0.1 and the port picked at Start too.
   absl::StatusOr<pid_t> pid =
-      Spawn({bin_dir_ + "/postgres", "-D", dir_ + "/data", "-k", dir_, "-c",
-             "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c",
-             "full_page_writes=off", "-c", "max_connections=100"},
+      Spawn({bin_dir_ + "/postgres", "-D", dir_ + "/data", "-k", dir_, "-p", std::to_string(port_),
+             "-c", options_.tcp ? "listen_addresses=127.0.0.1" : "listen_addresses=", "-c",
+             "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
+             "max_connections=100"},
             dir_ + "/postgres.log", uid_, gid_, SIGQUIT);
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
@@ -248,7 +268,13 @@ absl::Status PostgresServer::Restart() {
 }
 
 std::string PostgresServer::Url(const std::string& database) const {
-  return absl::StrCat("postgresql:///", database, "?host=", dir_, "&user=restyle");
+  // The socket's name has the port in it.
+  return absl::StrCat("postgresql:///", database, "?host=", dir_,
+                      options_.tcp ? absl::StrCat("&port=", port_) : "", "&user=restyle");
+}
+
+std::string PostgresServer::TcpUrl(const std::string& database, int port) const {
+  return absl::StrCat("postgresql://restyle@127.0.0.1:", port, "/", database);
 }
 
 absl::Status PostgresServer::CreateDatabase(const std::string& name) {

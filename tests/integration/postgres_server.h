@@ -36,6 +36,8 @@ class PostgresServer {
     std::string bin_dir;
     // initdb and the start, each at most.
     absl::Duration start_timeout = absl::Seconds(60);
+    // Also listen on 127.0.0.1, on a port the OS picked (TcpUrl).
+    bool tcp = false;
   };
 
   // Makes a cluster in a new directory under the system's temporary
@@ -51,6 +53,10 @@ class PostgresServer {
   // A libpq URL for `database`, as the superuser "restyle" (no password),
   // over the unix socket.
   std::string Url(const std::string& database = "postgres") const;
+  // With Options::tcp: a libpq URL for `database` over TCP to 127.0.0.1:`port`
+  // (the server's port(), or a proxy's in front of it).
+  std::string TcpUrl(const std::string& database, int port) const;
+  int port() const { return port_; }
   // Creates an empty database (dropping one of that name first).
   absl::Status CreateDatabase(const std::string& name);
   // Runs `sql` (statements separated by ';') in `database`.
@@ -83,6 +89,7 @@ class PostgresServer {
   const uid_t uid_;  // who initdb and postgres run as
   const gid_t gid_;
   pid_t pid_ = -1;
+  int port_ = 5432;  // with tcp, one the OS picked at Start (kept by Restart)
 };
 
 // The server this test binary shares: started by the first call, stopped by
