@@ -201,8 +201,16 @@ class JobWatch : public std::enable_shared_from_this<JobWatch> {
   EventHub::Id hub_id_ = 0;
 };
 
-// OK while job `id` has fewer followers (WatchJob, WaitJob) than the limit.
+// OK while job `id`, and the front, have fewer followers (WatchJob,
+// WaitJob) than their limits.
 absl::Status RoomToWatch(const Front& front, const std::string& id) {
+  if (front.hub->subscribers() >= front.limits.max_watchers) {
+    return ErrorWithReason(absl::StatusCode::kResourceExhausted, "TOO_MANY_WATCHERS",
+                           absl::StrCat("this front already has ", front.limits.max_watchers,
+                                        " watchers of jobs (restyled --max-watchers); retry when "
+                                        "some have ended, or another replica"),
+                           {}, absl::Seconds(1));
+  }
   if (front.hub->subscribers(id) < front.limits.max_watchers_per_job) return absl::OkStatus();
   return ErrorWithReason(absl::StatusCode::kResourceExhausted, "TOO_MANY_WATCHERS",
                          absl::StrCat("jobs/", id, " already has ", front.limits.max_watchers_per_job,
@@ -519,6 +527,12 @@ ServerUnaryReactor* ApiService::DeleteGenerator(CallbackServerContext* context,
     RESTYLE_RETURN_IF_ERROR(front->store->MarkGeneratorDeleted(id, absl::Now()));
     RESTYLE_RETURN_IF_ERROR(front->artifacts->DeleteJob(id));
     spdlog::info("{} deleted", name);
+    // Removing the files (hundreds of MB for a large generator) is no work
+    // for the store's thread, which lease renewals wait on.
+    front->io_executor->Schedule([front, id] {
+      absl::Status removed = front->artifacts->RemoveJobFiles(id);
+      if (!removed.ok()) spdlog::warn("{}", StatusText(removed));
+    });
     return absl::OkStatus();
   });
 }

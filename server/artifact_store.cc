@@ -172,7 +172,10 @@ absl::StatusOr<std::string> ArtifactStore::Reader::Next() {
 }
 
 absl::Status ArtifactStore::DeleteJob(const std::string& job_id) {
-  RESTYLE_RETURN_IF_ERROR(store_->DeleteArtifacts(job_id));
+  return store_->DeleteArtifacts(job_id);
+}
+
+absl::Status ArtifactStore::RemoveJobFiles(const std::string& job_id) {
   std::error_code ec;
   std::filesystem::remove_all(root_ + "/" + job_id, ec);
   if (ec) return absl::InternalError(absl::StrCat("removing artifacts of ", job_id, ": ", ec.message()));

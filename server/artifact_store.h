@@ -96,8 +96,10 @@ class ArtifactStore {
   // The absolute path of a record's file.
   std::string PathOf(const ArtifactRecord& record) const { return root_ + "/" + record.path; }
 
-  // Removes a job's files and records (a deleted generator).
+  // Removes a job's records (a deleted generator); then RemoveJobFiles,
+  // off the store's thread, its files.
   absl::Status DeleteJob(const std::string& job_id);
+  absl::Status RemoveJobFiles(const std::string& job_id);
 
   // "image/png" for .png, "application/json" for .json, else octet-stream.
   static std::string ContentTypeOf(const std::string& file);

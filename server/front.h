@@ -42,6 +42,9 @@ struct FrontLimits {
   // WatchJob and WaitJob calls following one job at once; one more is
   // RESOURCE_EXHAUSTED (TOO_MANY_WATCHERS).
   size_t max_watchers_per_job = 100;
+  // The same for all jobs together (each follower of a queued job reads the
+  // store every second).
+  size_t max_watchers = 10000;
 };
 
 struct Front {

@@ -103,6 +103,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-watchers-per-job", o.limits.max_watchers_per_job,
                  "WatchJob and WaitJob calls following one job at once")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--max-watchers", o.limits.max_watchers,
+                 "WatchJob and WaitJob calls following jobs at once, all jobs together")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--lease-ttl", lease_ttl, "seconds a job lease lasts without a heartbeat")
       ->capture_default_str()->check(CLI::Range(0.5, 3600.0));
   app.add_option("--heartbeat-interval", heartbeat, "seconds between worker heartbeats")

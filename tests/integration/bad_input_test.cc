@@ -167,6 +167,45 @@ TEST(BadInputTest, EveryRpcRefusesWhatCannotRunWithTheRightCodeAndAFieldNamed) {
   worker->Stop();
 }
 
+// The front's own bound on followers, whatever jobs they follow.
+TEST(BadInputTest, TooManyWatchersOfAllJobsTogetherAreRefused) {
+  const std::string root = FreshDir("all-watchers");
+  Front front(root + "/front", {"--max-watchers", "2"});
+  // Queued jobs (no worker): their followers poll the store.
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<v1::Job> job = Adapt(front, SmallJob(4, absl::StrCat("style ", i)));
+    if (!job.ok()) {
+      // No worker has announced the source yet: register one, then stop it.
+      auto worker = StartWorker(front, "announcer");
+      ASSERT_TRUE(WaitServing(front));
+      worker->Stop();
+      job = Adapt(front, SmallJob(4, absl::StrCat("style ", i)));
+    }
+    ASSERT_TRUE(job.ok()) << job.status();
+    jobs.push_back(job->name());
+  }
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::JobEvent>>> watches;
+  for (int i = 0; i < 2; ++i) {
+    v1::WatchJobRequest watch;
+    watch.set_name(jobs[i]);
+    contexts.push_back(Ctx(absl::Seconds(60)));
+    watches.push_back(front.api().WatchJob(contexts.back().get(), watch));
+    v1::JobEvent first;
+    ASSERT_TRUE(watches.back()->Read(&first));
+  }
+  v1::WatchJobRequest third;
+  third.set_name(jobs[2]);
+  auto context = Ctx();
+  const grpc::Status refused = Finish(front.api().WatchJob(context.get(), third));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(ReasonOf(refused), "TOO_MANY_WATCHERS");
+  EXPECT_NE(refused.error_message().find("--max-watchers"), std::string::npos);
+  for (auto& c : contexts) c->TryCancel();
+  for (auto& w : watches) w->Finish();
+}
+
 TEST(BadInputTest, TooManyWatchersOfOneJobAreRefusedAndTheOthersGoOn) {
   const std::string root = FreshDir("watchers");
   Front front(root + "/front", {"--max-watchers-per-job", "3"});

@@ -570,7 +570,10 @@ TEST_F(ServiceTest, GeneratorsAreListedAndAdaptedOnesDeleted) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(GetJob(front, job->name())->state(), v1::JOB_STATE_SUCCEEDED);  // the job stays
-  EXPECT_FALSE(fs::exists(front.data_dir() + "/artifacts/" + job->name().substr(5)));
+  // Its files go off the store's thread, soon after the reply.
+  const std::string files = front.data_dir() + "/artifacts/" + job->name().substr(5);
+  for (int i = 0; i < 100 && fs::exists(files); ++i) absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(fs::exists(files));
   worker->Stop();
 }
 
