@@ -194,13 +194,15 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
                 message_.image().index() >= want;
     }
     if (overrun) {
-      // What the client never asked for is not sent on: both calls end.
+      // What the client never asked for is not sent on: both calls end, the
+      // worker's first (once the client's ends, its last write's callback
+      // may read on and take the worker's end for a task done).
+      End(false, InvalidField("image.index", absl::StrCat("more images than the task's ", want,
+                                                          " seeds, or an index outside them")));
       task->stream->Finish(ErrorWithReason(
           absl::StatusCode::kInternal, "WORKER_PROTOCOL",
           absl::StrCat("the worker sent an image beyond the ", want, " asked for; retry")));
-      return End(false, InvalidField("image.index", absl::StrCat("more images than the task's ",
-                                                                 want, " seeds, or an index "
-                                                                 "outside them")));
+      return;
     }
     v1::GenerateResponse out;
     wv1::SendImagesRequest::Image* image = message_.mutable_image();

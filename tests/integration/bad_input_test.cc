@@ -413,19 +413,43 @@ TEST(BadInputTest, AWorkersInputIsCheckedAsAClientsIs) {
     }
     writer->WritesDone();
     s = writer->Finish();
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   }
   int images = 0;
   v1::GenerateResponse image;
   while (reader->Read(&image)) ++images;
   const grpc::Status generated = reader->Finish();
-  EXPECT_EQ(images, 2);
-  EXPECT_EQ(generated.error_code(), grpc::StatusCode::INTERNAL) << generated.error_message();
-  EXPECT_EQ(ReasonOf(generated), "WORKER_PROTOCOL") << generated.error_message();
+  EXPECT_EQ(images, 2) << "the client got an image it never asked for";
+  // When the front read the extra image, both calls say so. (In about one
+  // run in ten the worker's stream ends at the second image without the
+  // third being read, and both calls end OK: the client still gets only
+  // what it asked for.)
+  if (!s.ok()) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_EQ(generated.error_code(), grpc::StatusCode::INTERNAL) << generated.error_message();
+    EXPECT_EQ(ReasonOf(generated), "WORKER_PROTOCOL") << generated.error_message();
+  } else {
+    EXPECT_TRUE(generated.ok()) << generated.error_message();
+  }
   // The front still serves.
   v1::ListJobsResponse listed;
   EXPECT_TRUE(front.api().ListJobs(Ctx().get(), {}, &listed).ok());
 }
+
+// Under AddressSanitizer (the sanitizer tree builds this test and the front
+// alike) freed memory waits in ASan's quarantine, 256 MiB by default,
+// before it is reused, so the front's RSS grows by that much too.
+#if defined(__SANITIZE_ADDRESS__)
+#define RESTYLE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RESTYLE_ASAN 1
+#endif
+#endif
+#ifdef RESTYLE_ASAN
+constexpr int64_t kQuarantineMiB = 256;
+#else
+constexpr int64_t kQuarantineMiB = 0;
+#endif
 
 // restyled's resident memory, in MiB (/proc).
 int64_t ResidentMiB(int pid) {
@@ -484,7 +508,8 @@ TEST(BadInputTest, MadeUpNamesOnTheOpenPortsHoldNothing) {
   const int64_t after = ResidentMiB(front.process().pid());
   std::printf("restyled: %lld MiB before, %lld MiB after 200 x 4 MB and 1,000 open watches\n",
               static_cast<long long>(before), static_cast<long long>(after));
-  EXPECT_LT(after - before, 100) << "the health port held what its callers sent";
+  // (The front that kept every name grew by the 800 MB sent.)
+  EXPECT_LT(after - before, 100 + kQuarantineMiB) << "the health port held what its callers sent";
   for (auto& c : contexts) c->TryCancel();
   for (auto& r : open) r->Finish();
 
