@@ -150,10 +150,11 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
   }
 
   void OnReadDone(bool ok) override {
+    // reading_ stays set while this message is handled: a write's callback
+    // must not start the next read (and run its OnReadDone beside this one).
     std::shared_ptr<GenerationTask> task;
     {
       absl::MutexLock lock(&mu_);
-      reading_ = false;
       task = task_;
     }
     if (!ok) return End(/*worker_done=*/true, absl::OkStatus());
@@ -179,7 +180,7 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
       task->stream->OnCancel([weak] {
         if (auto self = weak.lock()) self->ClientLeft();
       });
-      return Read();
+      return ReadNext(/*now=*/true);
     }
     if (message_.has_error()) {
       task->stream->Finish(StatusOfJobError(message_.error()));
@@ -219,7 +220,7 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
     }
     if (!task->stream->Write(std::move(out))) return End(false, absl::CancelledError("the client left"));
     // Otherwise the client stream's OnWritten asks for the next one.
-    if (task->stream->queued() < kMaxAhead) Read();
+    ReadNext(/*now=*/false);
   }
 
   void OnDone() override {
@@ -230,7 +231,20 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
  private:
   ImagesReactor(Front* front, CallbackServerContext* context) : front_(front), context_(context) {}
 
-  // Starts the next read unless one is running or the call ended.
+  // The message read last is handled: the next read starts now (`now`),
+  // or when the client's stream has room (now, or from its OnWritten).
+  void ReadNext(bool now) {
+    std::shared_ptr<GenerationTask> task;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      task = task_;
+    }
+    if (now || task == nullptr || task->stream->queued() < kMaxAhead) Read();
+  }
+
+  // Starts the next read unless one is running (or its message is being
+  // handled) or the call ended.
   void Read() {
     {
       absl::MutexLock lock(&mu_);
@@ -286,7 +300,7 @@ class ImagesReactor : public grpc::ServerReadReactor<wv1::SendImagesRequest>,
   std::shared_ptr<ImagesReactor> self_;  // alive until OnDone (set once, before any call)
   wv1::SendImagesRequest message_;
   std::shared_ptr<GenerationTask> task_ ABSL_GUARDED_BY(mu_);
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;  // a read is outstanding or being handled
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
 };
 
