@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/status.h"
@@ -52,11 +53,20 @@ absl::Status SyncDirectory(const std::string& dir) {
   return absl::OkStatus();
 }
 
+namespace {
+// Between a file's name and the random part of its temporary name.
+constexpr absl::string_view kTemporaryMark = ".tmp-";
+}  // namespace
+
+bool IsAtomicTemporary(const std::string& file_name) {
+  return absl::StrContains(file_name, kTemporaryMark);
+}
+
 absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(const std::string& path) {
   std::error_code ec;
   fs::create_directories(ParentOf(path), ec);
   if (ec) return ErrnoStatus(absl::StrCat("create directory for ", path), ec.value());
-  const std::string temp = absl::StrCat(path, ".tmp-", RandomId(8));
+  const std::string temp = absl::StrCat(path, kTemporaryMark, RandomId(8));
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(absl::StrCat("create ", temp), errno);
   return std::unique_ptr<AtomicFile>(new AtomicFile(path, temp, fd));

@@ -21,6 +21,11 @@ namespace restyle {
 // INTERNAL for other I/O errors; nothing is left behind on failure.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
+// Whether `file_name` (no directory) is the temporary name an AtomicFile or
+// WriteFileAtomically writes under before its rename: what a crash in the
+// middle of a write leaves behind.
+bool IsAtomicTemporary(const std::string& file_name);
+
 // An open temporary file beside `path` for a streamed write: Append() the
 // pieces, then Commit() (fsync, rename, fsync the directory). Destroyed
 // without Commit(), it removes the temporary file.

@@ -192,7 +192,7 @@ int ArtifactStore::RemoveTemporaries(absl::Duration older_than) {
   for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::end(it);
        it.increment(ec)) {
     std::error_code time_ec;
-    if (it->is_regular_file() && absl::StrContains(it->path().filename().string(), ".tmp-") &&
+    if (it->is_regular_file() && IsAtomicTemporary(it->path().filename().string()) &&
         (older_than <= absl::ZeroDuration() || it->last_write_time(time_ec) < cutoff)) {
       doomed.push_back(it->path());
     }

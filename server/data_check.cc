@@ -90,7 +90,7 @@ absl::StatusOr<DataCheckReport> CheckDataDir(JobStore& store, const std::string&
   if (fs::exists(artifact_root, ec)) {
     for (auto it = fs::recursive_directory_iterator(artifact_root, ec); !ec && it != fs::end(it);
          it.increment(ec)) {
-      if (it->is_regular_file() && absl::StrContains(it->path().filename().string(), ".tmp-")) {
+      if (it->is_regular_file() && IsAtomicTemporary(it->path().filename().string())) {
         ++report.leftover_temporaries;
       }
     }

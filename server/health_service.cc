@@ -9,8 +9,13 @@ namespace restyle::server {
 using grpc::health::v1::HealthCheckResponse;
 
 namespace {
-// Longer than any service name.
-constexpr size_t kMaxServiceName = 256;
+// INVALID_ARGUMENT for a name longer than any service's (an open Watch
+// would hold it).
+absl::Status CheckServiceName(const std::string& service) {
+  constexpr size_t kMaxServiceName = 256;
+  if (service.size() <= kMaxServiceName) return absl::OkStatus();
+  return InvalidField("service", absl::StrCat("a service name is ", kMaxServiceName, " bytes at most"));
+}
 }  // namespace
 
 void HealthState::Set(const std::string& service, bool serving) {
@@ -70,15 +75,12 @@ grpc::ServerUnaryReactor* HealthService::Check(grpc::CallbackServerContext* cont
                                                HealthCheckResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const HealthStatus status = state_->Get(request->service());
-  absl::Status result = absl::OkStatus();
-  if (request->service().size() > kMaxServiceName) {
-    result = InvalidField("service", absl::StrCat("a service name is ", kMaxServiceName,
-                                                  " bytes at most"));
-  } else if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
+  absl::Status result = CheckServiceName(request->service());
+  if (result.ok() && status == HealthCheckResponse::SERVICE_UNKNOWN) {
     result = ErrorWithReason(absl::StatusCode::kNotFound, "SERVICE_UNKNOWN",
                              absl::StrCat("no health status for service \"", request->service(),
                                           "\""));
-  } else {
+  } else if (result.ok()) {
     response->set_status(status);
   }
   reactor->Finish(ToGrpcStatus(result, context));
@@ -91,10 +93,8 @@ grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
       context, 16,
       ErrorWithReason(absl::StatusCode::kResourceExhausted, "WATCHER_TOO_SLOW",
                       "the health watcher did not read its updates"));
-  if (request->service().size() > kMaxServiceName) {
-    // An open call would hold its request: no name is this long.
-    stream->Finish(InvalidField("service", absl::StrCat("a service name is ", kMaxServiceName,
-                                                        " bytes at most")));
+  if (absl::Status name = CheckServiceName(request->service()); !name.ok()) {
+    stream->Finish(name);
   } else {
     state_->Watch(request->service(), stream);
   }

@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 #include "common/sha256.h"
@@ -34,13 +35,8 @@ constexpr int kMaxGenerationTasks = 4096;
 std::string RandomSecret() {
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();  // no CSPRNG: nothing is safe
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
-  }
-  return out;
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
 // FAILED_PRECONDITION (SOURCE_CONFLICT) when a worker's `offered` source
